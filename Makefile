@@ -1,0 +1,46 @@
+# Customer Focus Platform. `make run` starts everything; `make test` checks everything.
+# Both install what they need first: uv (into .tools/ if it is not on PATH),
+# then the locked dependencies into .venv/.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: install run test lint typecheck pytest test-faults bench clean
+
+install: $(VENV)/.installed
+
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet "uv==0.13.9"
+
+$(VENV)/.installed: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python 3.11
+	@touch $@
+
+run: install ## start the embedded PostgreSQL and broker and the four services
+	$(BIN)/customer-focus up
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy .
+
+pytest: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest ## lint, type checks and the whole suite on real PostgreSQL and Kafka
+
+test-faults: install ## the full fault-injection suite (10,000 complaints)
+	CF_FAULTS_SCALE=full $(BIN)/pytest -m faults tests/faults $(PYTEST_ARGS)
+
+bench: install ## every benchmark; results in bench/results/
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf .data .pytest_cache .mypy_cache .ruff_cache

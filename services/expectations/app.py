@@ -1,0 +1,21 @@
+"""The expectations service: `create_app(settings)` builds it."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.expectations.config import Settings
+from shared.service import build_service_app
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    return build_service_app(
+        settings=settings or Settings(),
+        title="Expectations",
+        description=(
+            "Prepared open-ended questions, two-person customer meetings, and the "
+            "expectations they clarify: the customer's words, our restatement, confirmation "
+            "and capability."
+        ),
+        routers=[],
+    )

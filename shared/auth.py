@@ -1,0 +1,129 @@
+"""Bearer-token auth (contract §1): HS256 JWTs with `scope` and `department`.
+
+Claims follow RFC 9068: `sub`, `exp` (required), `iat`, a space-separated
+`scope`, and an optional `department` that confines a token to one
+department's inbox, stream and subscriptions.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Annotated
+
+import jwt
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from shared.errors import Forbidden, Unauthorized
+
+SCOPES = (
+    "feedback:read",
+    "feedback:write",
+    "expectations:read",
+    "expectations:write",
+    "commitments:read",
+    "commitments:write",
+    "notifications:read",
+    "notifications:admin",
+)
+ALGORITHM = "HS256"
+
+_bearer = HTTPBearer(auto_error=False, description="HS256 JWT with `scope` (and optional `department`).")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling, as the token says."""
+
+    sub: str
+    scopes: frozenset[str] = field(default_factory=frozenset)
+    department: str | None = None
+    expires_at: float = 0.0
+
+    def require_department(self, department: str) -> None:
+        """A department-bound token may act on its own department only."""
+        if self.department is not None and self.department != department:
+            raise Forbidden(f"This token is bound to department '{self.department}', not '{department}'.")
+
+
+def mint_token(
+    secret: str,
+    *,
+    sub: str,
+    scopes: Iterable[str],
+    department: str | None = None,
+    ttl_seconds: int = 3600,
+) -> str:
+    """Sign a token the services accept."""
+    now = int(time.time())
+    claims: dict[str, object] = {
+        "sub": sub,
+        "iat": now,
+        "exp": now + ttl_seconds,
+        "jti": str(uuid.uuid4()),
+        "scope": " ".join(scopes),
+    }
+    if department is not None:
+        claims["department"] = department
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+class TokenVerifier:
+    """Verifies tokens; remembers recently verified ones until they expire."""
+
+    def __init__(self, secret: str, *, cache_size: int = 4096) -> None:
+        self._secret = secret
+        self._cache: dict[str, Principal] = {}
+        self._cache_size = cache_size
+
+    def verify(self, token: str) -> Principal:
+        cached = self._cache.get(token)
+        if cached is not None and cached.expires_at > time.time():
+            return cached
+        try:
+            claims = jwt.decode(token, self._secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]})
+        except jwt.ExpiredSignatureError as exc:
+            raise Unauthorized("The bearer token has expired.") from exc
+        except jwt.InvalidTokenError as exc:
+            raise Unauthorized(f"The bearer token is invalid: {exc}.") from exc
+        scope = claims.get("scope", "")
+        department = claims.get("department")
+        if (
+            not isinstance(scope, str)
+            or not isinstance(claims["sub"], str)
+            or (department is not None and not isinstance(department, str))
+        ):
+            raise Unauthorized("The bearer token's claims are malformed.")
+        principal = Principal(
+            sub=claims["sub"],
+            scopes=frozenset(scope.split()),
+            department=department,
+            expires_at=float(claims["exp"]),
+        )
+        if len(self._cache) >= self._cache_size:
+            self._cache.clear()
+        self._cache[token] = principal
+        return principal
+
+
+def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that admits a valid token carrying `scope`."""
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}")
+
+    async def dependency(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    ) -> Principal:
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise Unauthorized("A bearer token is required.", error=None)
+        verifier: TokenVerifier = request.app.state.token_verifier
+        principal = verifier.verify(credentials.credentials)
+        if scope not in principal.scopes:
+            raise Forbidden(f"The token lacks the scope '{scope}'.", slug="insufficient-scope")
+        return principal
+
+    return dependency

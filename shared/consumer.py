@@ -1,0 +1,311 @@
+"""A Kafka consumer whose effects happen exactly once.
+
+For each batch: one transaction writes a `processed_event` row per event id
+and runs the handler for the ids not seen before, then commits; only then is
+the Kafka offset committed. A redelivered event finds its row and has no
+second effect. A batch that fails is retried one message at a time; a message
+that keeps failing goes to `<topic>.dlq` and the messages behind it flow on.
+While the database is unreachable nothing is dead-lettered: the consumer
+waits and retries, and commits no offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.backoff import Backoff
+from shared.catalogue import dead_letter_topic
+from shared.config import PlatformSettings
+from shared.context import causation_id_var, correlation_id_var, traceparent_var
+from shared.errors import is_unavailable
+from shared.events import MalformedEvent, parse_event
+from shared.observability import Metrics
+
+logger = logging.getLogger(__name__)
+
+_CLAIM = text(
+    """
+    INSERT INTO processed_event (consumer, event_id)
+    SELECT :consumer, unnest(CAST(:ids AS text[]))
+    ON CONFLICT DO NOTHING RETURNING event_id
+    """
+)
+_MARK = text(
+    "INSERT INTO processed_event (consumer, event_id, outcome) VALUES (:consumer, :id, :outcome) ON CONFLICT DO NOTHING"
+)
+
+
+@dataclass(frozen=True)
+class ConsumedEvent:
+    """A CloudEvent read from Kafka, with where it came from."""
+
+    envelope: dict[str, Any]
+    topic: str
+    partition: int
+    offset: int
+
+    @property
+    def id(self) -> str:
+        return str(self.envelope["id"])
+
+    @property
+    def type(self) -> str:
+        return str(self.envelope["type"])
+
+    @property
+    def data(self) -> dict[str, Any]:
+        data = self.envelope.get("data")
+        return data if isinstance(data, dict) else {}
+
+    @property
+    def customer_id(self) -> str:
+        return str(self.envelope.get("customerid", ""))
+
+
+Handler = Callable[[AsyncSession, ConsumedEvent], Awaitable[None]]
+
+
+@dataclass
+class _Pending:
+    record: ConsumerRecord
+    event: ConsumedEvent | None
+    error: str | None
+
+
+class EventConsumer:
+    """Consumes `topics` in group `cf-<service>-<name>` and applies `handler` once per event."""
+
+    def __init__(
+        self,
+        *,
+        settings: PlatformSettings,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        producer: AIOKafkaProducer,
+        metrics: Metrics,
+        name: str,
+        topics: Sequence[str],
+        handler: Handler,
+        max_batch: int = 500,
+        retry_delays: Sequence[float] = (0.05, 0.2, 0.5),
+    ) -> None:
+        self._settings = settings
+        self._sessionmaker = sessionmaker
+        self._producer = producer
+        self._metrics = metrics
+        self.group_id = f"cf-{settings.service_name}-{name}"
+        self._topics = list(topics)
+        self._handler = handler
+        self._max_batch = max_batch
+        self._retry_delays = list(retry_delays)[: max(0, settings.consumer_max_attempts - 1)]
+        self._lock = asyncio.Lock()
+        self._prefix = settings.topic_prefix
+        self._next_lag_report = 0.0
+        self.processed = 0
+
+    async def run(self) -> None:
+        """Consume until cancelled, reconnecting to the broker as needed."""
+        backoff = Backoff()
+        while True:
+            consumer = self._new_consumer()
+            try:
+                await consumer.start()
+                backoff.reset()
+                await self._consume(consumer)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                delay = backoff.next()
+                logger.warning(
+                    "consumer %s interrupted (%s: %s); restarting in %.1fs",
+                    self.group_id,
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+            finally:
+                await _stop_quietly(consumer)
+
+    def _new_consumer(self) -> AIOKafkaConsumer:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.kafka_bootstrap_servers,
+            group_id=self.group_id,
+            client_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=self._settings.kafka_fetch_max_wait_ms,
+            max_poll_records=self._max_batch,
+            metadata_max_age_ms=5_000,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=1_000,
+        )
+        consumer.subscribe([self._settings.topic(t) for t in self._topics], listener=_WaitForBatch(self._lock))
+        return consumer
+
+    async def _consume(self, consumer: AIOKafkaConsumer) -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=500, max_records=self._max_batch)
+            if not batches:
+                await self._report_lag(consumer)
+                continue
+            async with self._lock:
+                assigned = consumer.assignment()
+                records = [r for tp, rs in batches.items() if tp in assigned for r in rs]
+                if not records:
+                    continue
+                await self._process(records)
+                offsets = {tp: rs[-1].offset + 1 for tp, rs in batches.items() if tp in assigned and rs}
+                try:
+                    await consumer.commit(offsets)
+                except (CommitFailedError, IllegalStateError) as exc:
+                    # The group rebalanced mid-batch; the effects are committed and
+                    # deduplicated, so whoever gets the partition skips them.
+                    logger.info("offset commit skipped after rebalance: %s", exc)
+            await self._report_lag(consumer)
+
+    async def _process(self, records: list[ConsumerRecord]) -> None:
+        pending = [self._parse(record) for record in records]
+        good = [p for p in pending if p.event is not None]
+        for poison in (p for p in pending if p.event is None):
+            await self._dead_letter(poison.record, poison.error or "malformed event", event_id=None)
+        if not good:
+            return
+        try:
+            await self._apply_batch([p.event for p in good if p.event is not None])
+        except Exception as exc:
+            if len(good) == 1 and not is_unavailable(exc):
+                logger.info("event failed alone: %s", exc)
+            for p in good:
+                await self._apply_alone(p)
+
+    def _parse(self, record: ConsumerRecord) -> _Pending:
+        topic = record.topic[len(self._prefix) :] if record.topic.startswith(self._prefix) else record.topic
+        try:
+            envelope = parse_event(record.value)
+        except MalformedEvent as exc:
+            return _Pending(record, None, str(exc))
+        return _Pending(record, ConsumedEvent(envelope, topic, record.partition, record.offset), None)
+
+    async def _apply_batch(self, events: list[ConsumedEvent]) -> None:
+        async with self._sessionmaker() as session, session.begin():
+            fresh = set(
+                (await session.execute(_CLAIM, {"consumer": self.group_id, "ids": [e.id for e in events]}))
+                .scalars()
+                .all()
+            )
+            for event in events:
+                if event.id in fresh:
+                    fresh.discard(event.id)
+                    await self._call(session, event)
+                else:
+                    self._metrics.consumer_events.labels(event.topic, "duplicate").inc()
+        self.processed += len(events)
+
+    async def _apply_alone(self, pending: _Pending) -> None:
+        event = pending.event
+        assert event is not None
+        attempts = 0
+        backoff = Backoff(first=0.2, cap=5.0)
+        while True:
+            try:
+                await self._apply_batch([event])
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if is_unavailable(exc):
+                    # Not this message's fault: wait for the database, never dead-letter.
+                    await asyncio.sleep(backoff.next())
+                    continue
+                if attempts >= len(self._retry_delays):
+                    logger.warning(
+                        "event %s (%s) failed %d times; dead-lettered: %s", event.id, event.type, attempts + 1, exc
+                    )
+                    await self._dead_letter(pending.record, f"{type(exc).__name__}: {exc}", event_id=event.id)
+                    return
+                await asyncio.sleep(self._retry_delays[attempts])
+                attempts += 1
+
+    async def _call(self, session: AsyncSession, event: ConsumedEvent) -> None:
+        tokens = (
+            correlation_id_var.set(event.envelope.get("correlationid") or event.id),
+            causation_id_var.set(event.id),
+            traceparent_var.set(event.envelope.get("traceparent")),
+        )
+        try:
+            await self._handler(session, event)
+        finally:
+            traceparent_var.reset(tokens[2])
+            causation_id_var.reset(tokens[1])
+            correlation_id_var.reset(tokens[0])
+        self._metrics.consumer_events.labels(event.topic, "processed").inc()
+
+    async def _dead_letter(self, record: ConsumerRecord, error: str, *, event_id: str | None) -> None:
+        headers = [
+            *(record.headers or ()),
+            ("cf-error", error[:1000].encode()),
+            ("cf-original-topic", record.topic.encode()),
+            ("cf-original-partition", str(record.partition).encode()),
+            ("cf-original-offset", str(record.offset).encode()),
+        ]
+        topic = record.topic[len(self._prefix) :] if record.topic.startswith(self._prefix) else record.topic
+        backoff = Backoff(first=0.2)
+        while True:
+            try:
+                await self._producer.send_and_wait(
+                    self._settings.topic(dead_letter_topic(topic)),
+                    value=record.value,
+                    key=record.key,
+                    headers=headers,
+                )
+                break
+            except KafkaError as exc:
+                logger.warning("dead-letter publish failed: %s", exc)
+                await asyncio.sleep(backoff.next())
+        self._metrics.consumer_events.labels(topic, "dead_lettered").inc()
+        if event_id is not None:
+            async with self._sessionmaker() as session, session.begin():
+                await session.execute(_MARK, {"consumer": self.group_id, "id": event_id, "outcome": "dead_lettered"})
+
+    async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
+        now = time.monotonic()
+        if now < self._next_lag_report:
+            return
+        self._next_lag_report = now + 1.0
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            position = await consumer.position(tp)
+            self._metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
+
+
+class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Lets the batch in progress finish and commit before partitions move."""
+
+    def __init__(self, lock: asyncio.Lock) -> None:
+        self._lock = lock
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:  # noqa: ARG002
+        async with self._lock:
+            pass
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:  # noqa: ARG002
+        return None
+
+
+async def _stop_quietly(consumer: AIOKafkaConsumer) -> None:
+    try:
+        await asyncio.wait_for(consumer.stop(), 5)
+    except Exception as exc:
+        logger.debug("consumer stop: %s", exc)

@@ -1,0 +1,75 @@
+"""Database access: the async engine, the request session, the declarative base.
+
+A transaction begins and ends in two places only: `session_dependency` (one
+per request: commit on success, roll back on error) and the consumer wrapper.
+Repositories and services never commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy import MetaData
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def new_metadata() -> MetaData:
+    return MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Base(DeclarativeBase):
+    """Declarative base; each service keeps its own tables in its own database."""
+
+    metadata = new_metadata()
+
+
+def create_engine(database_url: str, *, pool_size: int = 10, **kwargs: Any) -> AsyncEngine:
+    return create_async_engine(
+        database_url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=False,
+        pool_recycle=1800,
+        connect_args={"command_timeout": 30, "timeout": 5},
+        **kwargs,
+    )
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+def asyncpg_dsn(database_url: str) -> str:
+    """The plain `postgresql://` DSN asyncpg takes, from a SQLAlchemy URL."""
+    url = make_url(database_url).set(drivername="postgresql")
+    return url.render_as_string(hide_password=False)
+
+
+async def session_dependency(request: Request) -> AsyncIterator[AsyncSession]:
+    """One session per request: committed on success, rolled back on error."""
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    async with sessionmaker() as session:
+        try:
+            yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        else:
+            await session.commit()
+
+
+# scope="function": the commit happens before the response is sent, so a client
+# never sees a 201 for a transaction that failed to commit.
+DbSession = Annotated[AsyncSession, Depends(session_dependency, scope="function")]

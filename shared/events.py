@@ -1,0 +1,111 @@
+"""The CloudEvents 1.0 envelope, built in this one place.
+
+Events are structured-mode JSON (Kafka protocol binding) built with the
+CloudEvents SDK; `data` is the resource exactly as the REST API returns it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
+from pydantic import BaseModel
+
+from shared.catalogue import EventSpec
+from shared.context import causation_id_var, correlation_id_var, traceparent_var
+
+CONTENT_TYPE = "application/cloudevents+json"
+_FORMAT = JSONFormat()
+
+
+@dataclass(frozen=True)
+class OutboxRecord:
+    """One message for the relay: topic (before the prefix), key and value."""
+
+    event_id: uuid.UUID
+    topic: str
+    key: str
+    event_type: str
+    value: bytes
+
+
+def build_event(
+    spec: EventSpec,
+    *,
+    data: BaseModel | dict[str, Any],
+    subject: str,
+    customer_id: str,
+    event_id: uuid.UUID | None = None,
+) -> OutboxRecord:
+    """The CloudEvent for `spec` about `subject`, keyed by `customer_id`."""
+    payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
+    event_id = event_id or uuid.uuid4()
+    attributes: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": str(event_id),
+        "source": spec.source,
+        "type": spec.type,
+        "subject": subject,
+        "time": datetime.now(UTC),
+        "datacontenttype": "application/json",
+        "customerid": customer_id,
+        "correlationid": correlation_id_var.get() or str(event_id),
+    }
+    causation = causation_id_var.get()
+    if causation:
+        attributes["causationid"] = causation
+    traceparent = traceparent_var.get()
+    if traceparent:
+        attributes["traceparent"] = traceparent
+    value = _FORMAT.write(CloudEvent(attributes, payload))
+    return OutboxRecord(event_id=event_id, topic=spec.topic, key=customer_id, event_type=spec.type, value=value)
+
+
+def with_extensions(envelope: dict[str, Any], *, topic: str, **extensions: str) -> OutboxRecord:
+    """The same CloudEvent (same id, type, data) plus extensions, for another topic."""
+    republished = {**envelope, **extensions}
+    value = _FORMAT.write(CloudEvent(_attributes_of(republished), republished.get("data")))
+    return OutboxRecord(
+        event_id=uuid.UUID(str(envelope["id"])),
+        topic=topic,
+        key=str(envelope.get("customerid", "")),
+        event_type=str(envelope["type"]),
+        value=value,
+    )
+
+
+class MalformedEvent(ValueError):
+    """A message that is not a CloudEvent this platform can read."""
+
+
+REQUIRED_ATTRIBUTES = ("specversion", "id", "source", "type")
+
+
+def parse_event(value: bytes | None) -> dict[str, Any]:
+    """A structured-mode CloudEvent as a dict; `MalformedEvent` if it is not one."""
+    if value is None:
+        raise MalformedEvent("empty message")
+    try:
+        envelope = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedEvent(f"not JSON: {exc}") from exc
+    if not isinstance(envelope, dict):
+        raise MalformedEvent("not a JSON object")
+    missing = [name for name in REQUIRED_ATTRIBUTES if not isinstance(envelope.get(name), str)]
+    if missing:
+        raise MalformedEvent(f"missing attributes: {', '.join(missing)}")
+    if envelope["specversion"] != "1.0":
+        raise MalformedEvent(f"unsupported specversion {envelope['specversion']}")
+    return envelope
+
+
+def _attributes_of(envelope: dict[str, Any]) -> dict[str, Any]:
+    attributes = {k: v for k, v in envelope.items() if k not in ("data", "data_base64")}
+    if isinstance(attributes.get("time"), str):
+        attributes["time"] = datetime.fromisoformat(attributes["time"].replace("Z", "+00:00"))
+    return attributes

@@ -1,0 +1,113 @@
+"""`Idempotency-Key` for POSTs that create (contract §1, IETF draft).
+
+The key row is written in the same transaction as the effect, so a crash
+leaves neither. A transaction-scoped advisory lock on (sub, key) tells a
+concurrent duplicate that the first is still in flight (409). Keys are
+scoped to the token's `sub` and kept at least 24 hours.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Header
+from fastapi.responses import Response
+from pydantic import BaseModel
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.auth import Principal
+from shared.errors import Conflict, Unprocessable
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="Replays the first response for the same key and body (kept 24 hours).",
+    ),
+]
+
+_LOCK = text("SELECT pg_try_advisory_xact_lock(hashtextextended(:sub || ' ' || :key, 0))")
+# A separate statement after the lock, so its snapshot sees a first request
+# that committed while we waited for the lock.
+_FETCH = text(
+    """
+    SELECT fingerprint, status_code, response_body FROM idempotency_key
+    WHERE sub = :sub AND key = :key AND created_at > now() - make_interval(hours => :ttl)
+    """
+)
+_STORE = text(
+    """
+    INSERT INTO idempotency_key (sub, key, route, fingerprint, status_code, response_body)
+    VALUES (:sub, :key, :route, :fingerprint, :status_code, :body)
+    ON CONFLICT (sub, key) DO UPDATE SET route = excluded.route, fingerprint = excluded.fingerprint,
+        status_code = excluded.status_code, response_body = excluded.response_body, created_at = now()
+    """
+)
+PURGE_EXPIRED = "DELETE FROM idempotency_key WHERE created_at < now() - interval '{hours} hours'"
+
+
+def fingerprint(route: str, body: BaseModel | dict[str, Any] | None) -> str:
+    """A stable hash of what was asked: the route and the validated body."""
+    payload = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
+    return hashlib.sha256(route.encode() + b"\0" + orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+async def idempotent(
+    *,
+    session: AsyncSession,
+    principal: Principal,
+    key: str | None,
+    route: str,
+    body: BaseModel | dict[str, Any] | None,
+    create: Callable[[], Awaitable[BaseModel]],
+    status_code: int = 201,
+    ttl_hours: int = 24,
+) -> Response:
+    """Run `create` once per (sub, key); replay its response for the same request."""
+    if key is None:
+        return _json_response(status_code, _dump(await create()))
+    request_print = fingerprint(route, body)
+    params = {"sub": principal.sub, "key": key}
+    if not (await session.execute(_LOCK, params)).scalar_one():
+        raise Conflict(
+            "A request with this Idempotency-Key is still being processed; retry later.",
+            slug="idempotency-key-in-flight",
+        )
+    stored = (await session.execute(_FETCH, {**params, "ttl": ttl_hours})).one_or_none()
+    if stored is not None:
+        if stored.fingerprint != request_print:
+            raise Unprocessable(
+                "This Idempotency-Key was already used with a different request body.",
+                slug="idempotency-key-reused",
+                errors=[{"loc": ["header", "Idempotency-Key"], "msg": "already used with a different body"}],
+            )
+        response = _json_response(stored.status_code, bytes(stored.response_body))
+        response.headers["Idempotent-Replayed"] = "true"
+        return response
+    body_bytes = _dump(await create())
+    await session.execute(
+        _STORE,
+        {
+            "sub": principal.sub,
+            "key": key,
+            "route": route,
+            "fingerprint": request_print,
+            "status_code": status_code,
+            "body": body_bytes,
+        },
+    )
+    return _json_response(status_code, body_bytes)
+
+
+def _dump(model: BaseModel) -> bytes:
+    return model.__pydantic_serializer__.to_json(model)
+
+
+def _json_response(status_code: int, content: bytes) -> Response:
+    return Response(content=content, status_code=status_code, media_type="application/json")

@@ -1,0 +1,153 @@
+"""Metrics, structured logs and W3C trace context.
+
+Each app owns a Prometheus registry (several apps can share a process in
+tests). A pure-ASGI middleware counts requests per route template, sets the
+correlation id and carries the incoming `traceparent` into the events the
+request writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import uuid
+
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from pythonjsonlogger.json import JsonFormatter
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.context import correlation_id_var, traceparent_var
+
+_propagator = TraceContextTextMapPropagator()
+
+
+class Metrics:
+    """The platform's Prometheus metrics for one service."""
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.http_requests = Counter(
+            "cf_http_requests", "HTTP requests by route and status.", ["method", "route", "status"], registry=r
+        )
+        self.http_duration = Histogram(
+            "cf_http_request_duration_seconds",
+            "HTTP request duration by route.",
+            ["method", "route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=r,
+        )
+        self.outbox_pending = Gauge("cf_outbox_pending_events", "Events not yet published.", registry=r)
+        self.outbox_oldest_seconds = Gauge(
+            "cf_outbox_oldest_pending_seconds", "Age of the oldest unpublished event.", registry=r
+        )
+        self.outbox_published = Counter("cf_outbox_published_events", "Events published by the relay.", registry=r)
+        self.consumer_lag = Gauge(
+            "cf_consumer_lag", "Messages behind the end of each partition.", ["topic", "partition"], registry=r
+        )
+        self.consumer_events = Counter(
+            "cf_consumer_events", "Consumed events by outcome.", ["topic", "outcome"], registry=r
+        )
+
+
+class RequestContextMiddleware:
+    """Per-request correlation id, trace context and HTTP metrics."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        correlation_id = headers.get("x-correlation-id") or str(uuid.uuid4())
+        traceparent = incoming_or_new_traceparent(headers)
+        token_c = correlation_id_var.set(correlation_id)
+        token_t = traceparent_var.set(traceparent)
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_context(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [
+                    *message["headers"],
+                    (b"x-correlation-id", correlation_id.encode()),
+                    (b"traceparent", traceparent.encode()),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_context)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            method = scope["method"]
+            self.metrics.http_requests.labels(method, template, str(status)).inc()
+            self.metrics.http_duration.labels(method, template).observe(time.perf_counter() - started)
+            correlation_id_var.reset(token_c)
+            traceparent_var.reset(token_t)
+
+
+def incoming_or_new_traceparent(headers: dict[str, str]) -> str:
+    """The request's W3C `traceparent`, or a new trace when it has none."""
+    context = _propagator.extract(headers)
+    span_context = trace.get_current_span(context).get_span_context()
+    if not span_context.is_valid:
+        span_context = SpanContext(
+            trace_id=uuid.uuid4().int & ((1 << 128) - 1),
+            span_id=uuid.uuid4().int & ((1 << 64) - 1),
+            is_remote=False,
+            trace_flags=TraceFlags(TraceFlags.SAMPLED),
+        )
+    carrier: dict[str, str] = {}
+    _propagator.inject(carrier, context=trace.set_span_in_context(NonRecordingSpan(span_context)))
+    return carrier["traceparent"]
+
+
+def trace_id_of(traceparent: str | None) -> str | None:
+    if not traceparent:
+        return None
+    parts = traceparent.split("-")
+    return parts[1] if len(parts) == 4 else None
+
+
+class _ContextFilter(logging.Filter):
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.service = self.service
+        record.correlation_id = correlation_id_var.get()
+        record.trace_id = trace_id_of(traceparent_var.get())
+        return True
+
+
+def configure_logging(service: str, *, level: str = "INFO", json_logs: bool = True) -> None:
+    """Structured JSON logs on stderr with `correlation_id` and `trace_id`."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_ContextFilter(service))
+    formatter: logging.Formatter
+    if json_logs:
+        formatter = JsonFormatter(
+            "%(asctime)s %(levelname)s %(name)s %(message)s %(service)s %(correlation_id)s %(trace_id)s",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        )
+    else:
+        formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s")
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

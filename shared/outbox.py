@@ -1,0 +1,186 @@
+"""The transactional outbox: events are written with the change, then relayed.
+
+`add_event` writes a CloudEvent row in the caller's transaction, so there is
+no change without its event and no event without its change. The relay
+publishes rows with `acks=all`, keyed by customer id, in id order; it wakes
+on `LISTEN outbox` (a trigger notifies on insert) and also sweeps on a timer,
+and rides out a broker outage of any length with backoff, losing nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from pydantic import BaseModel
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.backoff import Backoff
+from shared.catalogue import EventSpec
+from shared.config import PlatformSettings
+from shared.db import asyncpg_dsn
+from shared.events import CONTENT_TYPE, OutboxRecord, build_event
+from shared.kafka import ensure_topics
+from shared.observability import Metrics
+from shared.tables import outbox_event
+
+logger = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL = "outbox"
+BATCH_SIZE = 500
+_HEADERS = [("content-type", CONTENT_TYPE.encode())]
+
+
+async def add_event(
+    session: AsyncSession,
+    spec: EventSpec,
+    *,
+    data: BaseModel | dict[str, Any],
+    subject: str,
+    customer_id: str,
+) -> uuid.UUID:
+    """Write the event for a change in the caller's transaction; return its id."""
+    record = build_event(spec, data=data, subject=subject, customer_id=customer_id)
+    await add_records(session, [record])
+    return record.event_id
+
+
+async def add_records(session: AsyncSession, records: list[OutboxRecord]) -> None:
+    """Write ready-made outbox records (for example republished events)."""
+    if not records:
+        return
+    await session.execute(
+        insert(outbox_event),
+        [
+            {"event_id": r.event_id, "topic": r.topic, "key": r.key, "event_type": r.event_type, "value": r.value}
+            for r in records
+        ],
+    )
+
+
+_CLAIM = """
+SELECT id, topic, key, value FROM outbox_event
+ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+"""
+_BACKLOG = "SELECT count(*), extract(epoch FROM now() - min(created_at)) FROM outbox_event"
+_LEADER_LOCK = 7_246_001  # one active relay per service database keeps per-key order
+
+
+class OutboxRelay:
+    """Publishes outbox rows to Kafka; one leader per database, others stand by."""
+
+    def __init__(
+        self,
+        *,
+        settings: PlatformSettings,
+        producer: AIOKafkaProducer,
+        metrics: Metrics,
+        maintenance: list[str] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._producer = producer
+        self._metrics = metrics
+        self._dsn = asyncpg_dsn(settings.database_url)
+        self._wake = asyncio.Event()
+        self._maintenance = maintenance or []
+        self._next_maintenance = 0.0
+        self.published = 0
+
+    async def run(self) -> None:
+        """Relay until cancelled; reconnects to the database and broker as needed."""
+        backoff = Backoff()
+        while True:
+            try:
+                await self._lead()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                delay = backoff.next()
+                logger.warning("outbox relay interrupted (%s: %s); retrying in %.1fs", type(exc).__name__, exc, delay)
+                await asyncio.sleep(delay)
+
+    async def _lead(self) -> None:
+        conn: asyncpg.Connection = await asyncpg.connect(self._dsn, timeout=5)
+        try:
+            # Another relay leads; poll until its connection (and lock) goes away.
+            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LEADER_LOCK):  # noqa: ASYNC110
+                await asyncio.sleep(1.0)
+            await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+            logger.info("outbox relay is the leader for %s", self._settings.service_name)
+            backoff = Backoff()
+            while True:
+                self._wake.clear()
+                try:
+                    await self._drain(conn)
+                    backoff.reset()
+                except (asyncpg.PostgresConnectionError, OSError):
+                    raise
+                except Exception as exc:
+                    delay = backoff.next()
+                    logger.warning("outbox publish failed (%s: %s); retrying in %.1fs", type(exc).__name__, exc, delay)
+                    await asyncio.sleep(delay)
+                    await self._ensure_topics_quietly()
+                    continue
+                await self._maybe_maintain(conn)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._settings.outbox_sweep_interval_seconds)
+        finally:
+            await _close_quietly(conn)
+
+    def _on_notify(self, *_: object) -> None:
+        self._wake.set()
+
+    async def _drain(self, conn: asyncpg.Connection) -> None:
+        while await self._publish_batch(conn) == BATCH_SIZE:
+            pass
+        count, oldest = await conn.fetchrow(_BACKLOG)
+        self._metrics.outbox_pending.set(count)
+        self._metrics.outbox_oldest_seconds.set(float(oldest or 0.0))
+
+    async def _publish_batch(self, conn: asyncpg.Connection) -> int:
+        async with conn.transaction():
+            rows = await conn.fetch(_CLAIM, BATCH_SIZE)
+            if not rows:
+                return 0
+            deliveries = [
+                await self._producer.send(
+                    self._settings.topic(row["topic"]),
+                    value=bytes(row["value"]),
+                    key=row["key"].encode(),
+                    headers=_HEADERS,
+                )
+                for row in rows
+            ]
+            await asyncio.gather(*deliveries)
+            await conn.execute("DELETE FROM outbox_event WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
+        self.published += len(rows)
+        self._metrics.outbox_published.inc(len(rows))
+        return len(rows)
+
+    async def _maybe_maintain(self, conn: asyncpg.Connection) -> None:
+        now = time.monotonic()
+        if now < self._next_maintenance:
+            return
+        self._next_maintenance = now + 60
+        for statement in self._maintenance:
+            await conn.execute(statement)
+
+    async def _ensure_topics_quietly(self) -> None:
+        try:
+            await ensure_topics(self._settings)
+        except Exception as exc:
+            logger.info("topics not ensured yet: %s", exc)
+
+
+async def _close_quietly(conn: asyncpg.Connection) -> None:
+    try:
+        await asyncio.wait_for(conn.close(), 2)
+    except Exception:
+        conn.terminate()

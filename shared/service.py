@@ -1,0 +1,240 @@
+"""What every service app has: lifespan, health, metrics, problems, OpenAPI.
+
+`build_service_app` is called by each service's `create_app(settings)`. The
+lifespan owns the engine, the Kafka producer, the outbox relay and the
+service's own workers (consumers, schedulers), all inside the service
+process so that killing the process kills them with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from shared.auth import TokenVerifier
+from shared.backoff import Backoff
+from shared.config import PlatformSettings
+from shared.db import create_engine, create_sessionmaker
+from shared.errors import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA, install_problem_handlers
+from shared.idempotency import PURGE_EXPIRED
+from shared.kafka import create_producer, ensure_topics
+from shared.observability import Metrics, RequestContextMiddleware, configure_logging
+from shared.outbox import OutboxRelay
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ServiceRuntime:
+    """Everything a running service owns; on `app.state.runtime`."""
+
+    settings: PlatformSettings
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    producer: AIOKafkaProducer
+    metrics: Metrics
+    producer_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def spawn(self, name: str, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(coroutine, name=name)
+        self.tasks.append(task)
+        return task
+
+
+WorkerFactory = Callable[[ServiceRuntime], Sequence[tuple[str, Coroutine[Any, Any, None]]]]
+Hook = Callable[[ServiceRuntime], Awaitable[None]]
+
+
+def build_service_app(
+    *,
+    settings: PlatformSettings,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter],
+    workers: WorkerFactory | None = None,
+    on_startup: Hook | None = None,
+    on_shutdown: Hook | None = None,
+) -> FastAPI:
+    metrics = Metrics(settings.service_name)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.service_name, level=settings.log_level, json_logs=settings.log_json)
+        engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
+        runtime = ServiceRuntime(
+            settings=settings,
+            engine=engine,
+            sessionmaker=create_sessionmaker(engine),
+            producer=create_producer(settings),
+            metrics=metrics,
+        )
+        app.state.runtime = runtime
+        app.state.sessionmaker = runtime.sessionmaker
+        runtime.spawn("producer", _start_producer(runtime))
+        if on_startup is not None:
+            await on_startup(runtime)
+        if settings.run_workers:
+            runtime.spawn("workers", _start_workers(runtime, workers))
+        try:
+            yield
+        finally:
+            for task in runtime.tasks:
+                task.cancel()
+            await asyncio.gather(*runtime.tasks, return_exceptions=True)
+            if on_shutdown is not None:
+                await on_shutdown(runtime)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(runtime.producer.stop(), 5)
+            await engine.dispose()
+
+    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.token_verifier = TokenVerifier(settings.auth_secret.get_secret_value())
+    app.state.metrics = metrics
+    install_problem_handlers(app)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    app.include_router(_operations_router())
+    for router in routers:
+        app.include_router(router)
+    _document_problems(app)
+    return app
+
+
+async def _start_producer(runtime: ServiceRuntime) -> None:
+    backoff = Backoff(first=0.2)
+    while True:
+        try:
+            await runtime.producer.start()
+            break
+        except Exception as exc:
+            logger.warning("broker not reachable yet (%s); retrying", exc)
+            with contextlib.suppress(Exception):
+                await runtime.producer.stop()
+            runtime.producer = create_producer(runtime.settings)
+            await asyncio.sleep(backoff.next())
+    if runtime.settings.run_workers:
+        with contextlib.suppress(Exception):
+            await ensure_topics(runtime.settings)
+    runtime.producer_ready.set()
+
+
+async def _start_workers(runtime: ServiceRuntime, workers: WorkerFactory | None) -> None:
+    """Once the producer is connected: the outbox relay, then the service's workers."""
+    await runtime.producer_ready.wait()
+    settings = runtime.settings
+    relay = OutboxRelay(
+        settings=settings,
+        producer=runtime.producer,
+        metrics=runtime.metrics,
+        maintenance=[PURGE_EXPIRED.format(hours=settings.idempotency_ttl_hours)],
+    )
+    runtime.extras["relay"] = relay
+    runtime.spawn("outbox-relay", relay.run())
+    for name, worker in workers(runtime) if workers is not None else ():
+        runtime.spawn(name, worker)
+
+
+def _operations_router() -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz", summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get(
+        "/readyz",
+        summary="The database and the broker are reachable",
+        responses={503: {"description": "A dependency is unreachable"}},
+    )
+    async def readyz(request: Request) -> Response:
+        runtime: ServiceRuntime = request.app.state.runtime
+        checks = await asyncio.gather(_check_database(runtime), _check_broker(runtime))
+        body = {"database": checks[0], "broker": checks[1]}
+        ready = all(value == "ok" for value in body.values())
+        return JSONResponse({"status": "ready" if ready else "unavailable", **body}, status_code=200 if ready else 503)
+
+    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def prometheus_metrics(request: Request) -> Response:
+        metrics: Metrics = request.app.state.metrics
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+async def _check_database(runtime: ServiceRuntime) -> str:
+    try:
+        async with asyncio.timeout(2):
+            async with runtime.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        return "ok"
+    except Exception as exc:
+        return f"unreachable: {type(exc).__name__}"
+
+
+async def _check_broker(runtime: ServiceRuntime) -> str:
+    cached = runtime.extras.get("broker_check")
+    if cached is not None and cached[0] > time.monotonic():
+        return str(cached[1])
+    if not runtime.producer_ready.is_set():
+        return "unreachable: not connected yet"
+    try:
+        async with asyncio.timeout(2):
+            await runtime.producer.client.fetch_all_metadata()
+        result = "ok"
+    except Exception as exc:
+        result = f"unreachable: {type(exc).__name__}"
+    runtime.extras["broker_check"] = (time.monotonic() + 1.0, result)
+    return result
+
+
+def _document_problems(app: FastAPI) -> None:
+    """Declare the problem+json responses every operation can give."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components["Problem"] = PROBLEM_SCHEMA
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)
+        problem = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for path, operations in schema.get("paths", {}).items():
+            for operation in operations.values():
+                if "operations" in operation.get("tags", ()):
+                    continue
+                responses = operation.setdefault("responses", {})
+                codes = ["422", "503"] + (["404"] if "{" in path else [])
+                if operation.get("security"):
+                    codes += ["401", "403", "409"]
+                for code in codes:
+                    responses[code] = {"description": _DESCRIPTIONS[code], "content": problem}
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+_DESCRIPTIONS = {
+    "401": "Missing, malformed, badly signed or expired token",
+    "403": "The token lacks the scope or the department",
+    "404": "No such resource",
+    "409": "Conflict with the resource's state, or a request with this Idempotency-Key is in flight",
+    "422": "Invalid input; `errors` names each field",
+    "503": "The database or the broker is unreachable",
+}

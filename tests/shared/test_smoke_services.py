@@ -1,0 +1,33 @@
+"""Every service starts, answers its health probes and publishes its OpenAPI."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from shared.config import SERVICES
+from tests.support.platform import Platform, serve
+
+
+@pytest.mark.parametrize("service", SERVICES)
+async def test_service_is_live_ready_and_documented(platform: Platform, service: str) -> None:
+    module = importlib.import_module(f"services.{service}.app")
+    app = module.create_app(platform.settings(service))
+    async with serve(app) as client:
+        assert (await client.get("/healthz")).status_code == 200
+        ready = await client.get("/readyz")
+        for _ in range(50):
+            if ready.status_code == 200:
+                break
+            import asyncio
+
+            await asyncio.sleep(0.1)
+            ready = await client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert ready.json() == {"status": "ready", "database": "ok", "broker": "ok"}
+        metrics = await client.get("/metrics")
+        assert metrics.status_code == 200
+        assert "cf_outbox_pending_events" in metrics.text
+        openapi = (await client.get("/openapi.json")).json()
+        assert openapi["info"]["title"].lower() == service

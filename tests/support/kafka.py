@@ -1,0 +1,54 @@
+"""Reading topics the way an integrator would: a real aiokafka consumer."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any, TypeAlias
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+Record: TypeAlias = Any  # aiokafka's ConsumerRecord (the library ships no types)
+
+
+async def read_topic(
+    bootstrap_servers: str,
+    topic: str,
+    *,
+    until: Callable[[list[Record]], bool],
+    where: Callable[[Record], bool] = lambda _: True,
+    within: float = 20.0,
+) -> list[Record]:
+    """Every record of `topic` from the beginning that matches `where`, read until `until` holds."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=10,
+        auto_offset_reset="earliest",
+        metadata_max_age_ms=1000,
+    )
+    await consumer.start()
+    found: list[Record] = []
+    try:
+        deadline = time.monotonic() + within
+        partitions: set[int] | None = None
+        while partitions is None:
+            partitions = consumer.partitions_for_topic(topic)
+            if partitions is None:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"topic {topic} does not exist")
+                await consumer._client.force_metadata_update()
+                await asyncio.sleep(0.1)
+        assignment = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(assignment)
+        await consumer.seek_to_beginning(*assignment)
+        while not until(found):
+            if time.monotonic() > deadline:
+                break
+            batches = await consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                found.extend(r for r in records if where(r))
+        return found
+    finally:
+        await consumer.stop()
