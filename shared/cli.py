@@ -1,0 +1,206 @@
+"""`customer-focus`: run the platform locally and operate it.
+
+Each command is a small function over `shared.stack`; new commands (for
+example `replay`, `demo`) register on `app` the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from shared.auth import SCOPES, mint_token
+from shared.config import SERVICES
+from shared.stack import (
+    DEFAULT_BASE_PORT,
+    DEFAULT_BROKER_PORT,
+    DEFAULT_DATA_DIR,
+    OutboxBacklog,
+    Stack,
+    StackError,
+    StackOptions,
+    auth_secret,
+    database_urls,
+    migrate_databases,
+    outbox_backlog,
+    platform_settings,
+)
+
+app = typer.Typer(
+    name="customer-focus",
+    help="Run and operate the Customer Focus Platform.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+token_app = typer.Typer(help="Bearer tokens for the services.", no_args_is_help=True)
+outbox_app = typer.Typer(help="The transactional outbox of each service.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+app.add_typer(outbox_app, name="outbox")
+
+DataDir = Annotated[
+    Path, typer.Option("--data-dir", help="Where the embedded PostgreSQL, the secret and the admin token live.")
+]
+ServiceOption = Annotated[
+    list[str] | None, typer.Option("--service", "-s", help="Only this service (repeatable). Default: all four.")
+]
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(1)
+
+
+def _services(chosen: list[str] | None) -> list[str]:
+    for name in chosen or ():
+        if name not in SERVICES:
+            raise typer.BadParameter(f"unknown service {name!r}; one of {', '.join(SERVICES)}", param_hint="--service")
+    return [s for s in SERVICES if not chosen or s in chosen]
+
+
+@app.command()
+def up(
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    base_port: Annotated[
+        int, typer.Option(help="Port of the first service; the others follow (0: any free ports).")
+    ] = DEFAULT_BASE_PORT,
+    broker_port: Annotated[
+        int, typer.Option(help="Port of the embedded broker (0: any free port).")
+    ] = DEFAULT_BROKER_PORT,
+    service: ServiceOption = None,
+) -> None:
+    """Start PostgreSQL and a Kafka-protocol broker (embedded unless configured), then every service."""
+    options = StackOptions(data_dir=data_dir, base_port=base_port, broker_port=broker_port, services=_services(service))
+    stack = Stack(options)
+    stop_requested = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        if stop_requested.is_set():
+            return
+        stop_requested.set()
+        # While starting, unwind the start at once; once up, the main thread is waiting.
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, request_stop)
+    try:
+        stack.start()
+        stack.printer.block(stack.banner())
+        while not stop_requested.wait(1.0):
+            for name, process in stack.services.items():
+                if process.process is not None and process.process.returncode is None and not process.running():
+                    stack.say(f"{name} exited with code {process.process.returncode}")
+    except KeyboardInterrupt:
+        pass
+    except StackError as exc:
+        stack.say(f"error: {exc}")
+        _stop(stack)
+        raise typer.Exit(1) from None
+    _stop(stack)
+
+
+def _stop(stack: Stack) -> None:
+    # A second Ctrl-C must not interrupt the shutdown half way and leave processes behind.
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    stack.say("stopping")
+    stack.stop()
+    stack.say("stopped")
+
+
+@token_app.command("create")
+def token_create(
+    scope: Annotated[
+        list[str] | None,
+        typer.Option("--scope", help="A scope (repeatable or space-separated). Default: every scope."),
+    ] = None,
+    department: Annotated[str | None, typer.Option(help="Bind the token to one department.")] = None,
+    ttl: Annotated[str, typer.Option(help="Lifetime: seconds, or a number with s, m, h or d.")] = "1h",
+    sub: Annotated[str, typer.Option(help="Who the token is for (the `sub` claim).")] = "cli",
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Print a token signed with CF_AUTH_SECRET (or the secret `make run` keeps in the data dir)."""
+    scopes = [name for given in scope or [] for name in given.replace(",", " ").split()] or list(SCOPES)
+    unknown = [name for name in scopes if name not in SCOPES]
+    if unknown:
+        raise typer.BadParameter(f"unknown scope {unknown[0]!r}; one of {' '.join(SCOPES)}", param_hint="--scope")
+    departments = platform_settings(os.environ).departments
+    if department is not None and department not in departments:
+        raise typer.BadParameter(f"unknown department {department!r}; one of {', '.join(departments)}")
+    try:
+        secret = auth_secret(data_dir, os.environ, create=False)
+    except StackError as exc:
+        raise _fail(str(exc)) from None
+    token = mint_token(secret, sub=sub, scopes=scopes, department=department, ttl_seconds=_seconds(ttl))
+    typer.echo(token)
+
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def _seconds(duration: str) -> int:
+    match = _DURATION.match(duration.lower())
+    if match is None or int(match.group(1)) == 0:
+        raise typer.BadParameter(f"{duration!r} is not a duration such as 3600, 15m, 8h or 30d", param_hint="--ttl")
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+@app.command()
+def migrate(service: ServiceOption = None, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """Migrate each service's database to the newest revision (safe to run again)."""
+    services = _services(service)
+    with database_urls(data_dir, os.environ, services) as urls:
+        try:
+            migrate_databases(urls)
+        except Exception as exc:
+            raise _fail(f"migration failed: {type(exc).__name__}: {exc}") from exc
+    typer.echo(f"migrated: {', '.join(services)}")
+
+
+@outbox_app.command("status")
+def outbox_status(
+    service: ServiceOption = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Events written but not yet published, and the age of the oldest, per service."""
+    services = _services(service)
+    with database_urls(data_dir, os.environ, services) as urls:
+        backlogs = [asyncio.run(outbox_backlog(name, urls[name])) for name in services]
+    for backlog in backlogs:
+        typer.echo(_json_line(backlog) if as_json else _table_line(backlog))
+    if any(b.error for b in backlogs):
+        raise typer.Exit(1)
+
+
+def _table_line(backlog: OutboxBacklog) -> str:
+    if backlog.error is not None:
+        return f"{backlog.service:<14} unreachable ({backlog.error})"
+    oldest = "-" if backlog.oldest_seconds is None else f"{backlog.oldest_seconds:.1f}s"
+    return f"{backlog.service:<14} backlog {backlog.pending:>7}   oldest {oldest}"
+
+
+def _json_line(backlog: OutboxBacklog) -> str:
+    return json.dumps(
+        {
+            "service": backlog.service,
+            "backlog": backlog.pending,
+            "oldest_seconds": backlog.oldest_seconds,
+            "error": backlog.error,
+        }
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(app())

@@ -1,0 +1,581 @@
+"""The whole platform on one machine: what `make run` starts, and what tests drive.
+
+`Stack` starts an embedded PostgreSQL (one database per service) and an
+embedded Tansu broker unless `CF_<SERVICE>_DATABASE_URL` / `CF_KAFKA_BOOTSTRAP_SERVERS`
+name real ones, migrates every database, creates the contract's topics, then
+runs each service as its own uvicorn process (in its own process group, so a
+Ctrl-C reaches the stack first and the stack stops things in order). Every
+process's log is streamed with its name in front. Benchmarks and
+fault-injection tests use the same class to kill or restart a service, pause
+the broker, or stop PostgreSQL under load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, TextIO
+
+import asyncpg
+import httpx
+import psutil
+from sqlalchemy.engine import make_url
+
+from shared.auth import SCOPES, mint_token
+from shared.config import SERVICES, PlatformSettings
+from shared.db import asyncpg_dsn
+from shared.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from shared.kafka import ensure_topics
+from shared.migrations import upgrade
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA_DIR = REPO_ROOT / ".data"
+DEFAULT_BASE_PORT = 8001
+DEFAULT_BROKER_PORT = 9092
+SECRET_FILE = "auth-secret"
+ADMIN_TOKEN_FILE = "admin-token"
+
+
+class StackError(RuntimeError):
+    """The stack could not start, or a part of it failed."""
+
+
+def database_url_variable(service: str) -> str:
+    return f"CF_{service.upper()}_DATABASE_URL"
+
+
+def configured_database_urls(environ: Mapping[str, str], services: Sequence[str]) -> dict[str, str]:
+    """The services whose database `CF_<SERVICE>_DATABASE_URL` names, and those URLs."""
+    return {s: environ[database_url_variable(s)] for s in services if environ.get(database_url_variable(s))}
+
+
+def platform_settings(environ: Mapping[str, str], **overrides: Any) -> PlatformSettings:
+    """Platform settings from `environ` (not necessarily `os.environ`), then `overrides`."""
+    values: dict[str, Any] = {
+        name: environ[f"CF_{name.upper()}"] for name in PlatformSettings.model_fields if f"CF_{name.upper()}" in environ
+    }
+    values.update(overrides)
+    return PlatformSettings(**values)
+
+
+def auth_secret(data_dir: Path, environ: Mapping[str, str], *, create: bool) -> str:
+    """`CF_AUTH_SECRET`, else the one kept in `<data_dir>/auth-secret` (made once, never committed)."""
+    given = environ.get("CF_AUTH_SECRET")
+    if given:
+        return given
+    path = data_dir / SECRET_FILE
+    if path.exists():
+        return path.read_text().strip()
+    if not create:
+        raise StackError(f"no CF_AUTH_SECRET is set and {path} does not exist yet (`make run` creates it)")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    _write_private(path, secret + "\n")
+    return secret
+
+
+def _write_private(path: Path, content: str) -> None:
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(content)
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+class LogPrinter:
+    """Writes lines from many processes to one stream, each with its name in front."""
+
+    def __init__(self, out: TextIO, *, width: int = 13) -> None:
+        self._out = out
+        self._width = width
+        self._lock = threading.Lock()
+
+    def line(self, name: str, text: str) -> None:
+        with self._lock:
+            self._out.write(f"{name:<{self._width}} | {text.rstrip()}\n")
+            self._out.flush()
+
+    def block(self, text: str) -> None:
+        with self._lock:
+            self._out.write(text)
+            self._out.flush()
+
+    def follow(self, name: str, stream: IO[bytes]) -> threading.Thread:
+        """Print every line of `stream` (a pipe) until it closes."""
+
+        def pump() -> None:
+            with contextlib.suppress(ValueError, OSError):
+                for raw in iter(stream.readline, b""):
+                    self.line(name, raw.decode("utf-8", "replace"))
+
+        thread = threading.Thread(target=pump, name=f"log-{name}", daemon=True)
+        thread.start()
+        return thread
+
+    def tail(self, name: str, path: Path, stop: threading.Event) -> threading.Thread:
+        """Print lines appended to `path` (PostgreSQL's log file) until `stop` is set."""
+
+        def pump() -> None:
+            position = path.stat().st_size if path.exists() else 0
+            while not stop.wait(0.25):
+                with contextlib.suppress(OSError), path.open("rb") as file:
+                    file.seek(position)
+                    for raw in file:
+                        self.line(name, raw.decode("utf-8", "replace"))
+                    position = file.tell()
+
+        thread = threading.Thread(target=pump, name=f"log-{name}", daemon=True)
+        thread.start()
+        return thread
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    """Where the stack keeps its data and which ports it uses (0 = any free port)."""
+
+    data_dir: Path = DEFAULT_DATA_DIR
+    host: str = "127.0.0.1"
+    base_port: int = DEFAULT_BASE_PORT
+    broker_port: int = DEFAULT_BROKER_PORT
+    services: Sequence[str] = SERVICES
+    ready_timeout_seconds: float = 90.0
+    stop_timeout_seconds: float = 10.0
+    token_ttl_seconds: int = 7 * 86_400
+    # Extra environment for every service, then for one service (benchmarks, fault tests).
+    environment: Mapping[str, str] = field(default_factory=dict)
+    service_environment: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+
+@dataclass
+class ServiceProcess:
+    """One service running under uvicorn in its own process group."""
+
+    name: str
+    port: int
+    host: str
+    environment: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self, printer: LogPrinter) -> None:
+        if not port_is_free(self.host, self.port):
+            raise StackError(f"port {self.port} for {self.name} is in use (choose another with --base-port)")
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            f"services.{self.name}.app:create_app",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--timeout-graceful-shutdown",
+            "5",
+        ]
+        self.process = subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            env=self.environment,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        assert self.process.stdout is not None
+        printer.follow(self.name, self.process.stdout)
+
+    def signal(self, signum: int) -> None:
+        """Send `signum` to the service's whole process group."""
+        if self.running():
+            assert self.process is not None
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signum)
+
+    def wait(self, timeout: float) -> bool:
+        """Wait for the process to end; True if it did."""
+        if self.process is None:
+            return True
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    def kill(self) -> None:
+        """SIGKILL at once, as a crash would."""
+        self.signal(signal.SIGKILL)
+        self.wait(10)
+
+    def stop(self, timeout: float) -> None:
+        """SIGTERM, then SIGKILL if it has not ended within `timeout` seconds."""
+        self.signal(signal.SIGTERM)
+        if not self.wait(timeout):
+            self.kill()
+
+
+class Stack:
+    """The platform's processes: embedded PostgreSQL and broker (unless external) and the services."""
+
+    def __init__(
+        self,
+        options: StackOptions | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        out: TextIO | None = None,
+    ) -> None:
+        self.options = options or StackOptions()
+        self.data_dir = self.options.data_dir.resolve()
+        self.environ = dict(os.environ if environ is None else environ)
+        self.printer = LogPrinter(out or sys.stdout)
+        self.postgres: EmbeddedPostgres | None = None
+        self.broker: EmbeddedBroker | None = None
+        self.services: dict[str, ServiceProcess] = {}
+        self.database_urls: dict[str, str] = {}
+        self.bootstrap_servers = ""
+        self.secret = ""
+        self.ready_after_seconds = 0.0
+        self._tail_stop = threading.Event()
+        self._stopped = False
+
+    # -- whole stack ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start everything and wait until every service answers /readyz with 200."""
+        started = time.monotonic()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.secret = auth_secret(self.data_dir, self.environ, create=True)
+        self.start_databases()
+        self.migrate()
+        self.start_broker()
+        self.create_topics()
+        self.start_services()
+        self.wait_ready()
+        self.ready_after_seconds = time.monotonic() - started
+        _write_private(self.data_dir / ADMIN_TOKEN_FILE, self.admin_token() + "\n")
+
+    def stop(self) -> None:
+        """Stop the services (SIGTERM, then SIGKILL), the broker, then PostgreSQL. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        for service in self.services.values():
+            service.signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.options.stop_timeout_seconds
+        for service in self.services.values():
+            if not service.wait(max(0.0, deadline - time.monotonic())):
+                self.say(f"{service.name} did not stop in time; killing it")
+                service.kill()
+        if self.broker is not None:
+            self.broker.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+        self._tail_stop.set()
+
+    def __enter__(self) -> Stack:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def say(self, text: str) -> None:
+        self.printer.line("stack", text)
+
+    # -- PostgreSQL ----------------------------------------------------------------------------
+
+    def start_databases(self) -> None:
+        """Embedded PostgreSQL for every service without `CF_<SERVICE>_DATABASE_URL`; create the databases."""
+        external = {
+            s: self.environ[database_url_variable(s)] for s in SERVICES if self.environ.get(database_url_variable(s))
+        }
+        embedded = [s for s in self.options.services if s not in external]
+        if embedded:
+            self.postgres = EmbeddedPostgres(self.data_dir / "pg")
+            self.say(f"starting embedded PostgreSQL in {self.postgres.data_dir}")
+            self.postgres.start()
+            self._tail_stop.clear()
+            self.printer.tail("postgres", self.postgres.data_dir / "log", self._tail_stop)
+            for service in embedded:
+                self.postgres.create_database(service)
+                external[service] = self.postgres.url(service)
+        for service in self.options.services:
+            if service not in embedded:
+                asyncio.run(ensure_database(external[service]))
+        self.database_urls = {s: external[s] for s in self.options.services}
+
+    def migrate(self) -> None:
+        for service in self.options.services:
+            upgrade(service, self.database_urls[service])
+        self.say(f"migrated {', '.join(self.options.services)}")
+
+    def stop_postgres(self) -> None:
+        """Stop the embedded PostgreSQL (`pg_ctl stop -m fast`)."""
+        self._require(self.postgres, "PostgreSQL").stop()
+
+    def start_postgres(self) -> None:
+        self._require(self.postgres, "PostgreSQL").start()
+
+    # -- broker --------------------------------------------------------------------------------
+
+    def start_broker(self) -> None:
+        """The embedded broker, unless `CF_KAFKA_BOOTSTRAP_SERVERS` names one."""
+        given = self.environ.get("CF_KAFKA_BOOTSTRAP_SERVERS")
+        if given:
+            self.bootstrap_servers = given
+            return
+        port = self.options.broker_port
+        if port == 0:
+            port = self.broker.port if self.broker is not None else free_port()
+        elif not port_is_free(self.options.host, port):
+            raise StackError(f"port {port} for the broker is in use (choose another with --broker-port, 0 for any)")
+        self.broker = EmbeddedBroker(port)
+        self.broker.start(stdout=subprocess.PIPE)
+        assert self.broker.process is not None
+        assert self.broker.process.stdout is not None
+        self.printer.follow("broker", self.broker.process.stdout)
+        self.bootstrap_servers = self.broker.bootstrap_servers
+        self.say(f"embedded broker (Tansu) on {self.bootstrap_servers}")
+
+    def create_topics(self) -> None:
+        settings = platform_settings(self.environ, kafka_bootstrap_servers=self.bootstrap_servers)
+        created = asyncio.run(ensure_topics(settings))
+        if created:
+            self.say(f"created {len(created)} topics")
+
+    def pause_broker(self) -> None:
+        """SIGSTOP the embedded broker: connections hang, as with a network partition."""
+        self._broker_signal(signal.SIGSTOP)
+
+    def resume_broker(self) -> None:
+        self._broker_signal(signal.SIGCONT)
+
+    def restart_broker(self) -> None:
+        """Stop and start the embedded broker on the same port (it comes back empty) and recreate the topics."""
+        broker = self._require(self.broker, "broker")
+        broker.stop()
+        self.start_broker()
+        self.create_topics()
+
+    def _broker_signal(self, signum: int) -> None:
+        broker = self._require(self.broker, "broker")
+        if broker.process is None or broker.process.poll() is not None:
+            raise StackError("the embedded broker is not running")
+        os.kill(broker.process.pid, signum)
+
+    # -- services ------------------------------------------------------------------------------
+
+    def service_environment(self, service: str) -> dict[str, str]:
+        """The environment a service process gets: the caller's, then the stack's settings."""
+        environment = {
+            **self.environ,
+            "CF_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+            "CF_AUTH_SECRET": self.secret,
+            database_url_variable(service): self.database_urls[service],
+            **self.options.environment,
+            **self.options.service_environment.get(service, {}),
+        }
+        environment.setdefault("CF_LOG_JSON", "false")
+        if service == "notifications":
+            # Local webhook receivers live on loopback; `make run` allows them.
+            environment.setdefault("CF_WEBHOOK_ALLOW_PRIVATE", "true")
+        return environment
+
+    def start_services(self) -> None:
+        for index, service in enumerate(self.options.services):
+            port = self.options.base_port + index if self.options.base_port else free_port()
+            process = ServiceProcess(service, port, self.options.host, self.service_environment(service))
+            self.services[service] = process
+            process.start(self.printer)
+
+    def wait_ready(self, services: Sequence[str] | None = None) -> None:
+        """Poll /readyz of `services` (default all) until each answers 200."""
+        waiting = {name: self.services[name] for name in (services or self.services)}
+        deadline = time.monotonic() + self.options.ready_timeout_seconds
+        with httpx.Client(timeout=2.0) as client:
+            while waiting:
+                for name, service in list(waiting.items()):
+                    if not service.running():
+                        code = service.process.returncode if service.process is not None else None
+                        raise StackError(f"{name} exited with code {code} before it was ready")
+                    with contextlib.suppress(httpx.HTTPError):
+                        if client.get(f"{service.url}/readyz").status_code == 200:
+                            del waiting[name]
+                if waiting and time.monotonic() > deadline:
+                    raise StackError(f"not ready after {self.options.ready_timeout_seconds:.0f}s: {', '.join(waiting)}")
+                if waiting:
+                    time.sleep(0.1)
+
+    def url(self, service: str) -> str:
+        return self.services[service].url
+
+    def kill_service(self, service: str) -> None:
+        """SIGKILL one service (and its process group), as a crash would."""
+        self.services[service].kill()
+
+    def stop_service(self, service: str) -> None:
+        self.services[service].stop(self.options.stop_timeout_seconds)
+
+    def restart_service(self, service: str, *, wait: bool = True) -> None:
+        """Start `service` again on its port (stopping it first if it still runs)."""
+        process = self.services[service]
+        if process.running():
+            process.stop(self.options.stop_timeout_seconds)
+        process.start(self.printer)
+        if wait:
+            self.wait_ready([service])
+
+    # -- what the developer needs --------------------------------------------------------------
+
+    def admin_token(self) -> str:
+        """A token with every scope, signed with the stack's secret."""
+        return mint_token(self.secret, sub="admin", scopes=SCOPES, ttl_seconds=self.options.token_ttl_seconds)
+
+    def pids(self) -> list[int]:
+        """Every process the stack started that still runs (for checks that nothing is left behind)."""
+        pids = [s.pid for s in self.services.values() if s.running() and s.pid is not None]
+        if self.broker is not None and self.broker.process is not None and self.broker.process.poll() is None:
+            pids.append(self.broker.process.pid)
+        if self.postgres is not None and self.postgres.pid is not None:
+            pids.append(self.postgres.pid)
+        found: list[int] = []
+        for pid in pids:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                found += [pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))]
+        return found
+
+    def banner(self) -> str:
+        ttl_days = self.options.token_ttl_seconds / 86_400
+        lines = ["", f"Customer Focus Platform is ready (in {self.ready_after_seconds:.1f}s).", ""]
+        for name, service in self.services.items():
+            lines.append(f"  {name:<14} {service.url}   docs: {service.url}/docs")
+        lines.append(f"  {'kafka':<14} {self.bootstrap_servers}" + ("  (embedded Tansu)" if self.broker else ""))
+        if self.postgres is not None:
+            lines.append(f"  {'postgres':<14} {self.postgres.url('<service>')}  (embedded)")
+        lines += [
+            "",
+            f"Admin token (every scope, valid {ttl_days:g} days; also in {self.data_dir / ADMIN_TOKEN_FILE}):",
+            "",
+            f"  {self.admin_token()}",
+            "",
+            "Ctrl-C stops everything.",
+            "",
+        ]
+        return "\n".join(lines) + "\n"
+
+    def _require(self, component: Any, name: str) -> Any:
+        if component is None:
+            raise StackError(f"the {name} is external; the stack does not control it")
+        return component
+
+
+async def ensure_database(url: str) -> None:
+    """Create the database `url` names on its server if it does not exist yet."""
+    try:
+        connection = await asyncpg.connect(asyncpg_dsn(url), timeout=10)
+    except asyncpg.InvalidCatalogNameError:
+        parsed = make_url(url)
+        maintenance = parsed.set(database="postgres").render_as_string(hide_password=False)
+        admin = await asyncpg.connect(asyncpg_dsn(maintenance), timeout=10)
+        try:
+            name = parsed.database or ""
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        except asyncpg.DuplicateDatabaseError:
+            pass
+        finally:
+            await admin.close()
+    else:
+        await connection.close()
+
+
+@contextlib.contextmanager
+def database_urls(
+    data_dir: Path, environ: Mapping[str, str], services: Sequence[str] = SERVICES
+) -> Iterator[dict[str, str]]:
+    """Each service's database URL: from `CF_<SERVICE>_DATABASE_URL`, else the embedded
+    PostgreSQL in `data_dir` (started for the duration if `make run` is not running it)."""
+    urls = configured_database_urls(environ, services)
+    missing = [s for s in services if s not in urls]
+    if not missing:
+        yield urls
+        return
+    postgres = EmbeddedPostgres(data_dir.resolve() / "pg")
+    already_running = postgres.pid is not None and psutil.pid_exists(postgres.pid)
+    postgres.start()
+    try:
+        for service in missing:
+            postgres.create_database(service)
+            urls[service] = postgres.url(service)
+        yield urls
+    finally:
+        if not already_running:
+            postgres.stop()
+
+
+@dataclass(frozen=True)
+class OutboxBacklog:
+    """Events a service has written but not yet published."""
+
+    service: str
+    pending: int | None
+    oldest_seconds: float | None
+    error: str | None = None
+
+
+_BACKLOG = "SELECT count(*), extract(epoch FROM now() - min(created_at))::float8 FROM outbox_event"
+
+
+async def outbox_backlog(service: str, url: str) -> OutboxBacklog:
+    try:
+        connection = await asyncpg.connect(asyncpg_dsn(url), timeout=5)
+        try:
+            pending, oldest = await connection.fetchrow(_BACKLOG)
+        finally:
+            await connection.close()
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        return OutboxBacklog(service, None, None, f"{type(exc).__name__}: {exc}")
+    return OutboxBacklog(service, int(pending), None if oldest is None else float(oldest))
+
+
+def migrate_databases(urls: Mapping[str, str]) -> None:
+    for service, url in urls.items():
+        asyncio.run(ensure_database(url))
+        upgrade(service, url)
