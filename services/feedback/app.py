@@ -5,16 +5,23 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.feedback.config import Settings
+from services.feedback.router import router
+from services.feedback.triage import Taxonomy, Triage
 from shared.service import build_service_app
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    return build_service_app(
-        settings=settings or Settings(),
+    settings = settings or Settings()
+    # Loaded here so a broken taxonomy file stops the start, not a request.
+    triage = Triage(Taxonomy.load(settings.feedback_taxonomy_file))
+    app = build_service_app(
+        settings=settings,
         title="Feedback",
         description=(
             "Every complaint, compliment, suggestion, question and survey score: captured, "
             "triaged, tracked until the loop is closed, and measured."
         ),
-        routers=[],
+        routers=[router],
     )
+    app.state.triage = triage
+    return app

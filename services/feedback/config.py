@@ -1,13 +1,36 @@
-"""Settings of the feedback service."""
+"""Settings of the feedback service (env `CF_FEEDBACK_*` for its own)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
+from pydantic import Field
+
 from shared.config import PlatformSettings, database_url_field
+
+DEFAULT_TAXONOMY_FILE = Path(__file__).with_name("taxonomy.toml")
 
 
 class Settings(PlatformSettings):
     service_name: ClassVar[str] = "feedback"
 
     database_url: str = database_url_field("feedback")
+    feedback_taxonomy_file: Path = Field(
+        default=DEFAULT_TAXONOMY_FILE,
+        description="TOML file of themes and their keywords; edit it and restart to change triage.",
+    )
+    feedback_complaining_share: float = Field(
+        default=0.04,
+        gt=0,
+        le=1,
+        description="Assumed share of unhappy customers who complain (TARP: about 1 in 26).",
+    )
+    feedback_unhappy_tell: float = Field(default=16, ge=0, description="People an unhappy customer tells.")
+    feedback_happy_tell: float = Field(default=3, ge=0, description="People a happy customer tells.")
+    feedback_future_tolerance_seconds: float = Field(
+        default=60,
+        ge=0,
+        description="How far ahead of our clock `occurred_at` may be (client clock skew).",
+    )
+    feedback_max_metric_periods: int = Field(default=1000, ge=1, description="Most periods one time series may hold.")

@@ -1,0 +1,75 @@
+"""Tables of the feedback service (its own database)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Identity,
+    Index,
+    SmallInteger,
+    Text,
+    func,
+)
+from sqlalchemy import text as sql
+from sqlalchemy.dialects.postgresql import ARRAY, UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.db import Base
+
+
+class FeedbackRow(Base):
+    __tablename__ = "feedback"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(Text)
+    customer_kind: Mapped[str] = mapped_column(Text)
+    channel: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(Text)
+    text: Mapped[str | None] = mapped_column(Text)
+    rating_scale: Mapped[str | None] = mapped_column(Text)
+    rating_value: Mapped[int | None] = mapped_column(SmallInteger)
+    product: Mapped[str | None] = mapped_column(Text)
+    tags: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=sql("'{}'"))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    status: Mapped[str] = mapped_column(Text, server_default=sql("'new'"))
+    sentiment_score: Mapped[float] = mapped_column(Float)
+    sentiment_label: Mapped[str] = mapped_column(Text)
+    sentiment_source: Mapped[str] = mapped_column(Text)
+    themes: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=sql("'{}'"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint("(rating_scale IS NULL) = (rating_value IS NULL)", name="rating_complete"),
+        CheckConstraint("text IS NOT NULL OR rating_scale IS NOT NULL", name="text_or_rating"),
+        # Newest first, optionally narrowed by one filter: each list filter has its index.
+        Index("ix_feedback_created_at_id", "created_at", "id"),
+        Index("ix_feedback_customer_id_created_at_id", "customer_id", "created_at", "id"),
+        Index("ix_feedback_kind_created_at_id", "kind", "created_at", "id"),
+        Index("ix_feedback_channel_created_at_id", "channel", "created_at", "id"),
+        Index("ix_feedback_status_created_at_id", "status", "created_at", "id"),
+        Index("ix_feedback_product_created_at_id", "product", "created_at", "id"),
+        Index("ix_feedback_occurred_at", "occurred_at"),
+        Index("ix_feedback_tags", "tags", postgresql_using="gin"),
+    )
+
+
+class StatusChangeRow(Base):
+    __tablename__ = "feedback_status_change"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    feedback_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("feedback.id", ondelete="CASCADE"))
+    from_status: Mapped[str] = mapped_column(Text)
+    to_status: Mapped[str] = mapped_column(Text)
+    note: Mapped[str | None] = mapped_column(Text)
+    changed_by: Mapped[str] = mapped_column(Text)
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (Index("ix_feedback_status_change_feedback_id_id", "feedback_id", "id"),)

@@ -1,0 +1,240 @@
+"""Every query of the feedback service. Repositories never commit."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    Float,
+    Interval,
+    Row,
+    and_,
+    cast,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.feedback.models import FeedbackRow, StatusChangeRow
+from shared.pagination import keyset_page
+
+
+@dataclass(frozen=True)
+class FeedbackFilter:
+    """What a list or the metrics are narrowed to; `since` inclusive, `until` exclusive (on `occurred_at`)."""
+
+    customer_id: str | None = None
+    kind: str | None = None
+    channel: str | None = None
+    status: str | None = None
+    product: str | None = None
+    tag: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+async def insert_feedback(session: AsyncSession, values: dict[str, Any]) -> Row[datetime, datetime, datetime]:
+    """Insert one feedback; return the times the database gave it."""
+    statement = insert(FeedbackRow).returning(FeedbackRow.occurred_at, FeedbackRow.created_at, FeedbackRow.updated_at)
+    return (await session.execute(statement, values)).one()
+
+
+async def get_feedback(
+    session: AsyncSession, feedback_id: uuid.UUID, *, for_update: bool = False
+) -> FeedbackRow | None:
+    statement = select(FeedbackRow).where(FeedbackRow.id == feedback_id)
+    if for_update:
+        statement = statement.with_for_update()
+    return (await session.scalars(statement)).one_or_none()
+
+
+async def history_of(
+    session: AsyncSession, feedback_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[StatusChangeRow]]:
+    """Each feedback's lifecycle moves, oldest first."""
+    history: dict[uuid.UUID, list[StatusChangeRow]] = {feedback_id: [] for feedback_id in feedback_ids}
+    if not feedback_ids:
+        return history
+    statement = (
+        select(StatusChangeRow)
+        .where(StatusChangeRow.feedback_id.in_(feedback_ids))
+        .order_by(StatusChangeRow.feedback_id, StatusChangeRow.id)
+    )
+    for change in await session.scalars(statement):
+        history[change.feedback_id].append(change)
+    return history
+
+
+async def record_move(
+    session: AsyncSession, feedback: FeedbackRow, *, to_status: str, note: str | None, changed_by: str
+) -> None:
+    """Move `feedback` (locked by the caller) to `to_status` and record the move."""
+    changed_at = (
+        await session.execute(
+            update(FeedbackRow)
+            .where(FeedbackRow.id == feedback.id)
+            .values(status=to_status, updated_at=func.now())
+            .returning(FeedbackRow.updated_at)
+        )
+    ).scalar_one()
+    await session.execute(
+        insert(StatusChangeRow).values(
+            feedback_id=feedback.id,
+            from_status=feedback.status,
+            to_status=to_status,
+            note=note,
+            changed_by=changed_by,
+            changed_at=changed_at,
+        )
+    )
+    await session.refresh(feedback)
+
+
+async def list_feedback(
+    session: AsyncSession, where: FeedbackFilter, *, cursor: str | None, limit: int
+) -> Sequence[FeedbackRow]:
+    """One page newest first, plus one row that says whether there is more."""
+    statement = select(FeedbackRow).where(*_conditions(where))
+    statement = keyset_page(
+        statement, created_at=FeedbackRow.created_at, item_id=FeedbackRow.id, cursor=cursor, limit=limit
+    )
+    return (await session.scalars(statement)).all()
+
+
+def _conditions(where: FeedbackFilter) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    for column, value in (
+        (FeedbackRow.customer_id, where.customer_id),
+        (FeedbackRow.kind, where.kind),
+        (FeedbackRow.channel, where.channel),
+        (FeedbackRow.status, where.status),
+        (FeedbackRow.product, where.product),
+    ):
+        if value is not None:
+            conditions.append(column == value)
+    if where.tag is not None:
+        conditions.append(FeedbackRow.tags.contains([where.tag]))
+    if where.since is not None:
+        conditions.append(FeedbackRow.occurred_at >= where.since)
+    if where.until is not None:
+        conditions.append(FeedbackRow.occurred_at < where.until)
+    return conditions
+
+
+@dataclass(frozen=True)
+class Assumptions:
+    """The metric settings the figures are computed with."""
+
+    complaining_share: float
+    unhappy_tell: float
+    happy_tell: float
+
+
+KINDS = ("complaint", "compliment", "suggestion", "question", "survey_response")
+
+
+def _figures(columns: Any, assumptions: Assumptions) -> list[ColumnElement[Any]]:
+    """The metric figures over `columns` (the feedback table or a CTE of it), computed in SQL."""
+    kind, scale, value, customer = columns.kind, columns.rating_scale, columns.rating_value, columns.customer_id
+    nps, csat, ces = scale == "nps", scale == "csat", scale == "ces"
+
+    def count_where(*conditions: ColumnElement[bool]) -> ColumnElement[int]:
+        return func.count().filter(and_(*conditions))
+
+    def ratio(numerator: ColumnElement[Any], denominator: ColumnElement[Any], scale_by: float = 1.0) -> Any:
+        return cast(numerator * literal(scale_by) / func.nullif(denominator, 0), Float)
+
+    complaints = count_where(kind == "complaint")
+    compliments = count_where(kind == "compliment")
+    promoters = count_where(nps, value >= 9)
+    detractors = count_where(nps, value <= 6)
+    nps_responses = count_where(nps)
+    csat_responses = count_where(csat)
+    unhappy = or_(kind == "complaint", and_(nps, value <= 6), and_(csat, value <= 2), and_(ces, value >= 5))
+    happy = or_(kind == "compliment", and_(nps, value >= 9), and_(csat, value >= 4), and_(ces, value <= 2))
+    unhappy_customers = func.count(customer.distinct()).filter(unhappy)
+    happy_customers = func.count(customer.distinct()).filter(happy)
+    return [
+        func.count(kind).label("total"),
+        *(count_where(kind == name).label(f"kind_{name}") for name in KINDS),
+        promoters.label("promoters"),
+        count_where(nps, value.between(7, 8)).label("passives"),
+        detractors.label("detractors"),
+        nps_responses.label("nps_responses"),
+        ratio(promoters - detractors, nps_responses, 100.0).label("nps_score"),
+        csat_responses.label("csat_responses"),
+        ratio(count_where(csat, value >= 4), csat_responses, 100.0).label("csat_score"),
+        count_where(ces).label("ces_responses"),
+        cast(func.avg(value).filter(ces), Float).label("ces_average"),
+        ratio(compliments, complaints).label("compliments_per_complaint"),
+        cast(complaints / literal(assumptions.complaining_share), Float).label("silent_dissatisfied"),
+        unhappy_customers.label("unhappy_customers"),
+        happy_customers.label("happy_customers"),
+        cast(unhappy_customers * literal(assumptions.unhappy_tell), Float).label("people_told_bad"),
+        cast(happy_customers * literal(assumptions.happy_tell), Float).label("people_told_good"),
+    ]
+
+
+async def figures(session: AsyncSession, where: FeedbackFilter, assumptions: Assumptions) -> Row[Any]:
+    """The figures over every feedback `where` selects."""
+    statement = select(*_figures(FeedbackRow.__table__.c, assumptions)).where(*_conditions(where))
+    return (await session.execute(statement)).one()
+
+
+async def figures_per_period(
+    session: AsyncSession, where: FeedbackFilter, assumptions: Assumptions, *, bucket: str, max_periods: int
+) -> Sequence[Row[Any]]:
+    """The figures per week or month (UTC), every period from the first to the last, empty ones included."""
+    step = cast(literal(f"1 {bucket}"), Interval)
+
+    def period_of(moment: Any) -> ColumnElement[Any]:
+        return func.date_trunc(bucket, func.timezone("UTC", moment))
+
+    filtered = (
+        select(
+            FeedbackRow.kind,
+            FeedbackRow.rating_scale,
+            FeedbackRow.rating_value,
+            FeedbackRow.customer_id,
+            period_of(FeedbackRow.occurred_at).label("period_start"),
+        )
+        .where(*_conditions(where))
+        .cte("filtered")
+    )
+    first: Any = (
+        period_of(_moment(where.since))
+        if where.since is not None
+        else select(func.min(filtered.c.period_start)).scalar_subquery()
+    )
+    last: Any = (
+        period_of(_moment(where.until) - cast(literal("1 microsecond"), Interval))
+        if where.until is not None
+        else select(func.max(filtered.c.period_start)).scalar_subquery()
+    )
+    series = func.generate_series(first, last, step).label("period_start")
+    periods = select(series).limit(max_periods + 1).cte("periods")
+    statement = (
+        select(
+            func.timezone("UTC", periods.c.period_start).label("period_start"),
+            func.timezone("UTC", periods.c.period_start + step).label("period_end"),
+            *_figures(filtered.c, assumptions),
+        )
+        .select_from(periods.outerjoin(filtered, filtered.c.period_start == periods.c.period_start))
+        .group_by(periods.c.period_start)
+        .order_by(periods.c.period_start)
+    )
+    return (await session.execute(statement)).all()
+
+
+def _moment(value: datetime) -> ColumnElement[datetime]:
+    return cast(literal(value), DateTime(timezone=True))

@@ -1,0 +1,259 @@
+"""The feedback rules: capture with triage, the lifecycle, finding and measuring."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import TypeAdapter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.feedback import repository
+from services.feedback.config import Settings
+from services.feedback.models import FeedbackRow, StatusChangeRow
+from services.feedback.repository import Assumptions, FeedbackFilter
+from services.feedback.schemas import (
+    Bucket,
+    CustomerEffort,
+    CustomerSatisfaction,
+    Feedback,
+    FeedbackDraft,
+    FeedbackKind,
+    FeedbackMetrics,
+    FeedbackPage,
+    FeedbackStatus,
+    FeedbackStatusChanged,
+    Figures,
+    NetPromoterScore,
+    Period,
+    Rating,
+    RatingModel,
+    Sentiment,
+    SentimentLabel,
+    SentimentSource,
+    SilentDissatisfied,
+    StatusChange,
+    StatusMove,
+    Volume,
+    WordOfMouth,
+)
+from services.feedback.triage import Triage
+from shared.auth import Principal
+from shared.catalogue import FEEDBACK_RECEIVED, FEEDBACK_STATUS_CHANGED
+from shared.errors import Conflict, NotFound, Unprocessable, field_error
+from shared.outbox import add_event
+from shared.pagination import page_of
+
+S = FeedbackStatus
+# The lifecycle: new → acknowledged → in_progress → resolved → closed; reopened
+# from resolved or closed, then on to acknowledged. Any other move is a 409.
+NEXT_STATUSES: dict[FeedbackStatus, frozenset[FeedbackStatus]] = {
+    S.NEW: frozenset({S.ACKNOWLEDGED}),
+    S.ACKNOWLEDGED: frozenset({S.IN_PROGRESS}),
+    S.IN_PROGRESS: frozenset({S.RESOLVED}),
+    S.RESOLVED: frozenset({S.CLOSED, S.REOPENED}),
+    S.CLOSED: frozenset({S.REOPENED}),
+    S.REOPENED: frozenset({S.ACKNOWLEDGED}),
+}
+
+_rating_of = TypeAdapter(Rating)
+
+
+async def capture(session: AsyncSession, *, draft: FeedbackDraft, triage: Triage, settings: Settings) -> Feedback:
+    """Store new feedback with its sentiment and themes, and announce it."""
+    _check_capture_rules(draft, settings)
+    feedback_id = uuid.uuid4()
+    sentiment = triage.sentiment(draft.text, draft.rating)
+    themes = triage.themes(draft.text)
+    tags = list(dict.fromkeys(draft.tags))
+    values: dict[str, Any] = {
+        "id": feedback_id,
+        "customer_id": draft.customer_id,
+        "customer_kind": draft.customer_kind.value,
+        "channel": draft.channel.value,
+        "kind": draft.kind.value,
+        "text": draft.text,
+        "rating_scale": draft.rating.scale if draft.rating else None,
+        "rating_value": draft.rating.value if draft.rating else None,
+        "product": draft.product,
+        "tags": tags,
+        "status": S.NEW.value,
+        "sentiment_score": sentiment.score,
+        "sentiment_label": sentiment.label.value,
+        "sentiment_source": sentiment.source.value,
+        "themes": themes,
+    }
+    if draft.occurred_at is not None:
+        values["occurred_at"] = draft.occurred_at
+    stored = await repository.insert_feedback(session, values)
+    feedback = Feedback(
+        id=feedback_id,
+        customer_id=draft.customer_id,
+        customer_kind=draft.customer_kind,
+        channel=draft.channel,
+        kind=draft.kind,
+        text=draft.text,
+        rating=draft.rating,
+        product=draft.product,
+        tags=tags,
+        occurred_at=stored.occurred_at,
+        status=S.NEW,
+        sentiment=sentiment,
+        themes=themes,
+        history=[],
+        created_at=stored.created_at,
+        updated_at=stored.updated_at,
+    )
+    await add_event(session, FEEDBACK_RECEIVED, data=feedback, subject=str(feedback_id), customer_id=draft.customer_id)
+    return feedback
+
+
+def _check_capture_rules(draft: FeedbackDraft, settings: Settings) -> None:
+    errors = []
+    if (draft.text is None or not draft.text.strip()) and draft.rating is None:
+        errors.append({"loc": ["body", "text"], "msg": "is required unless a rating is given"})
+    latest = datetime.now(UTC) + timedelta(seconds=settings.feedback_future_tolerance_seconds)
+    if draft.occurred_at is not None and draft.occurred_at > latest:
+        errors.append({"loc": ["body", "occurred_at"], "msg": "must not be in the future"})
+    if errors:
+        summary = "; ".join(f"{error['loc'][-1]}: {error['msg']}" for error in errors)
+        raise Unprocessable(summary, errors=errors)
+
+
+async def get(session: AsyncSession, *, feedback_id: uuid.UUID) -> Feedback:
+    row = await repository.get_feedback(session, feedback_id)
+    if row is None:
+        raise NotFound(f"No feedback {feedback_id}.")
+    history = await repository.history_of(session, [row.id])
+    return _feedback_of(row, history[row.id])
+
+
+async def move(session: AsyncSession, *, feedback_id: uuid.UUID, move: StatusMove, principal: Principal) -> Feedback:
+    """Move feedback along its lifecycle, record who did it and why, and announce it."""
+    row = await repository.get_feedback(session, feedback_id, for_update=True)
+    if row is None:
+        raise NotFound(f"No feedback {feedback_id}.")
+    previous = FeedbackStatus(row.status)
+    allowed = NEXT_STATUSES[previous]
+    if move.status not in allowed:
+        raise Conflict(
+            f"Feedback cannot move from '{previous}' to '{move.status}'; "
+            f"from '{previous}' it can move to: {', '.join(sorted(allowed))}.",
+            slug="illegal-status-move",
+            current_status=previous.value,
+            allowed=sorted(allowed),
+        )
+    await repository.record_move(session, row, to_status=move.status.value, note=move.note, changed_by=principal.sub)
+    history = await repository.history_of(session, [row.id])
+    feedback = _feedback_of(row, history[row.id])
+    changed = FeedbackStatusChanged(**feedback.model_dump(), previous_status=previous)
+    await add_event(session, FEEDBACK_STATUS_CHANGED, data=changed, subject=str(row.id), customer_id=row.customer_id)
+    return feedback
+
+
+async def find(session: AsyncSession, *, where: FeedbackFilter, cursor: str | None, limit: int) -> FeedbackPage:
+    """A page of feedback, newest first."""
+    _check_range(where)
+    rows = await repository.list_feedback(session, where, cursor=cursor, limit=limit)
+    page, next_cursor = page_of(rows, limit=limit, key=lambda row: (row.created_at, row.id))
+    history = await repository.history_of(session, [row.id for row in page])
+    return FeedbackPage(items=[_feedback_of(row, history[row.id]) for row in page], next_cursor=next_cursor)
+
+
+def _check_range(where: FeedbackFilter) -> None:
+    if where.since is not None and where.until is not None and where.until <= where.since:
+        raise field_error(["query", "until"], "must be later than since")
+
+
+async def measure(
+    session: AsyncSession, *, where: FeedbackFilter, bucket: Bucket | None, settings: Settings
+) -> FeedbackMetrics:
+    """The customer-focus figures over the filtered feedback, optionally per week or month."""
+    _check_range(where)
+    assumptions = Assumptions(
+        complaining_share=settings.feedback_complaining_share,
+        unhappy_tell=settings.feedback_unhappy_tell,
+        happy_tell=settings.feedback_happy_tell,
+    )
+    overall = await repository.figures(session, where, assumptions)
+    series = None
+    if bucket is not None:
+        limit = settings.feedback_max_metric_periods
+        rows = await repository.figures_per_period(session, where, assumptions, bucket=bucket.value, max_periods=limit)
+        if len(rows) > limit:
+            raise field_error(["query", "bucket"], f"gives more than {limit} periods; narrow since and until")
+        series = [
+            Period(period_start=row.period_start, period_end=row.period_end, **_figures_of(row, assumptions))
+            for row in rows
+        ]
+    return FeedbackMetrics(
+        since=where.since, until=where.until, bucket=bucket, series=series, **_figures_of(overall, assumptions)
+    )
+
+
+def _figures_of(row: Any, assumptions: Assumptions) -> dict[str, Any]:
+    figures = Figures(
+        volume=Volume(total=row.total, by_kind={kind: getattr(row, f"kind_{kind.value}") for kind in FeedbackKind}),
+        nps=NetPromoterScore(
+            score=row.nps_score,
+            promoters=row.promoters,
+            passives=row.passives,
+            detractors=row.detractors,
+            responses=row.nps_responses,
+        ),
+        csat=CustomerSatisfaction(score=row.csat_score, responses=row.csat_responses),
+        ces=CustomerEffort(average=row.ces_average, responses=row.ces_responses),
+        compliments_per_complaint=row.compliments_per_complaint,
+        silent_dissatisfied_estimate=SilentDissatisfied(
+            estimate=row.silent_dissatisfied,
+            complaints=row.kind_complaint,
+            complaining_share=assumptions.complaining_share,
+        ),
+        word_of_mouth=WordOfMouth(
+            unhappy_customers=row.unhappy_customers,
+            happy_customers=row.happy_customers,
+            unhappy_tell=assumptions.unhappy_tell,
+            happy_tell=assumptions.happy_tell,
+            people_told_bad=row.people_told_bad,
+            people_told_good=row.people_told_good,
+        ),
+    )
+    return dict(figures)
+
+
+def _feedback_of(row: FeedbackRow, history: list[StatusChangeRow]) -> Feedback:
+    rating: RatingModel | None = None
+    if row.rating_scale is not None:
+        rating = _rating_of.validate_python({"scale": row.rating_scale, "value": row.rating_value})
+    return Feedback(
+        id=row.id,
+        customer_id=row.customer_id,
+        customer_kind=row.customer_kind,
+        channel=row.channel,
+        kind=row.kind,
+        text=row.text,
+        rating=rating,
+        product=row.product,
+        tags=row.tags,
+        occurred_at=row.occurred_at,
+        status=row.status,
+        sentiment=Sentiment(
+            score=row.sentiment_score,
+            label=SentimentLabel(row.sentiment_label),
+            source=SentimentSource(row.sentiment_source),
+        ),
+        themes=row.themes,
+        history=[
+            StatusChange(
+                from_status=change.from_status,
+                to_status=change.to_status,
+                note=change.note,
+                changed_by=change.changed_by,
+                changed_at=change.changed_at,
+            )
+            for change in history
+        ],
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )

@@ -1,0 +1,133 @@
+"""Triage at capture time: sentiment (VADER) and themes (an editable taxonomy)."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+from services.feedback.schemas import (
+    RatingModel,
+    Sentiment,
+    SentimentLabel,
+    SentimentSource,
+)
+
+# VADER's own cut-offs for its compound score.
+POSITIVE_FROM = 0.05
+NEGATIVE_UP_TO = -0.05
+_THEME_KEY = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+class TaxonomyError(ValueError):
+    """The taxonomy file cannot be used; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class Theme:
+    key: str
+    label: str
+    keywords: tuple[str, ...]
+
+
+class Taxonomy:
+    """Themes and their keywords, matched as whole words in one regex pass."""
+
+    def __init__(self, themes: list[Theme]) -> None:
+        self.themes = themes
+        alternatives = [f"(?P<{theme.key}>{_keywords_pattern(theme.keywords)})" for theme in themes]
+        self._pattern = re.compile("|".join(alternatives), re.IGNORECASE) if alternatives else None
+
+    @classmethod
+    def load(cls, path: Path) -> Taxonomy:
+        try:
+            document = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise TaxonomyError(f"{path}: {exc}") from exc
+        table = document.get("themes")
+        if not isinstance(table, dict) or not table:
+            raise TaxonomyError(f"{path}: needs at least one [themes.<key>] table")
+        themes = []
+        for key, entry in table.items():
+            if not _THEME_KEY.match(key):
+                raise TaxonomyError(f"{path}: theme key {key!r} must be lower-case letters, digits or '_'")
+            keywords = entry.get("keywords") if isinstance(entry, dict) else None
+            if (
+                not isinstance(keywords, list)
+                or not keywords
+                or not all(isinstance(k, str) and k.strip(" *") for k in keywords)
+            ):
+                raise TaxonomyError(f"{path}: themes.{key}.keywords must be a non-empty list of words")
+            themes.append(Theme(key, str(entry.get("label", key)), tuple(k.strip() for k in keywords)))
+        return cls(themes)
+
+    def themes_of(self, text: str | None) -> list[str]:
+        """The keys of the themes `text` mentions, in taxonomy order."""
+        if not text or self._pattern is None:
+            return []
+        found = {match.lastgroup for match in self._pattern.finditer(text)}
+        return [theme.key for theme in self.themes if theme.key in found]
+
+
+def _keywords_pattern(keywords: tuple[str, ...]) -> str:
+    words = []
+    # Longest first, so "double charg*" wins over "charg*" at the same place.
+    for keyword in sorted(keywords, key=len, reverse=True):
+        stem = keyword.rstrip("*")
+        body = r"\s+".join(re.escape(part) for part in stem.split())
+        words.append(body + (r"\w*" if keyword.endswith("*") else ""))
+    return r"\b(?:" + "|".join(words) + r")\b"
+
+
+class Triage:
+    """Scores sentiment and finds themes; build once (VADER's lexicon is slow to load)."""
+
+    def __init__(self, taxonomy: Taxonomy) -> None:
+        self.taxonomy = taxonomy
+        self._analyzer = SentimentIntensityAnalyzer()
+
+    def sentiment(self, text: str | None, rating: RatingModel | None) -> Sentiment:
+        """From the customer's words when there are any, else from the rating."""
+        if text and text.strip():
+            score = float(self._analyzer.polarity_scores(text)["compound"])
+            return Sentiment(score=score, label=_label_of_score(score), source=SentimentSource.TEXT)
+        if rating is not None:
+            return _sentiment_of_rating(rating)
+        return Sentiment(score=0.0, label=SentimentLabel.NEUTRAL, source=SentimentSource.TEXT)
+
+    def themes(self, text: str | None) -> list[str]:
+        return self.taxonomy.themes_of(text)
+
+
+def _label_of_score(score: float) -> SentimentLabel:
+    if score >= POSITIVE_FROM:
+        return SentimentLabel.POSITIVE
+    if score <= NEGATIVE_UP_TO:
+        return SentimentLabel.NEGATIVE
+    return SentimentLabel.NEUTRAL
+
+
+# Per scale: (worst, best, highest negative value, lowest positive value) — the
+# same bands the metrics use: nps detractors 0-6 / promoters 9-10, csat 1-2 / 4-5,
+# ces (effort, lower is better) 5-7 / 1-2.
+_RATING_BANDS: dict[str, tuple[int, int, int, int]] = {
+    "nps": (0, 10, 6, 9),
+    "csat": (1, 5, 2, 4),
+    "ces": (7, 1, 5, 2),
+}
+
+
+def _sentiment_of_rating(rating: RatingModel) -> Sentiment:
+    worst, best, negative_to, positive_from = _RATING_BANDS[rating.scale]
+    score = round(-1 + 2 * (rating.value - worst) / (best - worst), 4)
+    ascending = best > worst
+    if (rating.value <= negative_to) if ascending else (rating.value >= negative_to):
+        label = SentimentLabel.NEGATIVE
+    elif (rating.value >= positive_from) if ascending else (rating.value <= positive_from):
+        label = SentimentLabel.POSITIVE
+    else:
+        label = SentimentLabel.NEUTRAL
+    return Sentiment(score=score, label=label, source=SentimentSource.RATING)
