@@ -154,6 +154,6 @@ async def _drop_databases(dsn: str, names: list[str]) -> None:
 async def serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """Run `app`'s lifespan (workers included) and talk to it over ASGI."""
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield client

@@ -1,0 +1,154 @@
+"""The consumer wrapper: one effect per event, poison to the dead-letter topic,
+and no duplicate effect when partitions move between two members mid-stream."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest_asyncio
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.catalogue import FEEDBACK_RECEIVED
+from shared.config import PlatformSettings
+from shared.consumer import ConsumedEvent, EventConsumer
+from shared.db import create_engine, create_sessionmaker
+from shared.events import CONTENT_TYPE, build_event
+from shared.kafka import ensure_topics
+from shared.observability import Metrics
+from tests.support.kafka import read_topic
+from tests.support.platform import Platform
+
+EFFECT_TABLE = "CREATE TABLE IF NOT EXISTS consumer_effect (event_id text, consumer text, n int)"
+
+
+async def record_effect(session: AsyncSession, event: ConsumedEvent) -> None:
+    if event.data.get("fail"):
+        raise ValueError("this event can never be handled")
+    await session.execute(
+        text("INSERT INTO consumer_effect (event_id, consumer, n) VALUES (:id, :consumer, :n)"),
+        {"id": event.id, "consumer": event.data["run"], "n": event.data["n"]},
+    )
+
+
+@dataclass
+class Harness:
+    settings: PlatformSettings
+    producer: AIOKafkaProducer
+    run: str
+    platform: Platform
+
+    def consumer(self, name: str | None = None) -> EventConsumer:
+        engine = create_engine(self.settings.database_url, pool_size=2)
+        return EventConsumer(
+            settings=self.settings,
+            sessionmaker=create_sessionmaker(engine),
+            producer=self.producer,
+            metrics=Metrics("probe"),
+            name=name or f"probe-{uuid.uuid4().hex[:8]}",
+            topics=["feedback.events"],
+            handler=record_effect,
+            retry_delays=(0.01, 0.02),
+        )
+
+    async def publish(self, value: bytes, key: str = "k") -> None:
+        await self.producer.send_and_wait(
+            self.settings.topic("feedback.events"),
+            value=value,
+            key=key.encode(),
+            headers=[("content-type", CONTENT_TYPE.encode())],
+        )
+
+    def event(self, n: int, **extra: object) -> bytes:
+        return build_event(
+            FEEDBACK_RECEIVED, data={"n": n, "run": self.run, **extra}, subject=str(n), customer_id=f"c{n % 7}"
+        ).value
+
+    async def effects(self) -> list[tuple[str, int]]:
+        rows = await self.platform.fetch(
+            "feedback", "SELECT event_id, n FROM consumer_effect WHERE consumer = $1", self.run
+        )
+        return [(r["event_id"], r["n"]) for r in rows]
+
+    async def wait_for_effects(self, count: int, within: float = 30) -> list[tuple[str, int]]:
+        for _ in range(int(within * 10)):
+            found = await self.effects()
+            if len(found) >= count:
+                await asyncio.sleep(0.5)  # a duplicate would show up by now
+                return await self.effects()
+            await asyncio.sleep(0.1)
+        return await self.effects()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def harness(platform: Platform) -> AsyncIterator[Harness]:
+    await platform.fetch("feedback", EFFECT_TABLE)
+    run = uuid.uuid4().hex[:8]
+    settings = platform.settings("feedback", topic_prefix=f"c{run}.")
+    await ensure_topics(settings)
+    producer = AIOKafkaProducer(bootstrap_servers=platform.bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        yield Harness(settings, producer, run, platform)
+    finally:
+        await producer.stop()
+
+
+async def _running(consumer: EventConsumer) -> asyncio.Task[None]:
+    return asyncio.create_task(consumer.run())
+
+
+async def test_an_event_delivered_twice_has_one_effect(harness: Harness) -> None:
+    task = await _running(harness.consumer())
+    try:
+        value = harness.event(1)
+        await harness.publish(value)
+        await harness.publish(value)
+        await harness.publish(harness.event(2))
+        effects = await harness.wait_for_effects(2)
+        assert sorted(n for _, n in effects) == [1, 2]
+    finally:
+        task.cancel()
+
+
+async def test_poison_messages_are_dead_lettered_and_later_messages_flow(harness: Harness) -> None:
+    task = await _running(harness.consumer())
+    try:
+        await harness.publish(b"this is not a cloudevent", key="poison")
+        await harness.publish(harness.event(10, fail=True), key="poison")
+        await harness.publish(harness.event(11))
+        effects = await harness.wait_for_effects(1)
+        assert [n for _, n in effects] == [11]
+        dead = await read_topic(
+            harness.platform.bootstrap_servers,
+            harness.settings.topic("feedback.events.dlq"),
+            until=lambda found: len(found) >= 2,
+        )
+        assert next(r.value for r in dead) == b"this is not a cloudevent"
+        assert b"this event can never be handled" in dict(dead[1].headers)["cf-error"]
+        assert dict(dead[1].headers)["cf-original-topic"] == harness.settings.topic("feedback.events").encode()
+    finally:
+        task.cancel()
+
+
+async def test_two_members_splitting_partitions_mid_stream_give_each_event_one_effect(harness: Harness) -> None:
+    group = f"group-{uuid.uuid4().hex[:8]}"
+    first = await _running(harness.consumer(group))
+    second: asyncio.Task[None] | None = None
+    try:
+        for n in range(300):
+            await harness.publish(harness.event(n), key=f"c{n % 13}")
+            if n == 100:
+                second = await _running(harness.consumer(group))  # a rebalance mid-stream
+            if n == 200:
+                first.cancel()  # a member leaves mid-stream: its partitions move
+        effects = await harness.wait_for_effects(300, within=60)
+        assert sorted(n for _, n in effects) == list(range(300))
+    finally:
+        first.cancel()
+        if second is not None:
+            second.cancel()

@@ -1,0 +1,73 @@
+"""Idempotency-Key (contract §1): replay, a different body, a concurrent duplicate."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+
+from tests.support.platform import Platform
+
+
+def _key() -> str:
+    return f"key-{uuid.uuid4()}"
+
+
+async def _count(platform: Platform, name: str) -> int:
+    rows = await platform.fetch("feedback", "SELECT count(*) AS n FROM probe WHERE name = $1", name)
+    return int(rows[0]["n"])
+
+
+async def test_same_key_and_body_replays_the_first_response(probe: httpx.AsyncClient, platform: Platform) -> None:
+    name, headers = f"p-{uuid.uuid4().hex[:8]}", {**platform.auth("feedback:write"), "Idempotency-Key": _key()}
+    first = await probe.post("/probes", json={"name": name}, headers=headers)
+    second = await probe.post("/probes", json={"name": name}, headers=headers)
+    assert first.status_code == second.status_code == 201
+    assert second.json() == first.json()
+    assert second.headers["idempotent-replayed"] == "true"
+    assert "idempotent-replayed" not in first.headers
+    assert await _count(platform, name) == 1
+
+
+async def test_same_key_with_another_body_is_422_and_creates_nothing(
+    probe: httpx.AsyncClient, platform: Platform
+) -> None:
+    name, headers = f"p-{uuid.uuid4().hex[:8]}", {**platform.auth("feedback:write"), "Idempotency-Key": _key()}
+    assert (await probe.post("/probes", json={"name": name}, headers=headers)).status_code == 201
+    other = await probe.post("/probes", json={"name": name + "-other"}, headers=headers)
+    assert other.status_code == 422
+    assert other.json()["type"].endswith("idempotency-key-reused")
+    assert await _count(platform, name + "-other") == 0
+
+
+async def test_keys_are_scoped_to_the_token_subject(probe: httpx.AsyncClient, platform: Platform) -> None:
+    name, key = f"p-{uuid.uuid4().hex[:8]}", _key()
+    for sub in ("alice", "bob"):
+        headers = {**platform.auth("feedback:write", sub=sub), "Idempotency-Key": key}
+        assert (await probe.post("/probes", json={"name": name}, headers=headers)).status_code == 201
+    assert await _count(platform, name) == 2
+
+
+async def test_concurrent_duplicate_is_409_while_the_first_is_in_flight(
+    probe: httpx.AsyncClient, platform: Platform
+) -> None:
+    name, headers = f"p-{uuid.uuid4().hex[:8]}", {**platform.auth("feedback:write"), "Idempotency-Key": _key()}
+    body = {"name": name, "delay_seconds": 0.5}
+    first = asyncio.create_task(probe.post("/probes", json=body, headers=headers))
+    await asyncio.sleep(0.15)
+    second = await probe.post("/probes", json=body, headers=headers)
+    assert second.status_code == 409
+    assert second.json()["type"].endswith("idempotency-key-in-flight")
+    assert (await first).status_code == 201
+    replay = await probe.post("/probes", json=body, headers=headers)
+    assert replay.status_code == 201
+    assert replay.headers["idempotent-replayed"] == "true"
+    assert await _count(platform, name) == 1
+
+
+async def test_failed_request_stores_no_key(probe: httpx.AsyncClient, platform: Platform) -> None:
+    headers = {**platform.auth("feedback:write"), "Idempotency-Key": _key()}
+    assert (await probe.post("/probes", json={"name": ""}, headers=headers)).status_code == 422
+    name = f"p-{uuid.uuid4().hex[:8]}"
+    assert (await probe.post("/probes", json={"name": name}, headers=headers)).status_code == 201
