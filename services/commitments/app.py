@@ -5,16 +5,29 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.commitments.config import Settings
-from shared.service import build_service_app
+from services.commitments.router import router
+from services.commitments.scheduler import DueMomentScheduler
+from shared.service import ServiceRuntime, build_service_app
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    async def start_scheduler(runtime: ServiceRuntime) -> None:
+        # Started here rather than as a worker, which waits for the broker: the
+        # outbox carries events through a broker outage, so moments fire on time.
+        if settings.run_workers:
+            scheduler = DueMomentScheduler(settings=settings, sessionmaker=runtime.sessionmaker)
+            runtime.extras["scheduler"] = scheduler
+            runtime.spawn("due-moment-scheduler", scheduler.run())
+
     return build_service_app(
-        settings=settings or Settings(),
+        settings=settings,
         title="Commitments",
         description=(
             "Every promise made to a customer: owner, department, due date and outcome, with "
             "due-soon and overdue events the moment they happen."
         ),
-        routers=[],
+        routers=[router],
+        on_startup=start_scheduler,
     )

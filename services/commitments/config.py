@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from pydantic import Field
+
 from shared.config import PlatformSettings, database_url_field
 
 
@@ -11,3 +13,9 @@ class Settings(PlatformSettings):
     service_name: ClassVar[str] = "commitments"
 
     database_url: str = database_url_field("commitments")
+    commitments_due_soon_lead_seconds: float = Field(
+        default=86400, ge=0, description="How long before `due_at` a promise counts as due soon."
+    )
+    commitments_scheduler_batch_size: int = Field(default=500, ge=1, le=10_000)
+    # A missed wake-up (a dropped LISTEN connection) costs at most this long.
+    commitments_scheduler_max_sleep_seconds: float = Field(default=30.0, gt=0)

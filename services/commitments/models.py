@@ -1,0 +1,63 @@
+"""The commitment table: one row per promise, with its scheduler state."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import CheckConstraint, DateTime, Index, Integer, Text, text
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.db import Base
+
+STATUSES = ("open", "due_soon", "overdue", "met_on_time", "met_late", "cancelled")
+SCHEDULED_EVENTS = ("due_soon", "overdue")
+
+
+class Commitment(Base):
+    __tablename__ = "commitment"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(Text)
+    customer_kind: Mapped[str] = mapped_column(Text)
+    title: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    owner_id: Mapped[str] = mapped_column(Text)
+    department: Mapped[str] = mapped_column(Text)
+    due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # due_at minus the lead time in force when this due date was set.
+    due_soon_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    source_type: Mapped[str] = mapped_column(Text)
+    source_id: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(Text)
+    renegotiations: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    history: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    completion_note: Mapped[str | None] = mapped_column(Text)
+    cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cancellation_reason: Mapped[str | None] = mapped_column(Text)
+    # The scheduler's next moment for this promise: which event, and when.
+    next_event: Mapped[str | None] = mapped_column(Text)
+    next_event_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint(f"status IN {STATUSES!r}", name="status"),
+        CheckConstraint(
+            "(next_event IS NULL) = (next_event_at IS NULL) "
+            f"AND (next_event IS NULL OR next_event IN {SCHEDULED_EVENTS!r})",
+            name="next_event",
+        ),
+        Index("ix_commitment_created_at_id", "created_at", "id"),
+        Index("ix_commitment_customer_id_created_at_id", "customer_id", "created_at", "id"),
+        Index("ix_commitment_department_created_at_id", "department", "created_at", "id"),
+        Index("ix_commitment_owner_id_created_at_id", "owner_id", "created_at", "id"),
+        Index("ix_commitment_status_created_at_id", "status", "created_at", "id"),
+        Index("ix_commitment_source_type_source_id_created_at_id", "source_type", "source_id", "created_at", "id"),
+        Index("ix_commitment_due_at", "due_at"),
+        # Only armed promises: the scheduler's next moment is one index probe away.
+        Index("ix_commitment_next_event_at", "next_event_at", postgresql_where=text("next_event_at IS NOT NULL")),
+    )

@@ -1,0 +1,141 @@
+"""Every query of the commitments service. Nothing here commits."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Row, and_, func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.commitments.models import Commitment
+from shared.pagination import keyset_page
+
+# Announced on create and reschedule; every scheduler replica LISTENs.
+SCHEDULE_CHANNEL = "commitment_schedule"
+UNMET = ("open", "due_soon", "overdue")
+
+
+@dataclass(frozen=True)
+class CommitmentFilter:
+    customer_id: str | None = None
+    department: str | None = None
+    owner_id: str | None = None
+    statuses: Sequence[str] = ()
+    due_before: datetime | None = None
+    source_type: str | None = None
+    source_id: str | None = None
+
+
+async def add(session: AsyncSession, commitment: Commitment) -> None:
+    session.add(commitment)
+    await session.flush()
+
+
+async def get(session: AsyncSession, commitment_id: uuid.UUID, *, for_update: bool = False) -> Commitment | None:
+    statement = select(Commitment).where(Commitment.id == commitment_id)
+    if for_update:
+        statement = statement.with_for_update()
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def page(
+    session: AsyncSession, *, where: CommitmentFilter, cursor: str | None, limit: int
+) -> Sequence[Commitment]:
+    """Up to `limit + 1` commitments matching `where`, newest first, after `cursor`."""
+    conditions: list[ColumnElement[bool]] = []
+    if where.customer_id is not None:
+        conditions.append(Commitment.customer_id == where.customer_id)
+    if where.department is not None:
+        conditions.append(Commitment.department == where.department)
+    if where.owner_id is not None:
+        conditions.append(Commitment.owner_id == where.owner_id)
+    if where.statuses:
+        conditions.append(Commitment.status.in_(where.statuses))
+    if where.due_before is not None:
+        conditions.append(Commitment.due_at < where.due_before)
+    if where.source_type is not None:
+        conditions.append(Commitment.source_type == where.source_type)
+    if where.source_id is not None:
+        conditions.append(Commitment.source_id == where.source_id)
+    statement = keyset_page(
+        select(Commitment).where(*conditions),
+        created_at=Commitment.created_at,
+        item_id=Commitment.id,
+        cursor=cursor,
+        limit=limit,
+    )
+    rows: Sequence[Commitment] = (await session.execute(statement)).scalars().all()
+    return rows
+
+
+async def announce_moment(session: AsyncSession, moment: datetime) -> None:
+    """Tell the schedulers (on commit) that a promise now has a moment at `moment`."""
+    await session.execute(
+        text("SELECT pg_notify(:channel, CAST(extract(epoch FROM CAST(:moment AS timestamptz)) AS text))"),
+        {"channel": SCHEDULE_CHANNEL, "moment": moment},
+    )
+
+
+async def claim_reached(session: AsyncSession, *, limit: int) -> Sequence[Commitment]:
+    """Lock up to `limit` promises whose next moment has come, skipping any another replica holds."""
+    statement = (
+        select(Commitment)
+        .where(Commitment.next_event_at <= func.statement_timestamp())
+        .order_by(Commitment.next_event_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return (await session.execute(statement)).scalars().all()
+
+
+async def next_moment(session: AsyncSession) -> tuple[datetime | None, datetime]:
+    """The earliest armed moment (one index probe) and the database's clock."""
+    row = (await session.execute(select(func.min(Commitment.next_event_at), func.clock_timestamp()))).one()
+    return row[0], row[1]
+
+
+async def accountability(
+    session: AsyncSession,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    department: str | None,
+    owner_id: str | None,
+    now: datetime,
+) -> Sequence[Row[Any]]:
+    """Counts per department, per owner and in total for promises due in [since, until)."""
+    conditions: list[ColumnElement[bool]] = []
+    if since is not None:
+        conditions.append(Commitment.due_at >= since)
+    if until is not None:
+        conditions.append(Commitment.due_at < until)
+    if department is not None:
+        conditions.append(Commitment.department == department)
+    if owner_id is not None:
+        conditions.append(Commitment.owner_id == owner_id)
+    kept = Commitment.status != "cancelled"
+    unmet = Commitment.status.in_(UNMET)
+    statement = (
+        select(
+            Commitment.department,
+            Commitment.owner_id,
+            func.grouping(Commitment.department, Commitment.owner_id).label("level"),
+            func.count().filter(kept).label("due"),
+            func.count().filter(Commitment.status == "met_on_time").label("met_on_time"),
+            func.count().filter(Commitment.status == "met_late").label("met_late"),
+            func.count().filter(and_(unmet, Commitment.due_at < now)).label("overdue"),
+            func.count().filter(and_(unmet, Commitment.due_at >= now)).label("open"),
+            func.count().filter(Commitment.status == "cancelled").label("cancelled"),
+            func.avg(func.extract("epoch", Commitment.completed_at - Commitment.due_at) / 3600)
+            .filter(Commitment.status == "met_late")
+            .label("mean_lateness_hours"),
+            func.coalesce(func.sum(Commitment.renegotiations).filter(kept), 0).label("renegotiations"),
+        )
+        .where(*conditions)
+        .group_by(text("GROUPING SETS ((department), (owner_id), ())"))
+    )
+    return (await session.execute(statement)).all()

@@ -1,0 +1,148 @@
+"""HTTP routes of the commitments service (contract §5)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi.responses import Response
+
+from services.commitments import service
+from services.commitments.config import Settings
+from services.commitments.repository import CommitmentFilter
+from services.commitments.schemas import (
+    Cancellation,
+    Commitment,
+    CommitmentMetrics,
+    CommitmentRescheduled,
+    Completion,
+    NewCommitment,
+    Rescheduling,
+    SourceType,
+    Status,
+    UtcDatetime,
+)
+from shared.auth import Principal, require_scope
+from shared.db import DbSession
+from shared.idempotency import IdempotencyKey, idempotent
+from shared.pagination import DEFAULT_LIMIT, Cursor, Limit, Page
+
+router = APIRouter(prefix="/v1/commitments", tags=["commitments"])
+
+Reader = Annotated[Principal, Depends(require_scope("commitments:read"))]
+Writer = Annotated[Principal, Depends(require_scope("commitments:write"))]
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+CommitmentSettings = Annotated[Settings, Depends(_settings)]
+
+
+@router.post("", status_code=201, response_model=Commitment, summary="Make a promise to a customer")
+async def create_commitment(
+    request: Request,
+    new: NewCommitment,
+    session: DbSession,
+    settings: CommitmentSettings,
+    principal: Writer,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    return await idempotent(
+        session=session,
+        principal=principal,
+        key=idempotency_key,
+        route=request.url.path,
+        body=new,
+        create=lambda: service.create(session=session, settings=settings, new=new),
+        status_code=201,
+        ttl_hours=settings.idempotency_ttl_hours,
+    )
+
+
+@router.get("", summary="List commitments, newest first")
+async def list_commitments(
+    session: DbSession,
+    settings: CommitmentSettings,
+    _: Reader,
+    customer_id: str | None = None,
+    department: str | None = None,
+    owner_id: str | None = None,
+    status: Annotated[list[Status] | None, Query(description="Repeat to match any of several.")] = None,
+    due_before: Annotated[UtcDatetime | None, Query(description="Only promises due strictly before this.")] = None,
+    source_type: SourceType | None = None,
+    source_id: str | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Page[Commitment]:
+    where = CommitmentFilter(
+        customer_id=customer_id,
+        department=department,
+        owner_id=owner_id,
+        statuses=status or (),
+        due_before=due_before,
+        source_type=source_type,
+        source_id=source_id,
+    )
+    items, next_cursor = await service.list_page(
+        session=session, settings=settings, where=where, cursor=cursor, limit=limit
+    )
+    return Page[Commitment](items=items, next_cursor=next_cursor)
+
+
+@router.get("/metrics", summary="Accountability per department and per owner for promises due in a window")
+async def commitment_metrics(
+    session: DbSession,
+    settings: CommitmentSettings,
+    _: Reader,
+    since: Annotated[UtcDatetime | None, Query(description="Promises due at or after this.")] = None,
+    until: Annotated[UtcDatetime | None, Query(description="Promises due before this.")] = None,
+    department: str | None = None,
+    owner_id: str | None = None,
+) -> CommitmentMetrics:
+    return await service.metrics(
+        session=session, settings=settings, since=since, until=until, department=department, owner_id=owner_id
+    )
+
+
+@router.get("/{commitment_id}", summary="One commitment")
+async def get_commitment(commitment_id: uuid.UUID, session: DbSession, _: Reader) -> Commitment:
+    return await service.get(session=session, commitment_id=commitment_id)
+
+
+@router.post("/{commitment_id}/complete", summary="Keep the promise: met on time or met late, by the clock")
+async def complete_commitment(
+    commitment_id: uuid.UUID,
+    session: DbSession,
+    _: Writer,
+    completion: Annotated[Completion | None, Body()] = None,
+) -> Commitment:
+    return await service.complete(session=session, commitment_id=commitment_id, completion=completion or Completion())
+
+
+@router.post("/{commitment_id}/reschedule", summary="Move the due date, with a reason")
+async def reschedule_commitment(
+    commitment_id: uuid.UUID,
+    rescheduling: Rescheduling,
+    session: DbSession,
+    settings: CommitmentSettings,
+    _: Writer,
+) -> CommitmentRescheduled:
+    return await service.reschedule(
+        session=session, settings=settings, commitment_id=commitment_id, rescheduling=rescheduling
+    )
+
+
+@router.post("/{commitment_id}/cancel", summary="Cancel the promise")
+async def cancel_commitment(
+    commitment_id: uuid.UUID,
+    session: DbSession,
+    _: Writer,
+    cancellation: Annotated[Cancellation | None, Body()] = None,
+) -> Commitment:
+    return await service.cancel(
+        session=session, commitment_id=commitment_id, cancellation=cancellation or Cancellation()
+    )

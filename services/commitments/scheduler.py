@@ -1,0 +1,119 @@
+"""The due-moment scheduler: sleeps until the next promise's moment, then fires it.
+
+Each replica keeps a LISTEN connection; creating or rescheduling a promise
+NOTIFYs its moment, so a replica asleep until a later moment wakes early.
+Between moments it costs nothing: one index probe for the earliest armed
+`next_event_at`, then a sleep. Firing claims rows with FOR UPDATE SKIP
+LOCKED and writes each event through the outbox in the same transaction as
+the status change, so any number of replicas, restarted at any point, fire
+each moment once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import asyncpg
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.commitments import service
+from services.commitments.config import Settings
+from services.commitments.repository import SCHEDULE_CHANNEL
+from shared.backoff import Backoff
+from shared.db import asyncpg_dsn
+
+logger = logging.getLogger(__name__)
+
+# When a reached moment is held by another transaction, look again this soon.
+HELD_RETRY_SECONDS = 0.02
+
+
+class DueMomentScheduler:
+    def __init__(self, *, settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self._settings = settings
+        self._sessionmaker = sessionmaker
+        self._dsn = asyncpg_dsn(settings.database_url)
+        self._wake = asyncio.Event()
+        # The moment (database epoch) we sleep towards; None wakes on any announcement.
+        self._target: float | None = None
+        self.fired = 0
+        self.wake_ups = 0
+
+    async def run(self) -> None:
+        """Fire moments until cancelled; reconnects to the database as needed."""
+        backoff = Backoff()
+        while True:
+            try:
+                await self._listen_and_fire(backoff)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                delay = backoff.next()
+                logger.warning(
+                    "due-moment scheduler interrupted (%s: %s); retrying in %.1fs", type(exc).__name__, exc, delay
+                )
+                await asyncio.sleep(delay)
+
+    async def _listen_and_fire(self, backoff: Backoff) -> None:
+        conn: asyncpg.Connection = await asyncpg.connect(self._dsn, timeout=5)
+        try:
+            await conn.add_listener(SCHEDULE_CHANNEL, self._on_announcement)
+            while True:
+                self._wake.clear()
+                self._target = None
+                fired = await self._fire_reached()
+                backoff.reset()
+                delay = await self._seconds_to_next()
+                if delay is not None and delay <= 0 and not fired:
+                    delay = HELD_RETRY_SECONDS
+                await self._sleep(delay)
+                self.wake_ups += 1
+        finally:
+            await _close_quietly(conn)
+
+    async def _fire_reached(self) -> int:
+        batch = self._settings.commitments_scheduler_batch_size
+        total = 0
+        while True:
+            async with self._sessionmaker() as session, session.begin():
+                fired = await service.fire_reached_moments(session=session, limit=batch)
+            total += fired
+            self.fired += fired
+            if fired < batch:
+                return total
+
+    async def _seconds_to_next(self) -> float | None:
+        async with self._sessionmaker() as session, session.begin():
+            upcoming = await service.next_moment(session=session)
+        if upcoming is None:
+            return None
+        moment, delay = upcoming
+        self._target = moment.timestamp()
+        return delay
+
+    async def _sleep(self, delay: float | None) -> None:
+        cap = self._settings.commitments_scheduler_max_sleep_seconds
+        timeout = cap if delay is None else min(max(delay, 0.0), cap)
+        if timeout <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _on_announcement(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        """Wake if the announced moment comes before the one we sleep towards."""
+        try:
+            moment = float(payload)
+        except ValueError:
+            self._wake.set()
+            return
+        if self._target is None or moment < self._target:
+            self._wake.set()
+
+
+async def _close_quietly(conn: asyncpg.Connection) -> None:
+    try:
+        await asyncio.wait_for(conn.close(), 2)
+    except Exception:
+        conn.terminate()

@@ -1,0 +1,139 @@
+"""What the commitments API accepts and returns; the events carry the same models."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Literal, Self
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+CustomerKind = Literal["external", "internal"]
+SourceType = Literal["feedback", "expectation", "meeting", "manual"]
+Status = Literal["open", "due_soon", "overdue", "met_on_time", "met_late", "cancelled"]
+
+
+def _in_utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC)
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+Note = Annotated[str, StringConstraints(max_length=10_000)]
+
+
+class CommitmentSource(BaseModel):
+    """What the promise answers: a feedback item, an expectation, a meeting, or nothing (manual)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: SourceType
+    id: Name | None = None
+
+    @model_validator(mode="after")
+    def _id_unless_manual(self) -> Self:
+        if self.type != "manual" and self.id is None:
+            raise ValueError(f"a {self.type} source needs the id of that {self.type}")
+        return self
+
+
+class NewCommitment(BaseModel):
+    customer_id: Name
+    customer_kind: CustomerKind = "external"
+    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    description: Note | None = None
+    owner_id: Name
+    department: str = Field(description="One of the configured departments (`CF_DEPARTMENTS`).")
+    due_at: UtcDatetime = Field(description="When the promise is due; must be in the future.")
+    source: CommitmentSource = CommitmentSource(type="manual")
+
+
+class Rescheduling(BaseModel):
+    due_at: UtcDatetime = Field(description="The new due date; must be in the future.")
+    reason: Reason = Field(description="Why the date moved; required.")
+
+
+class Completion(BaseModel):
+    note: Note | None = None
+
+
+class Cancellation(BaseModel):
+    reason: Reason | None = None
+
+
+class EarlierDueDate(BaseModel):
+    """A due date the promise had before a reschedule."""
+
+    model_config = ConfigDict(frozen=True)
+
+    due_at: UtcDatetime
+    reason: str
+    rescheduled_at: UtcDatetime
+
+
+class Commitment(BaseModel):
+    """A promise to a customer as the API returns it (and the commitment events carry it)."""
+
+    model_config = ConfigDict(frozen=True, from_attributes=True)
+
+    id: uuid.UUID
+    customer_id: str
+    customer_kind: CustomerKind
+    title: str
+    description: str | None
+    owner_id: str
+    department: str
+    due_at: UtcDatetime
+    due_soon_at: UtcDatetime = Field(description="`due_at` minus the due-soon lead time.")
+    source: CommitmentSource
+    status: Status
+    renegotiations: int = Field(description="How many times the due date was moved.")
+    history: list[EarlierDueDate] = Field(description="Every earlier due date, oldest first.")
+    completed_at: UtcDatetime | None
+    completion_note: str | None
+    cancelled_at: UtcDatetime | None
+    cancellation_reason: str | None
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
+
+
+class CommitmentRescheduled(Commitment):
+    """The payload of `commitment.rescheduled`: the commitment and its previous due date."""
+
+    previous_due_at: UtcDatetime
+
+
+class Accountability(BaseModel):
+    """How a group of promises due in the window fared; see the service README for definitions."""
+
+    model_config = ConfigDict(frozen=True)
+
+    due: int
+    met_on_time: int
+    met_late: int
+    overdue: int
+    open: int
+    cancelled: int
+    on_time_rate: float | None
+    mean_lateness_hours: float | None
+    renegotiations: int
+
+
+class DepartmentAccountability(Accountability):
+    department: str
+
+
+class OwnerAccountability(Accountability):
+    owner_id: str
+
+
+class CommitmentMetrics(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    since: UtcDatetime | None
+    until: UtcDatetime | None
+    as_of: UtcDatetime = Field(description="The moment `overdue` and `open` were judged at.")
+    total: Accountability
+    departments: list[DepartmentAccountability]
+    owners: list[OwnerAccountability]

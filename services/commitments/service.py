@@ -1,0 +1,297 @@
+"""The rules of a promise: making, keeping, moving and dropping it, and its due moments."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.commitments import repository
+from services.commitments.config import Settings
+from services.commitments.models import Commitment as CommitmentRow
+from services.commitments.repository import CommitmentFilter
+from services.commitments.schemas import (
+    Accountability,
+    Cancellation,
+    Commitment,
+    CommitmentMetrics,
+    CommitmentRescheduled,
+    CommitmentSource,
+    Completion,
+    DepartmentAccountability,
+    EarlierDueDate,
+    NewCommitment,
+    OwnerAccountability,
+    Rescheduling,
+)
+from shared import catalogue
+from shared.errors import Conflict, NotFound, field_error
+from shared.events import build_event
+from shared.outbox import add_event, add_records
+from shared.pagination import page_of
+
+CLOSED = ("met_on_time", "met_late", "cancelled")
+
+
+def represent(row: CommitmentRow) -> Commitment:
+    """The REST representation of a commitment row."""
+    return Commitment(
+        id=row.id,
+        customer_id=row.customer_id,
+        customer_kind=row.customer_kind,
+        title=row.title,
+        description=row.description,
+        owner_id=row.owner_id,
+        department=row.department,
+        due_at=row.due_at,
+        due_soon_at=row.due_soon_at,
+        source=CommitmentSource(type=row.source_type, id=row.source_id),
+        status=row.status,
+        renegotiations=row.renegotiations,
+        history=[EarlierDueDate.model_validate(entry) for entry in row.history],
+        completed_at=row.completed_at,
+        completion_note=row.completion_note,
+        cancelled_at=row.cancelled_at,
+        cancellation_reason=row.cancellation_reason,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _require_department(settings: Settings, department: str, loc: list[str]) -> None:
+    if department not in settings.departments:
+        known = ", ".join(settings.departments)
+        raise field_error(loc, f"unknown department '{department}'; known: {known}", slug="unknown-department")
+
+
+def _require_future(due_at: datetime, now: datetime, loc: list[str]) -> None:
+    if due_at <= now:
+        raise field_error(loc, "must be in the future", slug="due-date-in-past")
+
+
+def _arm(row: CommitmentRow, settings: Settings) -> None:
+    """Set the due-soon and overdue moments for the current due date."""
+    row.due_soon_at = row.due_at - timedelta(seconds=settings.commitments_due_soon_lead_seconds)
+    row.next_event = "due_soon"
+    row.next_event_at = row.due_soon_at
+
+
+async def create(*, session: AsyncSession, settings: Settings, new: NewCommitment) -> Commitment:
+    now = datetime.now(UTC)
+    _require_department(settings, new.department, ["body", "department"])
+    _require_future(new.due_at, now, ["body", "due_at"])
+    row = CommitmentRow(
+        id=uuid.uuid4(),
+        customer_id=new.customer_id,
+        customer_kind=new.customer_kind,
+        title=new.title,
+        description=new.description,
+        owner_id=new.owner_id,
+        department=new.department,
+        due_at=new.due_at,
+        source_type=new.source.type,
+        source_id=new.source.id,
+        status="open",
+        renegotiations=0,
+        history=[],
+        created_at=now,
+        updated_at=now,
+    )
+    _arm(row, settings)
+    await repository.add(session, row)
+    await repository.announce_moment(session, row.due_soon_at)
+    commitment = represent(row)
+    await add_event(
+        session, catalogue.COMMITMENT_CREATED, data=commitment, subject=str(row.id), customer_id=row.customer_id
+    )
+    return commitment
+
+
+async def get(*, session: AsyncSession, commitment_id: uuid.UUID) -> Commitment:
+    return represent(await _find(session, commitment_id))
+
+
+async def _find(session: AsyncSession, commitment_id: uuid.UUID, *, for_update: bool = False) -> CommitmentRow:
+    row = await repository.get(session, commitment_id, for_update=for_update)
+    if row is None:
+        raise NotFound(f"No commitment {commitment_id}.")
+    return row
+
+
+async def list_page(
+    *, session: AsyncSession, settings: Settings, where: CommitmentFilter, cursor: str | None, limit: int
+) -> tuple[list[Commitment], str | None]:
+    if where.department is not None:
+        _require_department(settings, where.department, ["query", "department"])
+    rows = await repository.page(session, where=where, cursor=cursor, limit=limit)
+    items, next_cursor = page_of(rows, limit=limit, key=lambda r: (r.created_at, r.id))
+    return [represent(row) for row in items], next_cursor
+
+
+def _require_unclosed(row: CommitmentRow, action: str) -> None:
+    if row.status in CLOSED:
+        raise Conflict(
+            f"Commitment {row.id} is already {row.status.replace('_', ' ')}; it cannot be {action}.",
+            slug="commitment-closed",
+        )
+
+
+def _disarm(row: CommitmentRow) -> None:
+    row.next_event = None
+    row.next_event_at = None
+
+
+async def complete(*, session: AsyncSession, commitment_id: uuid.UUID, completion: Completion) -> Commitment:
+    """Keep the promise: on time if done by `due_at` (and no overdue event went out), else late."""
+    row = await _find(session, commitment_id, for_update=True)
+    _require_unclosed(row, "completed")
+    now = datetime.now(UTC)
+    row.status = "met_late" if row.status == "overdue" or now > row.due_at else "met_on_time"
+    row.completed_at = now
+    row.completion_note = completion.note
+    row.updated_at = now
+    _disarm(row)
+    await session.flush()
+    commitment = represent(row)
+    await add_event(
+        session, catalogue.COMMITMENT_MET, data=commitment, subject=str(row.id), customer_id=row.customer_id
+    )
+    return commitment
+
+
+async def reschedule(
+    *, session: AsyncSession, settings: Settings, commitment_id: uuid.UUID, rescheduling: Rescheduling
+) -> CommitmentRescheduled:
+    """Move the due date, keep the old one in `history`, and re-arm both due events."""
+    row = await _find(session, commitment_id, for_update=True)
+    _require_unclosed(row, "rescheduled")
+    now = datetime.now(UTC)
+    _require_future(rescheduling.due_at, now, ["body", "due_at"])
+    previous_due_at = row.due_at
+    earlier = EarlierDueDate(due_at=previous_due_at, reason=rescheduling.reason, rescheduled_at=now)
+    row.history = [*row.history, earlier.model_dump(mode="json")]
+    row.renegotiations += 1
+    row.due_at = rescheduling.due_at
+    row.status = "open"
+    row.updated_at = now
+    _arm(row, settings)
+    await session.flush()
+    await repository.announce_moment(session, row.due_soon_at)
+    rescheduled = CommitmentRescheduled(**dict(represent(row)), previous_due_at=previous_due_at)
+    await add_event(
+        session, catalogue.COMMITMENT_RESCHEDULED, data=rescheduled, subject=str(row.id), customer_id=row.customer_id
+    )
+    return rescheduled
+
+
+async def cancel(*, session: AsyncSession, commitment_id: uuid.UUID, cancellation: Cancellation) -> Commitment:
+    row = await _find(session, commitment_id, for_update=True)
+    _require_unclosed(row, "cancelled")
+    now = datetime.now(UTC)
+    row.status = "cancelled"
+    row.cancelled_at = now
+    row.cancellation_reason = cancellation.reason
+    row.updated_at = now
+    _disarm(row)
+    await session.flush()
+    commitment = represent(row)
+    await add_event(
+        session, catalogue.COMMITMENT_CANCELLED, data=commitment, subject=str(row.id), customer_id=row.customer_id
+    )
+    return commitment
+
+
+async def fire_reached_moments(*, session: AsyncSession, limit: int) -> int:
+    """Move every promise whose moment has come one step (open → due_soon → overdue), with its event.
+
+    The claim skips rows another replica holds, and the status change and its
+    outbox row commit together, so each moment fires once.
+    """
+    rows = await repository.claim_reached(session, limit=limit)
+    if not rows:
+        return 0
+    now = datetime.now(UTC)
+    records = []
+    for row in rows:
+        if row.next_event == "due_soon":
+            spec, row.status = catalogue.COMMITMENT_DUE_SOON, "due_soon"
+            row.next_event, row.next_event_at = "overdue", row.due_at
+        else:
+            spec, row.status = catalogue.COMMITMENT_OVERDUE, "overdue"
+            _disarm(row)
+        row.updated_at = now
+        records.append(build_event(spec, data=represent(row), subject=str(row.id), customer_id=row.customer_id))
+    await session.flush()
+    await add_records(session, records)
+    return len(rows)
+
+
+async def next_moment(*, session: AsyncSession) -> tuple[datetime, float] | None:
+    """The earliest armed moment and the seconds until it by the database's clock; None if none is armed."""
+    moment, now = await repository.next_moment(session)
+    return None if moment is None else (moment, (moment - now).total_seconds())
+
+
+async def metrics(
+    *,
+    session: AsyncSession,
+    settings: Settings,
+    since: datetime | None,
+    until: datetime | None,
+    department: str | None,
+    owner_id: str | None,
+) -> CommitmentMetrics:
+    if department is not None:
+        _require_department(settings, department, ["query", "department"])
+    if since is not None and until is not None and since >= until:
+        raise field_error(["query", "until"], "must be after since")
+    now = datetime.now(UTC)
+    rows = await repository.accountability(
+        session, since=since, until=until, department=department, owner_id=owner_id, now=now
+    )
+    total = _accountability({})
+    per_department: dict[str, Accountability] = {}
+    owners: list[OwnerAccountability] = []
+    for row in rows:
+        counts = _accountability(row._mapping)
+        # GROUPING() sets a bit for each column the row does not group by.
+        if row.level == 1:
+            per_department[row.department] = counts
+        elif row.level == 2:
+            owners.append(OwnerAccountability(owner_id=row.owner_id, **counts.model_dump()))
+        else:
+            total = counts
+    shown = [department] if department is not None else [*settings.departments]
+    shown += sorted(name for name in per_department if name not in shown)
+    departments = [
+        DepartmentAccountability(department=name, **per_department.get(name, _accountability({})).model_dump())
+        for name in shown
+    ]
+    return CommitmentMetrics(
+        since=since,
+        until=until,
+        as_of=now,
+        total=total,
+        departments=departments,
+        owners=sorted(owners, key=lambda o: o.owner_id),
+    )
+
+
+def _accountability(counts: Any) -> Accountability:
+    get = counts.get
+    met_on_time, met_late, overdue = int(get("met_on_time", 0)), int(get("met_late", 0)), int(get("overdue", 0))
+    decided = met_on_time + met_late + overdue
+    lateness = get("mean_lateness_hours")
+    return Accountability(
+        due=int(get("due", 0)),
+        met_on_time=met_on_time,
+        met_late=met_late,
+        overdue=overdue,
+        open=int(get("open", 0)),
+        cancelled=int(get("cancelled", 0)),
+        on_time_rate=met_on_time / decided if decided else None,
+        mean_lateness_hours=float(lateness) if lateness is not None else None,
+        renegotiations=int(get("renegotiations", 0)),
+    )
