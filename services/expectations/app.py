@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.expectations.config import Settings
+from services.expectations.router import router
 from shared.service import build_service_app
 
 
@@ -17,5 +18,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "expectations they clarify: the customer's words, our restatement, confirmation "
             "and capability."
         ),
-        routers=[],
+        routers=[router],
     )

@@ -1,0 +1,156 @@
+"""Tables of the expectations service: questions, meetings, expectations and their versions."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean, CheckConstraint, DateTime, ForeignKey, Index, Integer, Text
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shared.db import Base
+
+CUSTOMER_KINDS = ("external", "internal")
+PRIORITIES = ("high", "medium", "low")
+CAPABILITIES = ("can_meet", "partial", "cannot_meet")
+EXPECTATION_STATUSES = ("recorded", "confirmed")
+QUESTION_RULES = (
+    "question_word",
+    "open_request",
+    "tag_question",
+    "rating_scale",
+    "either_or",
+    "leading_auxiliary",
+    "statement",
+)
+
+
+def one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Question(Base):
+    """A question prepared ahead of customer meetings, classified when saved."""
+
+    __tablename__ = "question"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    topic: Mapped[str] = mapped_column(Text)
+    open_ended: Mapped[bool] = mapped_column(Boolean)
+    rule: Mapped[str] = mapped_column(Text)
+    guidance: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint(one_of("rule", QUESTION_RULES), name="rule"),
+        Index("ix_question_created_at_id", "created_at", "id"),
+        Index("ix_question_topic_created_at_id", "topic", "created_at", "id"),
+    )
+
+
+class Meeting(Base):
+    """A customer meeting held by at least two staff members."""
+
+    __tablename__ = "meeting"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(Text)
+    customer_kind: Mapped[str] = mapped_column(Text)
+    held_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Who attended is part of the meeting record, read and written whole.
+    attendees: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    customer_participants: Mapped[list[dict[str, Any]]] = mapped_column(JSONB)
+    notes: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint(one_of("customer_kind", CUSTOMER_KINDS), name="customer_kind"),
+        Index("ix_meeting_created_at_id", "created_at", "id"),
+        Index("ix_meeting_customer_id_created_at_id", "customer_id", "created_at", "id"),
+    )
+
+
+class MeetingQuestion(Base):
+    """A prepared question asked in a meeting, in the order prepared."""
+
+    __tablename__ = "meeting_question"
+
+    meeting_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("meeting.id", ondelete="CASCADE"), primary_key=True
+    )
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    question_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("question.id"))
+
+    __table_args__ = (Index("ix_meeting_question_question_id", "question_id"),)
+
+
+class Expectation(Base):
+    """The current version of an expectation; earlier versions live in `expectation_version`."""
+
+    __tablename__ = "expectation"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    meeting_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("meeting.id"))
+    customer_id: Mapped[str] = mapped_column(Text)
+    customer_kind: Mapped[str] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(Text)
+    statement: Mapped[str] = mapped_column(Text)
+    restatement: Mapped[str] = mapped_column(Text)
+    priority: Mapped[str] = mapped_column(Text)
+    key_point: Mapped[bool] = mapped_column(Boolean)
+    measure: Mapped[str | None] = mapped_column(Text)
+    capability: Mapped[str] = mapped_column(Text)
+    question_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), ForeignKey("question.id"))
+    confirmed_by: Mapped[str | None] = mapped_column(Text)
+    confirmation_note: Mapped[str | None] = mapped_column(Text)
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint(one_of("customer_kind", CUSTOMER_KINDS), name="customer_kind"),
+        CheckConstraint(one_of("status", EXPECTATION_STATUSES), name="status"),
+        CheckConstraint(one_of("priority", PRIORITIES), name="priority"),
+        CheckConstraint(one_of("capability", CAPABILITIES), name="capability"),
+        Index("ix_expectation_created_at_id", "created_at", "id"),
+        Index("ix_expectation_customer_id_created_at_id", "customer_id", "created_at", "id"),
+        Index("ix_expectation_status_created_at_id", "status", "created_at", "id"),
+        Index("ix_expectation_capability_created_at_id", "capability", "created_at", "id"),
+        Index("ix_expectation_meeting_id_created_at_id", "meeting_id", "created_at", "id"),
+        Index("ix_expectation_question_id", "question_id"),
+    )
+
+
+class ExpectationVersion(Base):
+    """An earlier version of an expectation, kept as it was when a revision replaced it."""
+
+    __tablename__ = "expectation_version"
+
+    expectation_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("expectation.id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(Text)
+    statement: Mapped[str] = mapped_column(Text)
+    restatement: Mapped[str] = mapped_column(Text)
+    priority: Mapped[str] = mapped_column(Text)
+    key_point: Mapped[bool] = mapped_column(Boolean)
+    measure: Mapped[str | None] = mapped_column(Text)
+    capability: Mapped[str] = mapped_column(Text)
+    question_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), ForeignKey("question.id"))
+    confirmed_by: Mapped[str | None] = mapped_column(Text)
+    confirmation_note: Mapped[str | None] = mapped_column(Text)
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    superseded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint(one_of("status", EXPECTATION_STATUSES), name="status"),
+        CheckConstraint(one_of("priority", PRIORITIES), name="priority"),
+        CheckConstraint(one_of("capability", CAPABILITIES), name="capability"),
+    )

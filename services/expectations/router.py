@@ -1,0 +1,199 @@
+"""HTTP endpoints of the expectations service (contract §4)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import Response
+
+from services.expectations import schemas, service
+from shared.auth import Principal, require_scope
+from shared.db import DbSession
+from shared.idempotency import IdempotencyKey, idempotent
+from shared.pagination import DEFAULT_LIMIT, Cursor, Limit, Page
+
+router = APIRouter(prefix="/v1")
+
+Reader = Annotated[Principal, Depends(require_scope("expectations:read"))]
+Writer = Annotated[Principal, Depends(require_scope("expectations:write"))]
+CustomerIdFilter = Annotated[str | None, Query(min_length=1, max_length=128, description="The customer's id.")]
+CustomerIdPath = Annotated[str, Path(min_length=1, max_length=128, description="The customer's id.")]
+
+
+@router.post(
+    "/questions", status_code=201, response_model=schemas.Question, tags=["questions"], summary="Save a question"
+)
+async def create_question(
+    question: schemas.QuestionCreate,
+    request: Request,
+    session: DbSession,
+    principal: Writer,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Save a prepared question; it is classified open-ended or closed, with guidance to reopen a closed one."""
+    return await idempotent(
+        session=session,
+        principal=principal,
+        key=idempotency_key,
+        route=request.url.path,
+        body=question,
+        create=lambda: service.record_question(session, question=question),
+        ttl_hours=request.app.state.settings.idempotency_ttl_hours,
+    )
+
+
+@router.get("/questions", tags=["questions"], summary="List prepared questions, newest first")
+async def list_questions(
+    session: DbSession,
+    _: Reader,
+    topic: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Page[schemas.Question]:
+    return await service.list_questions(session, topic=topic, cursor=cursor, limit=limit)
+
+
+@router.post(
+    "/meetings",
+    status_code=201,
+    response_model=schemas.Meeting,
+    tags=["meetings"],
+    summary="Record a customer meeting",
+)
+async def create_meeting(
+    meeting: schemas.MeetingCreate,
+    request: Request,
+    session: DbSession,
+    principal: Writer,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Record a meeting held by at least two distinct staff members (problem type `two-person-rule` otherwise)."""
+    settings = request.app.state.settings
+    return await idempotent(
+        session=session,
+        principal=principal,
+        key=idempotency_key,
+        route=request.url.path,
+        body=meeting,
+        create=lambda: service.record_meeting(session, meeting=meeting, departments=settings.departments),
+        ttl_hours=settings.idempotency_ttl_hours,
+    )
+
+
+@router.get("/meetings/{meeting_id}", tags=["meetings"], summary="Get a meeting")
+async def get_meeting(meeting_id: uuid.UUID, session: DbSession, _: Reader) -> schemas.Meeting:
+    return await service.get_meeting(session, meeting_id=meeting_id)
+
+
+@router.get("/meetings", tags=["meetings"], summary="List meetings, newest first")
+async def list_meetings(
+    session: DbSession,
+    _: Reader,
+    customer_id: CustomerIdFilter = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Page[schemas.Meeting]:
+    return await service.list_meetings(session, customer_id=customer_id, cursor=cursor, limit=limit)
+
+
+@router.post(
+    "/meetings/{meeting_id}/expectations",
+    status_code=201,
+    response_model=schemas.Expectation,
+    tags=["expectations"],
+    summary="Record an expectation heard in a meeting",
+)
+async def create_expectation(
+    meeting_id: uuid.UUID,
+    expectation: schemas.ExpectationCreate,
+    request: Request,
+    session: DbSession,
+    principal: Writer,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Record the customer's words and our restatement; it stays `recorded` until the customer confirms."""
+    return await idempotent(
+        session=session,
+        principal=principal,
+        key=idempotency_key,
+        route=request.url.path,
+        body=expectation,
+        create=lambda: service.record_expectation(session, meeting_id=meeting_id, expectation=expectation),
+        ttl_hours=request.app.state.settings.idempotency_ttl_hours,
+    )
+
+
+@router.post("/expectations/{expectation_id}/confirm", tags=["expectations"], summary="Confirm our restatement")
+async def confirm_expectation(
+    expectation_id: uuid.UUID, confirmation: schemas.ConfirmationCreate, session: DbSession, _: Writer
+) -> schemas.Expectation:
+    """The customer confirmed our restatement. Confirming a confirmed version again is a no-op (200, no event)."""
+    return await service.confirm_expectation(session, expectation_id=expectation_id, confirmation=confirmation)
+
+
+@router.post(
+    "/expectations/{expectation_id}/revise",
+    response_model=schemas.Expectation,
+    tags=["expectations"],
+    summary="Revise an expectation (a new version)",
+)
+async def revise_expectation(
+    expectation_id: uuid.UUID,
+    expectation: schemas.ExpectationCreate,
+    request: Request,
+    session: DbSession,
+    principal: Writer,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Record a new version (`version` + 1, back to `recorded`); earlier versions stay in `history`."""
+    return await idempotent(
+        session=session,
+        principal=principal,
+        key=idempotency_key,
+        route=request.url.path,
+        body=expectation,
+        create=lambda: service.revise_expectation(session, expectation_id=expectation_id, expectation=expectation),
+        status_code=200,
+        ttl_hours=request.app.state.settings.idempotency_ttl_hours,
+    )
+
+
+@router.get("/expectations/{expectation_id}", tags=["expectations"], summary="Get an expectation with its history")
+async def get_expectation(expectation_id: uuid.UUID, session: DbSession, _: Reader) -> schemas.Expectation:
+    return await service.get_expectation(session, expectation_id=expectation_id)
+
+
+@router.get("/expectations", tags=["expectations"], summary="List expectations, newest first")
+async def list_expectations(
+    session: DbSession,
+    _: Reader,
+    customer_id: CustomerIdFilter = None,
+    meeting_id: uuid.UUID | None = None,
+    status: schemas.ExpectationStatus | None = None,
+    capability: schemas.Capability | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Page[schemas.Expectation]:
+    return await service.list_expectations(
+        session,
+        customer_id=customer_id,
+        meeting_id=meeting_id,
+        status=status,
+        capability=capability,
+        cursor=cursor,
+        limit=limit,
+    )
+
+
+@router.get(
+    "/customers/{customer_id}/expectations",
+    tags=["expectations"],
+    summary="What a customer expects: current versions, key points first",
+)
+async def customer_expectations(
+    customer_id: CustomerIdPath, session: DbSession, _: Reader
+) -> schemas.CustomerExpectations:
+    """The current version of each expectation, key points first, with the unconfirmed ones and the gaps."""
+    return await service.customer_expectations(session, customer_id=customer_id)
