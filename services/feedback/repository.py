@@ -79,6 +79,8 @@ async def record_move(
     session: AsyncSession, feedback: FeedbackRow, *, to_status: str, note: str | None, changed_by: str
 ) -> None:
     """Move `feedback` (locked by the caller) to `to_status` and record the move."""
+    # Read before the update: the ORM update also refreshes `feedback` in the session.
+    from_status = feedback.status
     changed_at = (
         await session.execute(
             update(FeedbackRow)
@@ -90,7 +92,7 @@ async def record_move(
     await session.execute(
         insert(StatusChangeRow).values(
             feedback_id=feedback.id,
-            from_status=feedback.status,
+            from_status=from_status,
             to_status=to_status,
             note=note,
             changed_by=changed_by,
