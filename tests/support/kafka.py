@@ -52,3 +52,28 @@ async def read_topic(
         return found
     finally:
         await consumer.stop()
+
+
+async def read_to_end(
+    bootstrap_servers: str, topic: str, *, where: Callable[[Record], bool] = lambda _: True
+) -> list[Record]:
+    """Every record of `topic` up to the end offsets as they are now, that matches `where`."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False, fetch_max_wait_ms=10)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not partitions:
+            return []
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        found: list[Record] = []
+        remaining = {tp for tp in partitions if ends[tp] > 0}
+        while remaining:
+            for tp, records in (await consumer.getmany(*remaining, timeout_ms=200)).items():
+                found.extend(r for r in records if where(r))
+                if records and records[-1].offset + 1 >= ends[tp]:
+                    remaining.discard(tp)
+        return found
+    finally:
+        await consumer.stop()
