@@ -268,6 +268,7 @@ class Stack:
         self.database_urls: dict[str, str] = {}
         self.bootstrap_servers = ""
         self.secret = ""
+        self.token = ""
         self.ready_after_seconds = 0.0
         self._tail_stop = threading.Event()
         self._stopped = False
@@ -286,7 +287,8 @@ class Stack:
         self.start_services()
         self.wait_ready()
         self.ready_after_seconds = time.monotonic() - started
-        _write_private(self.data_dir / ADMIN_TOKEN_FILE, self.admin_token() + "\n")
+        self.token = self.admin_token()
+        _write_private(self.data_dir / ADMIN_TOKEN_FILE, self.token + "\n")
 
     def stop(self) -> None:
         """Stop the services (SIGTERM, then SIGKILL), the broker, then PostgreSQL. Idempotent."""
@@ -466,7 +468,7 @@ class Stack:
     # -- what the developer needs --------------------------------------------------------------
 
     def admin_token(self) -> str:
-        """A token with every scope, signed with the stack's secret."""
+        """A new token with every scope, signed with the stack's secret (`start` prints and keeps one)."""
         return mint_token(self.secret, sub="admin", scopes=SCOPES, ttl_seconds=self.options.token_ttl_seconds)
 
     def pids(self) -> list[int]:
@@ -494,7 +496,7 @@ class Stack:
             "",
             f"Admin token (every scope, valid {ttl_days:g} days; also in {self.data_dir / ADMIN_TOKEN_FILE}):",
             "",
-            f"  {self.admin_token()}",
+            f"  {self.token}",
             "",
             "Ctrl-C stops everything.",
             "",

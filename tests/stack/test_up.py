@@ -1,0 +1,193 @@
+"""`customer-focus up` (what `make run` calls) as real processes on real ports."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import stat
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from sqlalchemy.engine import make_url
+
+from shared.auth import SCOPES, TokenVerifier
+from shared.config import SERVICES
+from shared.db import asyncpg_dsn
+from shared.stack import REPO_ROOT, port_is_free
+from tests.stack.up_process import UpProcess, alive, free_port_range, processes_mentioning, service_ports
+from tests.support.platform import Platform
+
+# One list route of each service, from the contract, and the scope it needs.
+SECURED_ROUTE = {
+    "feedback": "/v1/feedback",
+    "expectations": "/v1/questions",
+    "commitments": "/v1/commitments",
+    "notifications": "/v1/departments/sales/notifications",
+}
+
+
+class FirstRun:
+    def __init__(self, data_dir: Path, base_port: int) -> None:
+        self.data_dir = data_dir
+        self.base_port = base_port
+        self.up = UpProcess(data_dir, "--base-port", str(base_port), "--broker-port", "0")
+        self.ready_after = self.up.wait_ready()
+        self.token = self.up.token()
+        self.pg_version = (data_dir / "pg" / "PG_VERSION").stat()
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirstRun]:
+    """`up` on an empty data dir."""
+    run = FirstRun(tmp_path_factory.mktemp("stack") / "data", free_port_range(len(SERVICES)))
+    try:
+        yield run
+    finally:
+        run.up.stop()
+
+
+@pytest.fixture(scope="module")
+def second_run(first_run: FirstRun) -> Iterator[UpProcess]:
+    """`up` again on the first run's data dir, once the first has stopped."""
+    first_run.up.stop()
+    up = UpProcess(first_run.data_dir, "--base-port", "0", "--broker-port", "0")
+    try:
+        yield up
+    finally:
+        up.stop()
+
+
+def test_up_brings_every_service_to_ready_on_consecutive_ports(first_run: FirstRun) -> None:
+    urls = first_run.up.urls()
+    assert list(urls) == list(SERVICES)
+    for service, port in service_ports(first_run.base_port).items():
+        assert urls[service] == f"http://127.0.0.1:{port}"
+        ready = httpx.get(f"{urls[service]}/readyz", timeout=5)
+        assert ready.status_code == 200, ready.text
+        assert ready.json() == {"status": "ready", "database": "ok", "broker": "ok"}
+
+
+def test_up_prints_an_admin_token_with_every_scope_and_writes_it_to_the_data_dir(first_run: FirstRun) -> None:
+    secret = (first_run.data_dir / "auth-secret").read_text().strip()
+    principal = TokenVerifier(secret).verify(first_run.token)
+    assert principal.scopes == frozenset(SCOPES)
+    assert principal.department is None
+    assert (first_run.data_dir / "admin-token").read_text().strip() == first_run.token
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_service_accepts_the_printed_admin_token(first_run: FirstRun, service: str) -> None:
+    url = first_run.up.urls()[service] + SECURED_ROUTE[service]
+    assert httpx.get(url, timeout=5).status_code == 401
+    answer = httpx.get(url, headers={"Authorization": f"Bearer {first_run.token}"}, timeout=5)
+    assert answer.status_code == 200, answer.text
+
+
+def test_the_generated_secret_is_readable_by_its_owner_only(first_run: FirstRun) -> None:
+    mode = stat.S_IMODE((first_run.data_dir / "auth-secret").stat().st_mode)
+    assert mode == 0o600
+
+
+def test_the_data_dir_of_make_run_is_never_committed() -> None:
+    for name in ("auth-secret", "admin-token"):
+        ignored = subprocess.run(["git", "check-ignore", "-q", f".data/{name}"], cwd=REPO_ROOT, check=False)
+        assert ignored.returncode == 0, name
+
+
+def test_up_streams_every_process_log_with_its_name_in_front(first_run: FirstRun) -> None:
+    lines = first_run.up.output.splitlines()
+    for name in (*SERVICES, "broker", "stack"):
+        assert any(line.startswith(f"{name:<13} | ") for line in lines), name
+    assert any(line.startswith("feedback      | ") and "Application startup complete" in line for line in lines)
+
+
+def test_ctrl_c_stops_every_process_it_started(first_run: FirstRun) -> None:
+    started = first_run.up.process_tree()
+    # up, postgres (postmaster and its workers), the broker and four services
+    assert len(started) >= 1 + 2 + 1 + len(SERVICES)
+
+    assert first_run.up.stop(signal.SIGINT) == 0
+
+    assert alive(started) == set()
+    assert processes_mentioning(str(first_run.data_dir)) == []
+    assert all(port_is_free("127.0.0.1", port) for port in service_ports(first_run.base_port).values())
+    assert not (first_run.data_dir / "pg" / "postmaster.pid").exists()
+
+
+def test_a_second_up_reuses_the_data_dir_and_is_ready_within_20_seconds(
+    first_run: FirstRun, second_run: UpProcess
+) -> None:
+    ready_after = second_run.wait_ready()
+
+    assert ready_after < 20, f"{ready_after:.1f}s"
+    reused = (first_run.data_dir / "pg" / "PG_VERSION").stat()
+    assert (reused.st_ino, reused.st_mtime_ns) == (first_run.pg_version.st_ino, first_run.pg_version.st_mtime_ns)
+    secret = (first_run.data_dir / "auth-secret").read_text().strip()
+    assert TokenVerifier(secret).verify(first_run.token).sub == "admin"
+
+
+def test_sigterm_stops_every_process_it_started(second_run: UpProcess) -> None:
+    second_run.wait_ready()
+    started = second_run.process_tree()
+
+    assert second_run.stop(signal.SIGTERM) == 0
+
+    assert alive(started) == set()
+    assert processes_mentioning(str(second_run.data_dir)) == []
+
+
+@pytest.fixture
+def external_databases(platform: Platform) -> Iterator[dict[str, str]]:
+    """URLs of databases that do not exist yet on the suite's PostgreSQL server."""
+    run_id = uuid.uuid4().hex[:8]
+    urls = {
+        service: make_url(platform.database_urls[service])
+        .set(database=f"up_{service}_{run_id}")
+        .render_as_string(hide_password=False)
+        for service in SERVICES
+    }
+    yield urls
+    _drop(urls)
+
+
+def _drop(urls: dict[str, str]) -> None:
+    async def drop() -> None:
+        for url in urls.values():
+            server = make_url(url)
+            conn = await asyncpg.connect(asyncpg_dsn(server.set(database="postgres").render_as_string(False)))
+            try:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{server.database}" WITH (FORCE)')
+            finally:
+                await conn.close()
+
+    asyncio.run(drop())
+
+
+def test_up_with_external_postgres_and_kafka_starts_nothing_embedded(
+    platform: Platform, external_databases: dict[str, str], tmp_path: Path
+) -> None:
+    environ = {
+        **os.environ,
+        "CF_KAFKA_BOOTSTRAP_SERVERS": platform.bootstrap_servers,
+        "CF_TOPIC_PREFIX": f"up{uuid.uuid4().hex[:6]}.",
+        **{f"CF_{service.upper()}_DATABASE_URL": url for service, url in external_databases.items()},
+    }
+    up = UpProcess(tmp_path / "data", "--base-port", "0", "--broker-port", "0", environ=environ)
+    try:
+        up.wait_ready()
+        children = up.process_tree()
+        urls = up.urls()
+        for service in SERVICES:
+            assert httpx.get(f"{urls[service]}/readyz", timeout=5).status_code == 200
+    finally:
+        assert up.stop() == 0
+    assert up.bootstrap_servers() == platform.bootstrap_servers
+    assert not (tmp_path / "data" / "pg").exists()
+    # up and its four services; no postgres, no broker
+    assert len(children) == 1 + len(SERVICES)
