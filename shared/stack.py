@@ -93,7 +93,10 @@ def _write_private(path: Path, content: str) -> None:
 
 
 def port_is_free(host: str, port: int) -> bool:
+    """Nothing listens on `port` (connections of a killed server still in TIME_WAIT do not count)."""
     with socket.socket() as sock:
+        # As uvicorn binds, so that a service restarted right after a crash finds its port free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
