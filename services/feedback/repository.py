@@ -196,7 +196,8 @@ async def figures(session: AsyncSession, where: FeedbackFilter, assumptions: Ass
 async def figures_per_period(
     session: AsyncSession, where: FeedbackFilter, assumptions: Assumptions, *, bucket: str, max_periods: int
 ) -> Sequence[Row[Any]]:
-    """The figures per week or month (UTC), every period from the first to the last, empty ones included."""
+    """The figures per week or month (UTC), empty periods included, from `since` (or the first feedback)
+    to `until` (or now)."""
     step = cast(literal(f"1 {bucket}"), Interval)
 
     def period_of(moment: Any) -> ColumnElement[Any]:
@@ -218,10 +219,8 @@ async def figures_per_period(
         if where.since is not None
         else select(func.min(filtered.c.period_start)).scalar_subquery()
     )
-    last: Any = (
-        period_of(_moment(where.until) - cast(literal("1 microsecond"), Interval))
-        if where.until is not None
-        else select(func.max(filtered.c.period_start)).scalar_subquery()
+    last = period_of(
+        _moment(where.until) - cast(literal("1 microsecond"), Interval) if where.until is not None else func.now()
     )
     series = func.generate_series(first, last, step).label("period_start")
     periods = select(series).limit(max_periods + 1).cte("periods")

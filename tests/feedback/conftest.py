@@ -10,13 +10,21 @@ import httpx
 import pytest_asyncio
 
 from services.feedback.app import create_app
+from services.feedback.config import Settings
 from tests.support.platform import Platform, serve
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def client(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
-    async with serve(create_app(platform.settings("feedback"))) as running:
+    async with serve(create_app(feedback_settings(platform))) as running:
         yield running
+
+
+def feedback_settings(platform: Platform, **overrides: Any) -> Settings:
+    """The feedback service's settings on the suite's database and broker."""
+    settings = platform.settings("feedback", **overrides)
+    assert isinstance(settings, Settings)
+    return settings
 
 
 def new_customer() -> str:

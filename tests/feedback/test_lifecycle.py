@@ -13,7 +13,12 @@ from tests.support.platform import Platform
 
 
 async def _move(
-    client: httpx.AsyncClient, platform: Platform, feedback_id: str, status: str, note: str | None = None, sub: str = "agent-1"
+    client: httpx.AsyncClient,
+    platform: Platform,
+    feedback_id: str,
+    status: str,
+    note: str | None = None,
+    sub: str = "agent-1",
 ) -> httpx.Response:
     headers = platform.auth("feedback:write", sub=sub)
     return await client.patch(f"/v1/feedback/{feedback_id}", json={"status": status, "note": note}, headers=headers)
@@ -131,9 +136,7 @@ async def test_bad_move_is_a_422_naming_the_field(
     client: httpx.AsyncClient, platform: Platform, body: dict[str, Any], loc: list[str]
 ) -> None:
     created = await capture(client, platform, complaint(new_customer()))
-    response = await client.patch(
-        f"/v1/feedback/{created['id']}", json=body, headers=platform.auth("feedback:write")
-    )
+    response = await client.patch(f"/v1/feedback/{created['id']}", json=body, headers=platform.auth("feedback:write"))
     assert response.status_code == 422
     assert response.json()["errors"][0]["loc"] == loc
 
