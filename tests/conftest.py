@@ -7,16 +7,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.platform import Platform, start_platform, stop_platform
+from tests.support.platform import Platform, private_directory, start_platform, stop_platform
 
 
 @pytest.fixture(scope="session")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    started = start_platform(tmp_path_factory.mktemp("platform"))
-    try:
-        yield started
-    finally:
-        stop_platform(started)
+def platform() -> Iterator[Platform]:
+    with private_directory("cf-test-") as base:
+        started = start_platform(base)
+        try:
+            yield started
+        finally:
+            stop_platform(started)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from shared.stack import Stack, StackOptions
+from tests.support.platform import private_directory
 
 FULL = os.environ.get("CF_FAULTS_SCALE", "ci") == "full"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "faults"
@@ -46,9 +47,10 @@ def start_stack(data_dir: Path, **environment: str) -> Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    started = start_stack(tmp_path_factory.mktemp("faults"))
-    try:
-        yield started
-    finally:
-        started.stop()
+def stack() -> Iterator[Stack]:
+    with private_directory("cf-faults-") as data_dir:
+        started = start_stack(data_dir)
+        try:
+            yield started
+        finally:
+            started.stop()

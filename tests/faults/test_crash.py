@@ -18,7 +18,6 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -31,6 +30,7 @@ from shared.db import asyncpg_dsn
 from shared.stack import Stack
 from tests.faults.conftest import FULL, report, start_stack
 from tests.support.kafka import read_to_end
+from tests.support.platform import private_directory
 
 pytestmark = pytest.mark.faults
 
@@ -127,12 +127,13 @@ async def scalar(stack: Stack, service: str, sql: str, *args: Any) -> Any:
         await conn.close()
 
 
-def test_no_accepted_complaint_is_lost_or_duplicated_through_crashes_and_broker_pauses(tmp_path: Path) -> None:
-    stack = start_stack(tmp_path / "stack")
-    try:
-        asyncio.run(_crash_test(stack))
-    finally:
-        stack.stop()
+def test_no_accepted_complaint_is_lost_or_duplicated_through_crashes_and_broker_pauses() -> None:
+    with private_directory("cf-crash-") as data_dir:
+        stack = start_stack(data_dir)
+        try:
+            asyncio.run(_crash_test(stack))
+        finally:
+            stack.stop()
 
 
 async def _crash_test(stack: Stack) -> None:

@@ -12,8 +12,10 @@ import asyncio
 import contextlib
 import importlib
 import os
+import shutil
+import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +83,21 @@ class Platform:
             return list(await conn.fetch(sql, *args))
         finally:
             await conn.close()
+
+
+@contextlib.contextmanager
+def private_directory(prefix: str) -> Iterator[Path]:
+    """A fresh folder under the system temp dir, removed afterwards.
+
+    Not pytest's `tmp_path`: its numbered folders are 0700 and pruned by
+    other pytest processes, and the embedded PostgreSQL runs as another user.
+    """
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def start_platform(base: Path) -> Platform:
