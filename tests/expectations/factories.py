@@ -21,7 +21,9 @@ def staff(staff_id: str, name: str, department: str = "sales") -> dict[str, str]
 async def question(
     client: httpx.AsyncClient, headers: dict[str, str], text: str = "What do you expect from us?", **fields: Any
 ) -> dict[str, Any]:
-    response = await client.post("/v1/questions", json={"text": text, "topic": "expectations", **fields}, headers=headers)
+    response = await client.post(
+        "/v1/questions", json={"text": text, "topic": "expectations", **fields}, headers=headers
+    )
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     return body
