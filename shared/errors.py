@@ -149,6 +149,21 @@ def is_unavailable(exc: BaseException) -> bool:
     return False
 
 
+_UNSTORABLE_TEXT = ("CharacterNotInRepertoireError", "UntranslatableCharacterError", "UnicodeEncodeError")
+
+
+def is_unstorable_text(exc: BaseException) -> bool:
+    """True when the database refused text a client sent (a safety net behind `shared.types.SafeStr`)."""
+    current: BaseException | None = exc
+    for _ in range(10):
+        if current is None:
+            return False
+        if type(current).__name__ in _UNSTORABLE_TEXT:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Render every failure of `app` as RFC 9457 problem details."""
 
@@ -171,6 +186,13 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(problem)
 
     async def on_unexpected(_: Request, exc: Exception) -> Response:
+        if is_unstorable_text(exc):
+            return problem_response(
+                Unprocessable(
+                    "The request holds text that cannot be stored (NUL characters or invalid Unicode).",
+                    slug="invalid-characters",
+                )
+            )
         if is_unavailable(exc):
             logger.warning("dependency unavailable: %s", exc.__class__.__name__)
             return problem_response(

@@ -66,3 +66,27 @@ async def test_openapi_documents_problem_responses(probe: httpx.AsyncClient) -> 
     assert "application/problem+json" in responses["422"]["content"]
     assert "application/problem+json" in responses["401"]["content"]
     assert spec["components"]["schemas"]["Problem"]["required"] == ["type", "title", "status", "detail"]
+
+
+async def test_text_the_database_cannot_store_is_422_not_500(probe: httpx.AsyncClient, platform: Platform) -> None:
+    response = await probe.post("/probes", json={"name": "nul\u0000byte"}, headers=platform.auth("feedback:write"))
+    assert response.status_code == 422
+    assert response.json()["type"].endswith("invalid-characters")
+
+
+def test_safe_str_names_the_problem() -> None:
+    from pydantic import BaseModel, ValidationError
+
+    from shared.types import SafeStr
+
+    class Body(BaseModel):
+        text: SafeStr
+
+    for bad in ("nul\u0000byte", "lone \ud800 surrogate"):
+        try:
+            Body(text=bad)
+        except ValidationError as exc:
+            assert exc.errors()[0]["loc"] == ("text",)
+        else:
+            raise AssertionError(f"{bad!r} was accepted")
+    assert Body(text="émoji 🎉").text == "émoji 🎉"
