@@ -2,19 +2,63 @@
 
 from __future__ import annotations
 
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
 from fastapi import FastAPI
 
 from services.notifications.config import Settings
-from shared.service import build_service_app
+from services.notifications.router import router
+from services.notifications.routing import EventRouter
+from services.notifications.stream import NotificationFeed
+from services.notifications.webhooks import AddressGuard, WebhookDispatcher, WebhookMetrics
+from shared.catalogue import ROUTED_SOURCE_TOPICS
+from shared.consumer import EventConsumer
+from shared.db import asyncpg_dsn
+from shared.observability import Metrics
+from shared.service import ServiceRuntime, build_service_app
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    return build_service_app(
-        settings=settings or Settings(),
+    settings = settings or Settings()
+    event_router = EventRouter(settings)
+    guard = AddressGuard(allow_private=settings.webhook_allow_private)
+    dsn = asyncpg_dsn(settings.database_url)
+
+    def workers(runtime: ServiceRuntime) -> Sequence[tuple[str, Coroutine[Any, Any, None]]]:
+        consumer = EventConsumer(
+            settings=settings,
+            sessionmaker=runtime.sessionmaker,
+            producer=runtime.producer,
+            metrics=runtime.metrics,
+            name="router",
+            topics=ROUTED_SOURCE_TOPICS,
+            handler=lambda session, event: event_router.route(session, [event]),
+        )
+        dispatcher = WebhookDispatcher(
+            settings=settings, sessionmaker=runtime.sessionmaker, dsn=dsn, metrics=webhook_metrics, guard=guard
+        )
+        runtime.extras["consumer"] = consumer
+        runtime.extras["dispatcher"] = dispatcher
+        return [("router", consumer.run()), ("webhooks", dispatcher.run())]
+
+    async def start_feed(runtime: ServiceRuntime) -> None:
+        runtime.spawn("stream-feed", feed.run())
+
+    app = build_service_app(
+        settings=settings,
         title="Notifications",
         description=(
             "Routes every event to the departments it concerns: their Kafka topic, an inbox, "
             "a live stream and signed webhooks."
         ),
-        routers=[],
+        routers=[router],
+        workers=workers,
+        on_startup=start_feed,
     )
+    metrics: Metrics = app.state.metrics
+    webhook_metrics = WebhookMetrics(metrics)
+    feed = NotificationFeed(dsn=dsn, queue_size=settings.sse_queue_size, metrics=metrics)
+    app.state.feed = feed
+    app.state.address_guard = guard
+    return app

@@ -2,12 +2,39 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
-from shared.config import PlatformSettings, database_url_field
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
+
+from shared.config import PlatformSettings, database_url_field, split_csv
+
+DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 
 
 class Settings(PlatformSettings):
     service_name: ClassVar[str] = "notifications"
 
     database_url: str = database_url_field("notifications")
+
+    # Seconds between webhook retries after the first attempt (Standard Webhooks / Svix schedule).
+    webhook_retry_schedule: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_RETRY_SCHEDULE)
+    )
+    webhook_allow_private: bool = False
+    webhook_timeout_seconds: float = Field(default=15.0, gt=0)
+    webhook_retry_after_max_seconds: float = Field(default=36000.0, gt=0)
+    webhook_concurrency: int = Field(default=256, ge=1)
+    webhook_concurrency_per_subscription: int = Field(default=16, ge=1)
+    webhook_poll_interval_seconds: float = Field(default=1.0, gt=0)
+    sse_ping_seconds: float = Field(default=15.0, gt=0)
+    sse_queue_size: int = Field(default=1000, ge=1)
+
+    _split_schedule = field_validator("webhook_retry_schedule", mode="before")(split_csv)
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _delays_are_not_negative(cls, value: list[float]) -> list[float]:
+        if any(delay < 0 for delay in value):
+            raise ValueError("retry delays are seconds and cannot be negative")
+        return value

@@ -1,0 +1,497 @@
+"""Every query of the notifications service. Nothing here commits."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from sqlalchemy import Row, delete, func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.notifications.models import DeliveryAttempt, Notification, RoutingRule, Subscription, WebhookDelivery
+from shared.pagination import keyset_page
+
+# --- routing rules ---------------------------------------------------------------------------
+
+
+async def enabled_rules(session: AsyncSession) -> Sequence[RoutingRule]:
+    return (await session.scalars(select(RoutingRule).where(RoutingRule.enabled))).all()
+
+
+async def list_rules(session: AsyncSession, *, cursor: str | None, limit: int) -> Sequence[RoutingRule]:
+    statement = keyset_page(
+        select(RoutingRule), created_at=RoutingRule.created_at, item_id=RoutingRule.id, cursor=cursor, limit=limit
+    )
+    return (await session.scalars(statement)).all()
+
+
+async def get_rule(session: AsyncSession, rule_id: uuid.UUID) -> RoutingRule | None:
+    return await session.get(RoutingRule, rule_id)
+
+
+async def add_rule(session: AsyncSession, values: dict[str, Any]) -> RoutingRule:
+    rule = RoutingRule(id=uuid.uuid4(), **values)
+    session.add(rule)
+    await session.flush()
+    await session.refresh(rule)
+    return rule
+
+
+async def replace_rule(session: AsyncSession, rule_id: uuid.UUID, values: dict[str, Any]) -> RoutingRule | None:
+    statement = (
+        update(RoutingRule)
+        .where(RoutingRule.id == rule_id)
+        .values(**values, updated_at=func.clock_timestamp())
+        .returning(RoutingRule)
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.scalars(statement)).one_or_none()
+
+
+async def delete_rule(session: AsyncSession, rule_id: uuid.UUID) -> bool:
+    deleted = await session.execute(delete(RoutingRule).where(RoutingRule.id == rule_id).returning(RoutingRule.id))
+    return deleted.first() is not None
+
+
+# --- notifications ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewNotification:
+    id: uuid.UUID
+    event_id: uuid.UUID
+    department: str
+    event_type: str
+    subject: str | None
+    customer_id: str
+    occurred_at: datetime | None
+    value: bytes
+
+
+_INSERT_NOTIFICATIONS = text(
+    """
+    INSERT INTO notification (id, event_id, department, event_type, subject, customer_id, occurred_at, value)
+    SELECT * FROM unnest(
+        CAST(:ids AS uuid[]), CAST(:event_ids AS uuid[]), CAST(:departments AS text[]), CAST(:event_types AS text[]),
+        CAST(:subjects AS text[]), CAST(:customer_ids AS text[]), CAST(:occurred_at AS timestamptz[]),
+        CAST(:values AS bytea[]))
+    ON CONFLICT (event_id, department) DO NOTHING
+    RETURNING id
+    """
+)
+
+
+async def insert_notifications(session: AsyncSession, rows: Sequence[NewNotification]) -> list[NewNotification]:
+    """Insert the (event, department) pairs not seen before; return those inserted."""
+    result = await session.execute(
+        _INSERT_NOTIFICATIONS,
+        {
+            "ids": [r.id for r in rows],
+            "event_ids": [r.event_id for r in rows],
+            "departments": [r.department for r in rows],
+            "event_types": [r.event_type for r in rows],
+            "subjects": [r.subject for r in rows],
+            "customer_ids": [r.customer_id for r in rows],
+            "occurred_at": [r.occurred_at for r in rows],
+            "values": [r.value for r in rows],
+        },
+    )
+    inserted = set(result.scalars().all())
+    return [r for r in rows if r.id in inserted]
+
+
+async def list_notifications(
+    session: AsyncSession,
+    *,
+    department: str,
+    unread: bool | None,
+    customer_id: str | None,
+    cursor: str | None,
+    limit: int,
+) -> Sequence[Notification]:
+    statement = select(Notification).where(Notification.department == department)
+    if unread is True:
+        statement = statement.where(Notification.read_at.is_(None))
+    elif unread is False:
+        statement = statement.where(Notification.read_at.is_not(None))
+    if customer_id is not None:
+        statement = statement.where(Notification.customer_id == customer_id)
+    statement = keyset_page(
+        statement, created_at=Notification.created_at, item_id=Notification.id, cursor=cursor, limit=limit
+    )
+    return (await session.scalars(statement)).all()
+
+
+async def get_notification(
+    session: AsyncSession, *, department: str, notification_id: uuid.UUID
+) -> Notification | None:
+    statement = select(Notification).where(Notification.id == notification_id, Notification.department == department)
+    return (await session.scalars(statement)).one_or_none()
+
+
+async def mark_read(session: AsyncSession, *, department: str, notification_id: uuid.UUID) -> Notification | None:
+    """Mark read (the first read time stays); None if there is no such notification."""
+    statement = (
+        update(Notification)
+        .where(Notification.id == notification_id, Notification.department == department)
+        .values(read_at=func.coalesce(Notification.read_at, func.now()))
+        .returning(Notification)
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.scalars(statement)).one_or_none()
+
+
+async def stream_position_of(session: AsyncSession, *, department: str, event_id: uuid.UUID) -> tuple[int, int] | None:
+    statement = select(Notification.txid, Notification.seq).where(
+        Notification.event_id == event_id, Notification.department == department
+    )
+    row = (await session.execute(statement)).one_or_none()
+    return None if row is None else (row.txid, row.seq)
+
+
+# --- the live stream's feed (a plain asyncpg connection that also LISTENs) -----------------------
+
+_SETTLED = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+_FEED_POSITION = f"""
+SELECT txid, seq FROM notification WHERE txid < {_SETTLED} ORDER BY txid DESC, seq DESC LIMIT 1
+"""
+_FEED_AFTER = f"""
+SELECT txid, seq, department, event_id, value, {_SETTLED} AS settled_below FROM notification
+WHERE (txid, seq) > ($1, $2) ORDER BY txid, seq LIMIT $3
+"""
+_DEPARTMENT_BETWEEN = text(
+    """
+    SELECT txid, seq, department, event_id, value FROM notification
+    WHERE (txid, seq) > (:after_txid, :after_seq) AND (txid, seq) <= (:upto_txid, :upto_seq)
+        AND department = :department
+    ORDER BY txid, seq LIMIT :limit
+    """
+)
+
+
+@dataclass(frozen=True)
+class StreamItem:
+    position: tuple[int, int]
+    department: str
+    event_id: uuid.UUID
+    value: bytes
+
+
+async def settled_position(conn: asyncpg.Connection) -> tuple[int, int]:
+    """The position of the newest notification that every later one will follow."""
+    row = await conn.fetchrow(_FEED_POSITION)
+    return (0, 0) if row is None else (row["txid"], row["seq"])
+
+
+async def settled_after(
+    conn: asyncpg.Connection, position: tuple[int, int], *, limit: int
+) -> tuple[list[StreamItem], bool]:
+    """Settled notifications after `position` in order, and whether unsettled ones wait behind them."""
+    rows = await conn.fetch(_FEED_AFTER, position[0], position[1], limit)
+    items: list[StreamItem] = []
+    for row in rows:
+        if row["txid"] >= row["settled_below"]:
+            return items, True
+        items.append(_stream_item(row))
+    return items, False
+
+
+async def department_between(
+    session: AsyncSession, *, department: str, after: tuple[int, int], upto: tuple[int, int], limit: int
+) -> list[StreamItem]:
+    """A department's notifications after `after` up to `upto`, in stream order (for catching up)."""
+    rows = await session.execute(
+        _DEPARTMENT_BETWEEN,
+        {
+            "after_txid": after[0],
+            "after_seq": after[1],
+            "upto_txid": upto[0],
+            "upto_seq": upto[1],
+            "department": department,
+            "limit": limit,
+        },
+    )
+    return [StreamItem((row.txid, row.seq), row.department, row.event_id, bytes(row.value)) for row in rows]
+
+
+def _stream_item(row: asyncpg.Record) -> StreamItem:
+    return StreamItem((row["txid"], row["seq"]), row["department"], row["event_id"], bytes(row["value"]))
+
+
+# --- subscriptions ---------------------------------------------------------------------------
+
+
+async def add_subscription(session: AsyncSession, values: dict[str, Any]) -> Subscription:
+    subscription = Subscription(id=uuid.uuid4(), **values)
+    session.add(subscription)
+    await session.flush()
+    await session.refresh(subscription)
+    return subscription
+
+
+async def list_subscriptions(
+    session: AsyncSession, *, department: str | None, status: str | None, cursor: str | None, limit: int
+) -> Sequence[Subscription]:
+    statement = select(Subscription)
+    if department is not None:
+        statement = statement.where(Subscription.department == department)
+    if status is not None:
+        statement = statement.where(Subscription.status == status)
+    statement = keyset_page(
+        statement, created_at=Subscription.created_at, item_id=Subscription.id, cursor=cursor, limit=limit
+    )
+    return (await session.scalars(statement)).all()
+
+
+async def get_subscription(session: AsyncSession, subscription_id: uuid.UUID) -> Subscription | None:
+    return await session.get(Subscription, subscription_id)
+
+
+async def delete_subscription(session: AsyncSession, subscription_id: uuid.UUID) -> None:
+    await session.execute(delete(Subscription).where(Subscription.id == subscription_id))
+
+
+async def active_subscriptions(
+    session: AsyncSession, departments: Iterable[str]
+) -> Sequence[Row[uuid.UUID, str, list[str]]]:
+    statement = select(Subscription.id, Subscription.department, Subscription.event_types).where(
+        Subscription.status == "active", Subscription.department.in_(list(departments))
+    )
+    return (await session.execute(statement)).all()
+
+
+async def disable_subscription(
+    session: AsyncSession, subscription_id: uuid.UUID, *, reason: str
+) -> Subscription | None:
+    """Disable an active subscription; None if it was not active (already disabled or gone)."""
+    statement = (
+        update(Subscription)
+        .where(Subscription.id == subscription_id, Subscription.status == "active")
+        .values(status="disabled", disabled_reason=reason, disabled_at=func.now(), updated_at=func.clock_timestamp())
+        .returning(Subscription)
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.scalars(statement)).one_or_none()
+
+
+async def enable_subscription(session: AsyncSession, subscription_id: uuid.UUID) -> None:
+    await session.execute(
+        update(Subscription)
+        .where(Subscription.id == subscription_id, Subscription.status == "disabled")
+        .values(status="active", disabled_reason=None, disabled_at=None, updated_at=func.clock_timestamp())
+        .execution_options(synchronize_session=False)
+    )
+
+
+# --- webhook deliveries ----------------------------------------------------------------------
+
+_INSERT_DELIVERIES = text(
+    """
+    INSERT INTO webhook_delivery (id, subscription_id, notification_id, event_id, event_type, next_attempt_at)
+    SELECT d.*, now() FROM unnest(
+        CAST(:ids AS uuid[]), CAST(:subscription_ids AS uuid[]), CAST(:notification_ids AS uuid[]),
+        CAST(:event_ids AS uuid[]), CAST(:event_types AS text[])) AS d
+    ON CONFLICT (subscription_id, event_id) DO NOTHING
+    """
+)
+
+
+async def insert_deliveries(session: AsyncSession, owed: Sequence[tuple[uuid.UUID, NewNotification]]) -> None:
+    if not owed:
+        return
+    await session.execute(
+        _INSERT_DELIVERIES,
+        {
+            "ids": [uuid.uuid4() for _ in owed],
+            "subscription_ids": [subscription_id for subscription_id, _ in owed],
+            "notification_ids": [n.id for _, n in owed],
+            "event_ids": [n.event_id for _, n in owed],
+            "event_types": [n.event_type for _, n in owed],
+        },
+    )
+
+
+async def list_deliveries(
+    session: AsyncSession, *, subscription_id: uuid.UUID, status: str | None, cursor: str | None, limit: int
+) -> Sequence[WebhookDelivery]:
+    statement = select(WebhookDelivery).where(WebhookDelivery.subscription_id == subscription_id)
+    if status is not None:
+        statement = statement.where(WebhookDelivery.status == status)
+    statement = keyset_page(
+        statement, created_at=WebhookDelivery.created_at, item_id=WebhookDelivery.id, cursor=cursor, limit=limit
+    )
+    return (await session.scalars(statement)).all()
+
+
+async def attempts_of(session: AsyncSession, delivery_ids: Sequence[uuid.UUID]) -> Sequence[DeliveryAttempt]:
+    statement = (
+        select(DeliveryAttempt)
+        .where(DeliveryAttempt.delivery_id.in_(list(delivery_ids)))
+        .order_by(DeliveryAttempt.delivery_id, DeliveryAttempt.attempted_at, DeliveryAttempt.id)
+    )
+    return (await session.scalars(statement)).all()
+
+
+async def get_delivery(
+    session: AsyncSession, *, subscription_id: uuid.UUID, delivery_id: uuid.UUID
+) -> WebhookDelivery | None:
+    statement = select(WebhookDelivery).where(
+        WebhookDelivery.id == delivery_id, WebhookDelivery.subscription_id == subscription_id
+    )
+    return (await session.scalars(statement)).one_or_none()
+
+
+async def schedule_again(session: AsyncSession, delivery_id: uuid.UUID) -> WebhookDelivery:
+    """Make a delivery due now with its retry schedule started over, and wake the workers."""
+    statement = (
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id == delivery_id)
+        .values(status="pending", schedule_step=0, next_attempt_at=func.now(), updated_at=func.clock_timestamp())
+        .returning(WebhookDelivery)
+        .execution_options(synchronize_session=False)
+    )
+    delivery = (await session.scalars(statement)).one()
+    await session.execute(text("SELECT pg_notify('webhook_delivery', '')"))
+    return delivery
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    id: uuid.UUID
+    subscription_id: uuid.UUID
+    url: str
+    secret: str
+    schedule_step: int
+    body: bytes
+
+
+_CLAIM_DUE = text(
+    """
+    WITH lane AS (
+        SELECT s.id, s.url, s.secret, coalesce(f.free, :lane_size) AS free
+        FROM subscription s
+        LEFT JOIN unnest(CAST(:busy_ids AS uuid[]), CAST(:busy_free AS int[])) AS f(id, free) ON f.id = s.id
+        WHERE s.status = 'active' AND coalesce(f.free, :lane_size) > 0
+    ), due AS (
+        SELECT lane.url, lane.secret, picked.id
+        FROM lane CROSS JOIN LATERAL (
+            SELECT d.id FROM webhook_delivery d
+            WHERE d.subscription_id = lane.id AND d.status = 'pending' AND d.next_attempt_at <= now()
+            ORDER BY d.next_attempt_at LIMIT lane.free
+            FOR UPDATE SKIP LOCKED
+        ) AS picked
+        LIMIT :total
+    )
+    UPDATE webhook_delivery d SET next_attempt_at = now() + make_interval(secs => :lease_seconds)
+    FROM due, notification n
+    WHERE d.id = due.id AND n.id = d.notification_id
+    RETURNING d.id, d.subscription_id, due.url, due.secret, d.schedule_step, n.value
+    """
+)
+
+
+async def claim_due_deliveries(
+    session: AsyncSession, *, busy: dict[uuid.UUID, int], lane_size: int, total: int, lease_seconds: float
+) -> list[ClaimedDelivery]:
+    """Lease due deliveries of active subscriptions, at most as many per subscription as its lane has room."""
+    rows = await session.execute(
+        _CLAIM_DUE,
+        {
+            "busy_ids": list(busy),
+            "busy_free": list(busy.values()),
+            "lane_size": lane_size,
+            "total": total,
+            "lease_seconds": lease_seconds,
+        },
+    )
+    return [
+        ClaimedDelivery(row.id, row.subscription_id, row.url, row.secret, row.schedule_step, bytes(row.value))
+        for row in rows
+    ]
+
+
+async def next_due_at(session: AsyncSession) -> datetime | None:
+    statement = text(
+        """
+        SELECT min(d.next_attempt_at) FROM webhook_delivery d JOIN subscription s ON s.id = d.subscription_id
+        WHERE d.status = 'pending' AND s.status = 'active'
+        """
+    )
+    value: datetime | None = (await session.execute(statement)).scalar_one()
+    return value
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt found, and what becomes of the delivery."""
+
+    delivery_id: uuid.UUID
+    attempted_at: datetime
+    status_code: int | None
+    duration_ms: float
+    error: str | None
+    status: str
+    schedule_step: int
+    next_attempt_at: datetime | None
+
+
+_RECORD_ATTEMPTS = text(
+    """
+    INSERT INTO delivery_attempt (delivery_id, attempted_at, status_code, duration_ms, error)
+    SELECT a.* FROM unnest(
+        CAST(:ids AS uuid[]), CAST(:attempted_at AS timestamptz[]), CAST(:status_codes AS int[]),
+        CAST(:durations AS float8[]), CAST(:errors AS text[]))
+        AS a(delivery_id, attempted_at, status_code, duration_ms, error)
+    WHERE EXISTS (SELECT 1 FROM webhook_delivery d WHERE d.id = a.delivery_id)
+    """
+)
+_APPLY_OUTCOMES = text(
+    """
+    UPDATE webhook_delivery d SET
+        status = o.status, schedule_step = o.schedule_step, next_attempt_at = o.next_attempt_at,
+        attempt_count = d.attempt_count + 1, last_status_code = o.status_code, last_error = o.error,
+        delivered_at = CASE WHEN o.status = 'delivered' THEN o.attempted_at ELSE d.delivered_at END,
+        updated_at = clock_timestamp()
+    FROM unnest(
+        CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:steps AS int[]), CAST(:next_at AS timestamptz[]),
+        CAST(:status_codes AS int[]), CAST(:errors AS text[]), CAST(:attempted_at AS timestamptz[]))
+        AS o(id, status, schedule_step, next_attempt_at, status_code, error, attempted_at)
+    WHERE d.id = o.id
+    """
+)
+
+
+async def record_outcomes(session: AsyncSession, outcomes: Sequence[Outcome]) -> None:
+    """Log every attempt and move each delivery on (delivered, retry later, or failed)."""
+    if not outcomes:
+        return
+    ids = [o.delivery_id for o in outcomes]
+    status_codes = [o.status_code for o in outcomes]
+    errors = [o.error for o in outcomes]
+    attempted_at = [o.attempted_at for o in outcomes]
+    await session.execute(
+        _RECORD_ATTEMPTS,
+        {
+            "ids": ids,
+            "attempted_at": attempted_at,
+            "status_codes": status_codes,
+            "durations": [o.duration_ms for o in outcomes],
+            "errors": errors,
+        },
+    )
+    await session.execute(
+        _APPLY_OUTCOMES,
+        {
+            "ids": ids,
+            "statuses": [o.status for o in outcomes],
+            "steps": [o.schedule_step for o in outcomes],
+            "next_at": [o.next_attempt_at for o in outcomes],
+            "status_codes": status_codes,
+            "errors": errors,
+            "attempted_at": attempted_at,
+        },
+    )

@@ -1,0 +1,246 @@
+"""Routing: which departments an event concerns, and handing it to each of them exactly once.
+
+Rules are read in the consumer's transaction for every batch, so an edited
+rule applies to the next event without a restart. For each (event,
+department) pair that is new, the same transaction writes the inbox row, the
+republished CloudEvent for `notifications.<department>` (outbox) and the
+webhook deliveries; the unique (event_id, department) makes a redelivered
+event, a restart mid-batch or a second replica a no-op.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import logging
+import operator
+import re
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.notifications import repository
+from services.notifications.config import Settings
+from services.notifications.schemas import AllOf, AnyOf, Condition, FieldTest, NoneOf, RoutingRuleIn
+from shared.catalogue import department_topic
+from shared.consumer import ConsumedEvent
+from shared.events import OutboxRecord, with_extensions
+from shared.outbox import add_records
+
+logger = logging.getLogger(__name__)
+
+Predicate = Callable[[dict[str, Any]], bool]
+_MISSING = object()
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "lt": operator.lt,
+    "lte": operator.le,
+    "gt": operator.gt,
+    "gte": operator.ge,
+}
+
+
+def compile_pattern(patterns: Iterable[str]) -> Callable[[str], bool]:
+    """One matcher for event-type patterns (`*` stands for any characters); no patterns match all."""
+    patterns = list(patterns)
+    if not patterns:
+        return lambda _: True
+    regex = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
+    return lambda event_type: regex.match(event_type) is not None
+
+
+def compile_condition(condition: Condition | None) -> Predicate:
+    """A condition as a function of the event's data."""
+    if condition is None:
+        return lambda _: True
+    if isinstance(condition, AllOf):
+        parts = [compile_condition(c) for c in condition.all]
+        return lambda data: all(part(data) for part in parts)
+    if isinstance(condition, AnyOf):
+        parts = [compile_condition(c) for c in condition.any]
+        return lambda data: any(part(data) for part in parts)
+    if isinstance(condition, NoneOf):
+        inner = compile_condition(condition.not_)
+        return lambda data: not inner(data)
+    return _compile_field_test(condition)
+
+
+def _compile_field_test(test: FieldTest) -> Predicate:
+    path = test.field.split(".")
+    expected = test.value
+
+    def read(data: dict[str, Any]) -> Any:
+        value: Any = data
+        for step in path:
+            if not isinstance(value, dict):
+                return _MISSING
+            value = value.get(step, _MISSING)
+        return value
+
+    if test.op == "exists":
+        return lambda data: (read(data) is not _MISSING) is expected
+    if test.op == "eq":
+        return lambda data: _same(read(data), expected)
+    if test.op == "ne":
+        return lambda data: not _same(read(data), expected)
+    if test.op in ("in", "not_in"):
+        options = expected if isinstance(expected, list) else [expected]
+        wanted = test.op == "in"
+        return lambda data: any(_same(read(data), option) for option in options) is wanted
+    compare = _COMPARE[test.op]
+
+    def ordered(data: dict[str, Any]) -> bool:
+        actual = read(data)
+        # A field of another type (or missing) never satisfies an ordering test.
+        if _is_number(actual) and _is_number(expected):
+            return compare(actual, expected)
+        if isinstance(actual, str) and isinstance(expected, str):
+            return compare(actual, expected)
+        return False
+
+    return ordered
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _same(actual: Any, expected: Any) -> bool:
+    if isinstance(actual, bool) or isinstance(expected, bool):
+        return actual is expected
+    return bool(actual == expected)
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    matches_type: Callable[[str], bool]
+    condition: Predicate
+    departments: tuple[str, ...]
+    department_from: tuple[str, ...] | None
+
+    @classmethod
+    def of(cls, rule: RoutingRuleIn) -> CompiledRule:
+        return cls(
+            matches_type=compile_pattern(rule.event_types),
+            condition=compile_condition(rule.condition),
+            departments=tuple(rule.departments),
+            department_from=tuple(rule.department_from.split(".")) if rule.department_from else None,
+        )
+
+    def departments_for(self, event_type: str, data: dict[str, Any]) -> list[str]:
+        if not self.matches_type(event_type) or not self.condition(data):
+            return []
+        named = list(self.departments)
+        if self.department_from is not None:
+            value: Any = data
+            for step in self.department_from:
+                value = value.get(step) if isinstance(value, dict) else None
+            if isinstance(value, str):
+                named.append(value)
+        return named
+
+
+class RuleBook:
+    """The enabled rules, compiled once per version of each rule."""
+
+    def __init__(self, departments: Sequence[str]) -> None:
+        self._departments = set(departments)
+        self._compiled: dict[tuple[uuid.UUID, datetime], CompiledRule] = {}
+
+    async def current(self, session: AsyncSession) -> list[CompiledRule]:
+        rows = await repository.enabled_rules(session)
+        compiled = {(row.id, row.updated_at): self._compiled.get((row.id, row.updated_at)) for row in rows}
+        for row in rows:
+            key = (row.id, row.updated_at)
+            if compiled[key] is None:
+                compiled[key] = CompiledRule.of(RoutingRuleIn.model_validate(row, from_attributes=True))
+        self._compiled = {key: rule for key, rule in compiled.items() if rule is not None}
+        return list(self._compiled.values())
+
+    def departments_for(self, rules: list[CompiledRule], event: ConsumedEvent) -> list[str]:
+        """Every configured department some rule names for `event`, each once, in rule order."""
+        found: dict[str, None] = {}
+        for rule in rules:
+            for department in rule.departments_for(event.type, event.data):
+                if department in self._departments:
+                    found[department] = None
+                else:
+                    logger.warning("event %s names unknown department %r; skipped", event.id, department)
+        return list(found)
+
+
+@dataclass(frozen=True)
+class SubscriptionFilter:
+    id: uuid.UUID
+    department: str
+    wants: Callable[[str], bool]
+
+
+class EventRouter:
+    """The consumer's batch handler: routes every new event to its departments."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._rules = RuleBook(settings.departments)
+
+    async def route(self, session: AsyncSession, events: Sequence[ConsumedEvent]) -> None:
+        rules = await self._rules.current(session)
+        pending: list[repository.NewNotification] = []
+        records: dict[tuple[uuid.UUID, str], OutboxRecord] = {}
+        for event in events:
+            event_id = uuid.UUID(event.id)
+            for department in self._rules.departments_for(rules, event):
+                record = with_extensions(event.envelope, topic=department_topic(department), department=department)
+                # outbox_event.event_id is unique and the copies share the CloudEvent id, so each
+                # (event, department) row gets its own key; the message itself keeps the event's id.
+                record = dataclasses.replace(record, event_id=uuid.uuid5(event_id, department))
+                records[(event_id, department)] = record
+                pending.append(
+                    repository.NewNotification(
+                        id=uuid.uuid4(),
+                        event_id=event_id,
+                        department=department,
+                        event_type=event.type,
+                        subject=_text_or_none(event.envelope.get("subject")),
+                        customer_id=event.customer_id,
+                        occurred_at=_time_or_none(event.envelope.get("time")),
+                        value=record.value,
+                    )
+                )
+        if not pending:
+            return
+        created = await repository.insert_notifications(session, pending)
+        await add_records(session, [records[(n.event_id, n.department)] for n in created])
+        subscriptions = await self._subscriptions(session, {n.department for n in created})
+        await repository.insert_deliveries(
+            session,
+            [
+                (subscription.id, notification)
+                for notification in created
+                for subscription in subscriptions.get(notification.department, ())
+                if subscription.wants(notification.event_type)
+            ],
+        )
+
+    async def _subscriptions(self, session: AsyncSession, departments: set[str]) -> dict[str, list[SubscriptionFilter]]:
+        found: dict[str, list[SubscriptionFilter]] = {}
+        for row in await repository.active_subscriptions(session, departments):
+            found.setdefault(row.department, []).append(
+                SubscriptionFilter(row.id, row.department, compile_pattern(row.event_types))
+            )
+        return found
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _time_or_none(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None

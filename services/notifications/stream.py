@@ -1,0 +1,169 @@
+"""The live stream: one feed per process, shared by every listener.
+
+The feed LISTENs for new notifications and, per wake-up, reads what was
+added with one query, then hands each department's share to that
+department's listeners; a thousand listeners cost a thousand queue puts, not
+a thousand queries. Positions are (transaction id, sequence) and only rows
+whose transaction is older than every running one are read, so a row that
+commits late is never skipped. A listener that resumes (`Last-Event-ID`) or
+falls behind catches up from the database, then joins the live feed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator
+
+import asyncpg
+from prometheus_client import Counter, Gauge
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.notifications import repository
+from services.notifications.repository import StreamItem
+from shared.backoff import Backoff
+from shared.observability import Metrics
+
+logger = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL = "notification"
+Position = tuple[int, int]
+_PAGE = 500
+_SWEEP_SECONDS = 1.0
+_UNSETTLED_RECHECK_SECONDS = 0.02
+
+
+class FellBehind(Exception):
+    """The listener's queue overflowed; it must catch up from the database."""
+
+
+class Listener:
+    """One stream's view of the feed: live items of its department after `start`."""
+
+    def __init__(self, department: str, start: Position, size: int) -> None:
+        self.department = department
+        self.start = start
+        self._queue: asyncio.Queue[StreamItem] = asyncio.Queue(size)
+        self._behind = False
+
+    def offer(self, item: StreamItem) -> None:
+        if self._behind:
+            return
+        try:
+            self._queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self._behind = True
+
+    async def next(self) -> StreamItem:
+        if self._behind:
+            raise FellBehind
+        return await self._queue.get()
+
+
+class NotificationFeed:
+    """Follows the notification table and fans new rows out to listeners by department."""
+
+    def __init__(self, *, dsn: str, queue_size: int, metrics: Metrics) -> None:
+        self._dsn = dsn
+        self._queue_size = queue_size
+        self.position: Position = (0, 0)
+        self.ready = asyncio.Event()
+        self._listeners: dict[str, set[Listener]] = defaultdict(set)
+        self._wake = asyncio.Event()
+        self.queries = Counter(
+            "cf_stream_feed_queries", "Queries the live-stream feed made.", registry=metrics.registry
+        )
+        self.listening = Gauge("cf_stream_listeners", "Open live streams.", registry=metrics.registry)
+
+    def subscribe(self, department: str) -> Listener:
+        listener = Listener(department, self.position, self._queue_size)
+        self._listeners[department].add(listener)
+        self.listening.inc()
+        return listener
+
+    def unsubscribe(self, listener: Listener) -> None:
+        listeners = self._listeners.get(listener.department)
+        if listeners is not None and listener in listeners:
+            listeners.discard(listener)
+            self.listening.dec()
+
+    async def run(self) -> None:
+        backoff = Backoff(first=0.2)
+        while True:
+            try:
+                await self._follow()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("stream feed reconnecting (%s: %s)", type(exc).__name__, exc)
+                await asyncio.sleep(backoff.next())
+
+    async def _follow(self) -> None:
+        conn: asyncpg.Connection = await asyncpg.connect(self._dsn, timeout=5)
+        try:
+            await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+            if not self.ready.is_set():
+                self.position = await repository.settled_position(conn)
+                self.ready.set()
+            while True:
+                self._wake.clear()
+                unsettled = await self._read(conn)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._wake.wait(), _UNSETTLED_RECHECK_SECONDS if unsettled else _SWEEP_SECONDS
+                    )
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), 2)
+
+    async def _read(self, conn: asyncpg.Connection) -> bool:
+        """Hand out everything settled since the last read; True if newer rows still wait to settle."""
+        while True:
+            self.queries.inc()
+            if not any(self._listeners.values()):
+                # Nobody listens: only move on, so a new listener starts from now.
+                self.position = max(self.position, await repository.settled_position(conn))
+                return False
+            items, unsettled = await repository.settled_after(conn, self.position, limit=_PAGE)
+            for item in items:
+                for listener in self._listeners.get(item.department, ()):
+                    listener.offer(item)
+            if items:
+                self.position = items[-1].position
+            if len(items) < _PAGE or unsettled:
+                return unsettled
+
+
+async def department_stream(
+    *,
+    feed: NotificationFeed,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    department: str,
+    after: Position | None,
+) -> AsyncIterator[StreamItem]:
+    """The department's notifications after `after` (or from now), first from the database, then live."""
+    listener = feed.subscribe(department)
+    position = after if after is not None else listener.start
+    try:
+        while True:
+            while position < listener.start:
+                async with sessionmaker() as session:
+                    page = await repository.department_between(
+                        session, department=department, after=position, upto=listener.start, limit=_PAGE
+                    )
+                for item in page:
+                    yield item
+                position = page[-1].position if len(page) == _PAGE else listener.start
+            try:
+                item = await listener.next()
+            except FellBehind:
+                feed.unsubscribe(listener)
+                listener = feed.subscribe(department)
+                continue
+            if item.position > position:
+                yield item
+                position = item.position
+    finally:
+        feed.unsubscribe(listener)

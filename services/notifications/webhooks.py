@@ -1,0 +1,380 @@
+"""Webhook delivery: signed per Standard Webhooks, retried on a schedule, one lane per subscription.
+
+Deliveries live in PostgreSQL. The worker leases due ones (`FOR UPDATE SKIP
+LOCKED`, so replicas share the work); a lease is simply `next_attempt_at`
+pushed past the timeout, so a crashed worker's deliveries fall due again.
+Each subscription gets at most `webhook_concurrency_per_subscription` requests
+in flight and the worker `webhook_concurrency` in all: a slow or dead
+endpoint fills its own lane and never holds up another subscription.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import ipaddress
+import logging
+import random
+import secrets
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
+
+import asyncpg
+import httpx
+from prometheus_client import Counter, Gauge
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from standardwebhooks import Webhook
+
+from services.notifications import repository
+from services.notifications.config import Settings
+from services.notifications.schemas import Subscription
+from shared.backoff import Backoff
+from shared.catalogue import SUBSCRIPTION_DISABLED
+from shared.events import CONTENT_TYPE
+from shared.observability import Metrics
+from shared.outbox import add_event
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = "customer-focus-notifications/1.0"
+_LEASE_MARGIN_SECONDS = 30.0
+_ADDRESS_TTL_SECONDS = 60.0
+
+
+def new_secret() -> str:
+    """A Standard Webhooks secret: `whsec_` and 32 random bytes in base64."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def subscription_view(row: object) -> Subscription:
+    return Subscription.model_validate(row, from_attributes=True)
+
+
+class AddressGuard:
+    """Refuses URLs whose host resolves to a private, loopback or otherwise non-public address."""
+
+    def __init__(self, *, allow_private: bool) -> None:
+        self.allow_private = allow_private
+        self._verdicts: dict[str, tuple[float, str | None]] = {}
+
+    async def refusal(self, url: str) -> str | None:
+        """Why `url` may not be called, or None when it may."""
+        if self.allow_private:
+            return None
+        host = urlsplit(url).hostname or ""
+        cached = self._verdicts.get(host)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        verdict = await self._judge(host)
+        self._verdicts[host] = (time.monotonic() + _ADDRESS_TTL_SECONDS, verdict)
+        return verdict
+
+    async def _judge(self, host: str) -> str | None:
+        try:
+            addresses = {ipaddress.ip_address(host)}
+        except ValueError:
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+            except OSError:
+                return f"the host {host!r} does not resolve"
+            addresses = {ipaddress.ip_address(info[4][0]) for info in infos}
+        for address in addresses:
+            if not address.is_global:
+                return f"{host} resolves to {address}, a private or loopback address"
+        return None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: str
+    schedule_step: int
+    next_attempt_at: datetime | None
+    disable_reason: str | None
+
+
+def judge_attempt(
+    *,
+    status_code: int | None,
+    retry_after: float | None,
+    schedule_step: int,
+    schedule: list[float],
+    retry_after_max: float,
+    now: datetime,
+) -> Verdict:
+    """What an attempt's answer means: delivered, retry later, or failed (and why the subscription stops)."""
+    if status_code is not None and 200 <= status_code < 300:
+        return Verdict("delivered", schedule_step, None, None)
+    if status_code == 410:
+        return Verdict("failed", schedule_step, None, "gone")
+    if schedule_step >= len(schedule):
+        return Verdict("failed", schedule_step, None, "retries_exhausted")
+    # Up to 20 % either way, so endpoints that fail together are not retried in lockstep.
+    delay = schedule[schedule_step] * random.uniform(0.8, 1.2)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, retry_after_max))
+    return Verdict("pending", schedule_step + 1, now + timedelta(seconds=delay), None)
+
+
+def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
+    """`Retry-After` as seconds from now (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+class WebhookMetrics:
+    def __init__(self, metrics: Metrics) -> None:
+        self.attempts = Counter(
+            "cf_webhook_attempts", "Webhook attempts by outcome.", ["outcome"], registry=metrics.registry
+        )
+        self.in_flight = Gauge("cf_webhook_in_flight", "Webhook requests in flight.", registry=metrics.registry)
+
+
+@dataclass
+class _Attempted:
+    outcome: repository.Outcome
+    subscription_id: uuid.UUID
+    disable_reason: str | None
+
+
+class WebhookDispatcher:
+    """Claims due deliveries and sends them, each subscription in its own lane."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        dsn: str,
+        metrics: WebhookMetrics,
+        guard: AddressGuard,
+    ) -> None:
+        self._settings = settings
+        self._sessionmaker = sessionmaker
+        self._dsn = dsn
+        self._metrics = metrics
+        self._guard = guard
+        self._lane_size = settings.webhook_concurrency_per_subscription
+        self._in_lane: dict[uuid.UUID, int] = {}
+        self._in_flight = 0
+        self._more_due = False
+        self._wake = asyncio.Event()
+        self._attempted: list[_Attempted] = []
+        self._attempted_ready = asyncio.Event()
+        self._signers: dict[str, Webhook] = {}
+        self.delivered = 0
+
+    async def run(self) -> None:
+        timeout = httpx.Timeout(self._settings.webhook_timeout_seconds)
+        limits = httpx.Limits(
+            max_connections=self._settings.webhook_concurrency,
+            max_keepalive_connections=self._settings.webhook_concurrency,
+        )
+        async with (
+            httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False) as client,
+            asyncio.TaskGroup() as tasks,
+        ):
+            tasks.create_task(self._listen())
+            tasks.create_task(self._write_outcomes())
+            await self._dispatch(client, tasks)
+
+    async def _listen(self) -> None:
+        """Wake on every new delivery (a trigger notifies on insert)."""
+        backoff = Backoff(first=0.2)
+        while True:
+            try:
+                conn = await asyncpg.connect(self._dsn, timeout=5)
+                try:
+                    lost = asyncio.Event()
+                    conn.add_termination_listener(lambda *_, lost=lost: lost.set())
+                    await conn.add_listener("webhook_delivery", lambda *_: self._wake.set())
+                    backoff.reset()
+                    self._wake.set()
+                    await lost.wait()
+                finally:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(conn.close(), 2)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.info("webhook listener reconnecting: %s", exc)
+            await asyncio.sleep(backoff.next())
+
+    async def _dispatch(self, client: httpx.AsyncClient, tasks: asyncio.TaskGroup) -> None:
+        backoff = Backoff(first=0.2)
+        while True:
+            self._wake.clear()
+            room = self._settings.webhook_concurrency - self._in_flight
+            wait = self._settings.webhook_poll_interval_seconds
+            if room > 0:
+                try:
+                    claimed, next_due = await self._claim(room)
+                    backoff.reset()
+                except Exception as exc:
+                    logger.warning("claiming webhook deliveries failed: %s", exc)
+                    await asyncio.sleep(backoff.next())
+                    continue
+                for delivery in claimed:
+                    self._enter_lane(delivery.subscription_id)
+                    tasks.create_task(self._attempt(client, delivery))
+                if next_due is not None:
+                    wait = min(wait, max(0.0, (next_due - datetime.now(UTC)).total_seconds()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+            # Let a few more deliveries finish or arrive, so one query claims them together.
+            await asyncio.sleep(0.002)
+
+    async def _claim(self, room: int) -> tuple[list[repository.ClaimedDelivery], datetime | None]:
+        busy = {sid: self._lane_size - n for sid, n in self._in_lane.items()}
+        async with self._sessionmaker() as session, session.begin():
+            claimed = await repository.claim_due_deliveries(
+                session,
+                busy=busy,
+                lane_size=self._lane_size,
+                total=room,
+                lease_seconds=self._settings.webhook_timeout_seconds + _LEASE_MARGIN_SECONDS,
+            )
+            per_lane: dict[uuid.UUID, int] = {}
+            for delivery in claimed:
+                per_lane[delivery.subscription_id] = per_lane.get(delivery.subscription_id, 0) + 1
+            # A lane (or the worker) that took all it had room for may have more waiting.
+            self._more_due = len(claimed) >= room or any(
+                n >= busy.get(sid, self._lane_size) for sid, n in per_lane.items()
+            )
+            next_due = None if self._more_due else await repository.next_due_at(session)
+        return claimed, next_due
+
+    def _enter_lane(self, subscription_id: uuid.UUID) -> None:
+        self._in_lane[subscription_id] = self._in_lane.get(subscription_id, 0) + 1
+        self._in_flight += 1
+        self._metrics.in_flight.set(self._in_flight)
+
+    def _leave_lane(self, subscription_id: uuid.UUID) -> None:
+        left = self._in_lane.get(subscription_id, 1) - 1
+        if left <= 0:
+            self._in_lane.pop(subscription_id, None)
+        else:
+            self._in_lane[subscription_id] = left
+        self._in_flight -= 1
+        self._metrics.in_flight.set(self._in_flight)
+        if self._more_due:
+            self._wake.set()
+
+    async def _attempt(self, client: httpx.AsyncClient, delivery: repository.ClaimedDelivery) -> None:
+        attempted_at = datetime.now(UTC)
+        started = time.perf_counter()
+        status_code: int | None = None
+        retry_after: float | None = None
+        error: str | None = None
+        try:
+            refusal = await self._guard.refusal(delivery.url)
+            if refusal is not None:
+                error = f"refused: {refusal}"
+            else:
+                async with client.stream(
+                    "POST", delivery.url, content=delivery.body, headers=self._headers(delivery)
+                ) as response:
+                    status_code = response.status_code
+                    retry_after = parse_retry_after(response.headers.get("retry-after"), now=datetime.now(UTC))
+        except httpx.TimeoutException:
+            error = f"timed out after {self._settings.webhook_timeout_seconds:g}s"
+        except (httpx.HTTPError, OSError, ValueError) as exc:
+            error = f"{type(exc).__name__}: {exc}"[:1000] or type(exc).__name__
+        finally:
+            self._leave_lane(delivery.subscription_id)
+        if error is None and status_code is not None and not 200 <= status_code < 300:
+            error = f"HTTP {status_code}"
+        verdict = judge_attempt(
+            status_code=status_code,
+            retry_after=retry_after,
+            schedule_step=delivery.schedule_step,
+            schedule=self._settings.webhook_retry_schedule,
+            retry_after_max=self._settings.webhook_retry_after_max_seconds,
+            now=datetime.now(UTC),
+        )
+        self._metrics.attempts.labels(verdict.status).inc()
+        self._attempted.append(
+            _Attempted(
+                repository.Outcome(
+                    delivery_id=delivery.id,
+                    attempted_at=attempted_at,
+                    status_code=status_code,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                    error=error,
+                    status=verdict.status,
+                    schedule_step=verdict.schedule_step,
+                    next_attempt_at=verdict.next_attempt_at,
+                ),
+                delivery.subscription_id,
+                verdict.disable_reason,
+            )
+        )
+        self._attempted_ready.set()
+
+    def _headers(self, delivery: repository.ClaimedDelivery) -> dict[str, str]:
+        signer = self._signers.get(delivery.secret)
+        if signer is None:
+            signer = self._signers[delivery.secret] = Webhook(delivery.secret)
+        now = datetime.now(UTC)
+        # The delivery id is the message id: the same on every retry, distinct per subscription.
+        message_id = str(delivery.id)
+        return {
+            "content-type": CONTENT_TYPE,
+            "user-agent": USER_AGENT,
+            "webhook-id": message_id,
+            "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": signer.sign(message_id, now, delivery.body.decode()),
+        }
+
+    async def _write_outcomes(self) -> None:
+        """Write finished attempts in batches: the attempt log, the deliveries' new state, disabled subscriptions."""
+        backoff = Backoff(first=0.2)
+        while True:
+            await self._attempted_ready.wait()
+            await asyncio.sleep(0.005)
+            self._attempted_ready.clear()
+            batch, self._attempted = self._attempted, []
+            try:
+                await self._write(batch)
+                backoff.reset()
+            except Exception as exc:
+                logger.warning("recording webhook outcomes failed (%s); retrying", exc)
+                self._attempted = batch + self._attempted
+                self._attempted_ready.set()
+                await asyncio.sleep(backoff.next())
+                continue
+            self.delivered += sum(1 for a in batch if a.outcome.status == "delivered")
+            if any(a.outcome.status == "pending" for a in batch):
+                self._wake.set()
+
+    async def _write(self, batch: list[_Attempted]) -> None:
+        async with self._sessionmaker() as session, session.begin():
+            await repository.record_outcomes(session, [a.outcome for a in batch])
+            for subscription_id, reason in {(a.subscription_id, a.disable_reason) for a in batch if a.disable_reason}:
+                await disable(session, subscription_id, reason=reason)
+
+
+async def disable(session: AsyncSession, subscription_id: uuid.UUID, *, reason: str) -> None:
+    """Disable a subscription and announce it on the operations topic (once, however many deliveries fail)."""
+    row = await repository.disable_subscription(session, subscription_id, reason=reason)
+    if row is None:
+        return
+    logger.warning("webhook subscription %s disabled: %s", subscription_id, reason)
+    await add_event(
+        session, SUBSCRIPTION_DISABLED, data=subscription_view(row), subject=str(row.id), customer_id=str(row.id)
+    )
