@@ -8,8 +8,9 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+RUN_ARGS ?=
 
-.PHONY: install run test lint typecheck pytest test-faults bench clean
+.PHONY: install run test lint typecheck pytest test-faults bench clean compose-check
 
 install: $(VENV)/.installed
 
@@ -21,8 +22,13 @@ $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --python 3.11
 	@touch $@
 
-run: install ## start the embedded PostgreSQL and broker and the four services
-	$(BIN)/customer-focus up
+run: install ## start the embedded PostgreSQL and broker and the four services (RUN_ARGS="--base-port 9001" to move them)
+	$(BIN)/customer-focus up $(RUN_ARGS)
+
+# The secrets are required by docker-compose.yml and empty in .env.example; any value validates.
+compose-check: ## validate docker-compose.yml with docker-compose (Debian: apt-get install -y docker-compose)
+	@command -v docker-compose >/dev/null || { echo "compose-check needs docker-compose (Debian: apt-get install -y docker-compose)" >&2; exit 1; }
+	CF_AUTH_SECRET=check POSTGRES_PASSWORD=check DATABASE_PASSWORD=check docker-compose --env-file .env.example config -q
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,0 +1,206 @@
+"""docker-compose.yml, the Dockerfile and .env.example agree with the code.
+
+No Docker engine runs here: `make compose-check` validates the file with
+docker-compose itself; these tests check that every setting it passes is one
+the services read (names taken from the settings classes at test time), that
+every setting can be set, and that the contract's services and topics are
+all there.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sqlalchemy.engine import make_url
+
+from shared.catalogue import all_topics
+from shared.config import DEFAULT_DEPARTMENTS, SERVICES, PlatformSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / ".env.example"
+DOCKERFILE = ROOT / "Dockerfile"
+INIT_SCRIPT = ROOT / "deploy" / "postgres" / "initdb" / "10-service-databases.sh"
+CONTRACT_PORTS = {"feedback": 8001, "expectations": 8002, "commitments": 8003, "notifications": 8004}
+REQUIRED_SECRETS = ("CF_AUTH_SECRET", "POSTGRES_PASSWORD", "DATABASE_PASSWORD")
+ENV_LINE = re.compile(r"^(#\s*)?([A-Z][A-Z0-9_]*)=(.*)$")
+
+
+def settings_class(service: str) -> type[PlatformSettings]:
+    settings: type[PlatformSettings] = importlib.import_module(f"services.{service}.config").Settings
+    return settings
+
+
+def variables(cls: type[PlatformSettings]) -> dict[str, str]:
+    """Each environment variable `cls` reads, and the field it sets."""
+    return {
+        field.validation_alias if isinstance(field.validation_alias, str) else f"CF_{name.upper()}": name
+        for name, field in cls.model_fields.items()
+    }
+
+
+def all_variables() -> dict[str, tuple[type[PlatformSettings], str]]:
+    found: dict[str, tuple[type[PlatformSettings], str]] = {}
+    for service in SERVICES:
+        cls = settings_class(service)
+        for variable, name in variables(cls).items():
+            found.setdefault(variable, (cls, name))
+    return found
+
+
+@cache
+def compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text())
+    return loaded
+
+
+def container(name: str) -> dict[str, Any]:
+    definition: dict[str, Any] = compose()["services"][name]
+    return definition
+
+
+def environment(name: str) -> dict[str, str | None]:
+    given = container(name).get("environment", {})
+    if isinstance(given, list):
+        return {item.partition("=")[0]: item.partition("=")[2] or None for item in given}
+    return {key: None if value is None else str(value) for key, value in given.items()}
+
+
+def env_example() -> dict[str, tuple[bool, str]]:
+    """Each variable in .env.example: (commented out, value)."""
+    found = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        match = ENV_LINE.match(line.strip())
+        if match:
+            found[match.group(2)] = (match.group(1) is not None, match.group(3).strip())
+    return found
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_setting_compose_passes_to_a_service_is_one_it_reads(service: str) -> None:
+    passed = {key for key in environment(service) if key.startswith("CF_")}
+
+    assert passed - set(variables(settings_class(service))) == set()
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_setting_of_a_service_can_be_set_through_compose(service: str) -> None:
+    passed = set(environment(service))
+
+    missing = set(variables(settings_class(service))) - passed
+    assert missing == set(), f"add {sorted(missing)} to the {service} service in docker-compose.yml"
+
+
+@pytest.mark.parametrize("job", ["migrate", "kafka-topics"])
+def test_the_one_shot_jobs_pass_only_real_settings(job: str) -> None:
+    passed = {key for key in environment(job) if key.startswith("CF_")}
+
+    assert passed
+    assert passed - set(all_variables()) == set()
+
+
+def test_env_example_lists_every_setting_and_no_other() -> None:
+    listed = {name for name in env_example() if name.startswith("CF_")}
+
+    assert listed == set(all_variables()), "keep .env.example in step with the settings classes"
+
+
+def test_env_example_shows_each_built_in_default_as_it_is() -> None:
+    for variable, (commented, value) in env_example().items():
+        if not (commented and value and variable.startswith("CF_")):
+            continue
+        cls, name = all_variables()[variable]
+        field = cls.model_fields[name]
+        default = field.default_factory() if field.default_factory is not None else field.default  # type: ignore[call-arg]
+        assert getattr(cls.model_validate({name: value}), name) == default, variable
+
+
+def test_every_variable_compose_interpolates_is_in_env_example() -> None:
+    interpolated = set(re.findall(r"(?<!\$)\$\{(\w+)", COMPOSE_FILE.read_text()))
+
+    assert interpolated
+    assert interpolated - set(env_example()) == set()
+
+
+def test_compose_refuses_to_start_without_the_secrets() -> None:
+    text = COMPOSE_FILE.read_text()
+    for secret in REQUIRED_SECRETS:
+        assert re.search(rf"\$\{{{secret}:\?", text), secret
+        assert env_example()[secret] == (False, ""), f"{secret} must be given, never defaulted"
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_service_serves_on_its_contract_port_after_migrations_and_topics(service: str) -> None:
+    definition = container(service)
+
+    assert f"services.{service}.app:create_app" in definition["command"]
+    assert definition["ports"] == [f"{CONTRACT_PORTS[service]}:8000"]
+    assert definition["depends_on"] == {
+        "postgres": {"condition": "service_healthy"},
+        "kafka": {"condition": "service_healthy"},
+        "kafka-topics": {"condition": "service_completed_successfully"},
+        "migrate": {"condition": "service_completed_successfully"},
+    }
+    assert "/readyz" in " ".join(definition["healthcheck"]["test"])
+    assert container("migrate")["command"] == ["customer-focus", "migrate"]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_service_and_the_migrations_use_the_service_s_own_database(service: str) -> None:
+    variable = f"CF_{service.upper()}_DATABASE_URL"
+    url = make_url(str(environment(service)[variable]))
+
+    assert (url.host, url.database, url.username) == ("postgres", service, service)
+    assert environment("migrate")[variable] == environment(service)[variable]
+
+
+def test_kafka_runs_in_kraft_mode_and_is_health_checked() -> None:
+    kafka = container("kafka")
+    settings = environment("kafka")
+
+    assert kafka["image"].startswith("apache/kafka:")
+    assert set(str(settings["KAFKA_PROCESS_ROLES"]).split(",")) == {"broker", "controller"}
+    assert not any("ZOOKEEPER" in key for key in settings)
+    assert "kafka-broker-api-versions" in " ".join(kafka["healthcheck"]["test"])
+    assert "kafka-1:9093,2@kafka-2:9093,3@kafka-3:9093" in COMPOSE_FILE.read_text()
+
+
+def test_postgres_16_creates_a_database_per_service_on_first_start() -> None:
+    postgres = container("postgres")
+
+    assert postgres["image"] == "postgres:16"
+    assert "./deploy/postgres/initdb:/docker-entrypoint-initdb.d:ro" in postgres["volumes"]
+    assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
+    loop = re.search(r"for service in ([\w ]+); do", INIT_SCRIPT.read_text())
+    assert loop is not None
+    assert loop.group(1).split() == list(SERVICES)
+    assert os.access(INIT_SCRIPT, os.X_OK)
+
+
+def test_every_topic_of_the_contract_is_created_before_the_services_start() -> None:
+    script = " ".join(container("kafka-topics")["command"])
+    named = set(re.findall(r"[a-z]+\.[a-z.]+", script))
+
+    assert set(all_topics(list(DEFAULT_DEPARTMENTS))) <= named
+    partitions = PlatformSettings.model_fields["kafka_topic_partitions"].default
+    assert environment("kafka-topics")["CF_KAFKA_TOPIC_PARTITIONS"] == f"${{CF_KAFKA_TOPIC_PARTITIONS:-{partitions}}}"
+
+
+def test_the_image_is_multi_stage_unprivileged_and_installed_from_the_lock() -> None:
+    lines = [line.strip() for line in DOCKERFILE.read_text().splitlines()]
+    stages = [line for line in lines if line.startswith("FROM ")]
+    final_stage = lines[lines.index(stages[-1]) :]
+    users = [line.split()[1] for line in final_stage if line.startswith("USER ")]
+
+    assert len(stages) >= 2
+    assert users
+    assert users[-1].split(":")[0] not in {"root", "0"}
+    assert any(line.startswith("COPY --from=build") for line in final_stage)
+    assert "uv sync --frozen --no-dev --no-editable" in DOCKERFILE.read_text()
