@@ -13,13 +13,14 @@ from shared.auth import Principal, require_scope
 from shared.db import DbSession
 from shared.idempotency import IdempotencyKey, idempotent
 from shared.pagination import DEFAULT_LIMIT, Cursor, Limit, Page
+from shared.types import SafeStr
 
 router = APIRouter(prefix="/v1")
 
 Reader = Annotated[Principal, Depends(require_scope("expectations:read"))]
 Writer = Annotated[Principal, Depends(require_scope("expectations:write"))]
-CustomerIdFilter = Annotated[str | None, Query(min_length=1, max_length=128, description="The customer's id.")]
-CustomerIdPath = Annotated[str, Path(min_length=1, max_length=128, description="The customer's id.")]
+CustomerIdFilter = Annotated[SafeStr | None, Query(min_length=1, max_length=128, description="The customer's id.")]
+CustomerIdPath = Annotated[SafeStr, Path(min_length=1, max_length=128, description="The customer's id.")]
 
 
 @router.post(
@@ -48,7 +49,7 @@ async def create_question(
 async def list_questions(
     session: DbSession,
     _: Reader,
-    topic: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+    topic: Annotated[SafeStr | None, Query(min_length=1, max_length=100)] = None,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Page[schemas.Question]:

@@ -14,6 +14,7 @@ from typing import Annotated
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from services.expectations.questions import Rule
+from shared.types import CustomerId, storable
 
 
 def _in_utc(value: datetime) -> datetime:
@@ -21,8 +22,15 @@ def _in_utc(value: datetime) -> datetime:
 
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_utc)]
-CustomerId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+# After the constraints, so that text of only spaces is stripped before its length is checked.
+Storable = AfterValidator(storable)
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Storable]
+Words = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=5000), Storable]
+Sentence = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000), Storable]
+Topic = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), Storable]
+StaffId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128), Storable]
+OptionalText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000), Storable]
+Notes = Annotated[str, StringConstraints(max_length=10_000), Storable]
 
 
 class Input(BaseModel):
@@ -59,12 +67,10 @@ class ExpectationStatus(StrEnum):
 
 
 class QuestionCreate(Input):
-    text: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)] = Field(
+    text: Sentence = Field(
         description="The question as it will be asked.", examples=["What do you like about the new portal?"]
     )
-    topic: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)] = Field(
-        description="What the question is about, for finding it again.", examples=["onboarding"]
-    )
+    topic: Topic = Field(description="What the question is about, for finding it again.", examples=["onboarding"])
 
 
 class Question(Output):
@@ -81,14 +87,14 @@ class Question(Output):
 
 
 class Attendee(Input):
-    staff_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+    staff_id: StaffId
     name: ShortText
     department: ShortText = Field(description="One of the configured departments (`CF_DEPARTMENTS`).")
 
 
 class CustomerParticipant(Input):
     name: ShortText
-    role: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+    role: OptionalText | None = None
 
 
 class MeetingCreate(Input):
@@ -102,7 +108,7 @@ class MeetingCreate(Input):
     question_ids: list[uuid.UUID] = Field(
         min_length=1, max_length=100, description="The questions prepared ahead, in the order asked."
     )
-    notes: Annotated[str, StringConstraints(max_length=10_000)] = ""
+    notes: Notes = ""
 
 
 class StaffMember(Output):
@@ -134,15 +140,11 @@ class Meeting(Output):
 class ExpectationCreate(Input):
     """An expectation as heard: the customer's words and our restatement."""
 
-    statement: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=5000)] = Field(
-        description="The customer's own words."
-    )
-    restatement: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=5000)] = Field(
-        description="Our understanding, in our words, for the customer to confirm."
-    )
+    statement: Words = Field(description="The customer's own words.")
+    restatement: Words = Field(description="Our understanding, in our words, for the customer to confirm.")
     priority: Priority
     key_point: bool = Field(default=False, description="One of the points that matter most to the customer.")
-    measure: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)] | None = Field(
+    measure: Sentence | None = Field(
         default=None, description="A measurable target, such as 'delivery within 2 working days'."
     )
     capability: Capability = Field(description="Whether we can meet it: `can_meet`, `partial` or `cannot_meet`.")
@@ -153,7 +155,7 @@ class ExpectationCreate(Input):
 
 class ConfirmationCreate(Input):
     confirmed_by: ShortText = Field(description="Who at the customer confirmed our restatement.")
-    note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)] | None = None
+    note: OptionalText | None = None
     version: int | None = Field(
         default=None, ge=1, description="The version the customer confirmed; a 409 if it has since been revised."
     )

@@ -144,6 +144,7 @@ MALFORMED: list[tuple[str, dict[str, Any], list[str]]] = [
     ("unknown capability", {"capability": "maybe"}, ["body", "capability"]),
     ("question_id not a uuid", {"question_id": "q1"}, ["body", "question_id"]),
     ("misspelt field", {"mesure": "x"}, ["body", "mesure"]),
+    ("statement with a NUL character", {"statement": "on time\x00"}, ["body", "statement"]),
 ]
 
 
