@@ -17,7 +17,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Started here rather than as a worker, which waits for the broker: the
         # outbox carries events through a broker outage, so moments fire on time.
         if settings.run_workers:
-            scheduler = DueMomentScheduler(settings=settings, sessionmaker=runtime.sessionmaker)
+            scheduler = DueMomentScheduler(
+                settings=settings, sessionmaker=runtime.sessionmaker, registry=runtime.metrics.registry
+            )
             runtime.extras["scheduler"] = scheduler
             runtime.spawn("due-moment-scheduler", scheduler.run())
 

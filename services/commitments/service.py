@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -203,7 +204,13 @@ async def cancel(*, session: AsyncSession, commitment_id: uuid.UUID, cancellatio
     return commitment
 
 
-async def fire_reached_moments(*, session: AsyncSession, limit: int) -> int:
+@dataclass(frozen=True)
+class FiredMoment:
+    event_type: str
+    lateness_seconds: float
+
+
+async def fire_reached_moments(*, session: AsyncSession, limit: int) -> list[FiredMoment]:
     """Move every promise whose moment has come one step (open → due_soon → overdue), with its event.
 
     The claim skips rows another replica holds, and the status change and its
@@ -211,10 +218,13 @@ async def fire_reached_moments(*, session: AsyncSession, limit: int) -> int:
     """
     rows = await repository.claim_reached(session, limit=limit)
     if not rows:
-        return 0
+        return []
     now = datetime.now(UTC)
     records = []
+    fired = []
     for row in rows:
+        assert row.next_event_at is not None
+        lateness = (now - row.next_event_at).total_seconds()
         if row.next_event == "due_soon":
             spec, row.status = catalogue.COMMITMENT_DUE_SOON, "due_soon"
             row.next_event, row.next_event_at = "overdue", row.due_at
@@ -223,9 +233,10 @@ async def fire_reached_moments(*, session: AsyncSession, limit: int) -> int:
             _disarm(row)
         row.updated_at = now
         records.append(build_event(spec, data=represent(row), subject=str(row.id), customer_id=row.customer_id))
+        fired.append(FiredMoment(spec.type, lateness))
     await session.flush()
     await add_records(session, records)
-    return len(rows)
+    return fired
 
 
 async def next_moment(*, session: AsyncSession) -> tuple[datetime, float] | None:
