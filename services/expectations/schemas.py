@@ -18,7 +18,10 @@ from shared.types import CustomerId, storable
 
 
 def _in_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is outside the range of dates this API can store") from None
 
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_utc)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -86,6 +87,22 @@ async def test_gap_is_identified_when_a_revision_says_we_can_meet_it_only_partly
     ]
     assert [e["data"]["version"] for e in events[1:]] == [1, 2, 2]
     assert events[-1]["data"] == revised.json()
+
+
+async def test_concurrent_confirmations_emit_one_confirmed_event(
+    client: httpx.AsyncClient, headers: dict[str, str], platform: Platform
+) -> None:
+    recorded = await customer_with_expectation(client, headers)
+    url = f"/v1/expectations/{recorded['id']}"
+    confirmations = await asyncio.gather(
+        *(client.post(f"{url}/confirm", json=CONFIRMATION, headers=headers) for _ in range(5))
+    )
+    assert {r.status_code for r in confirmations} == {200}
+    await client.post(f"{url}/revise", json=expectation_body(), headers=headers)
+    events = await events_of(
+        platform, recorded["customer_id"], until=lambda found: any(e["data"].get("version") == 2 for e in found)
+    )
+    assert types_of(events).count("expectation.confirmed") == 1
 
 
 async def test_confirming_twice_emits_one_confirmed_event(

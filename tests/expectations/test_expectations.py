@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -75,6 +76,18 @@ async def test_revision_needs_confirming_again(client: httpx.AsyncClient, header
     reconfirmed = await client.post(f"{url}/confirm", json={**CONFIRMATION, "version": 2}, headers=headers)
     assert reconfirmed.status_code == 200
     assert (reconfirmed.json()["status"], reconfirmed.json()["version"]) == ("confirmed", 2)
+
+
+async def test_concurrent_revisions_each_become_a_version(client: httpx.AsyncClient, headers: dict[str, str]) -> None:
+    recorded = await customer_with_expectation(client, headers)
+    url = f"/v1/expectations/{recorded['id']}/revise"
+    revisions = [expectation_body(measure=f"within {days} days") for days in range(1, 6)]
+    responses = await asyncio.gather(*(client.post(url, json=body, headers=headers) for body in revisions))
+    assert sorted(r.json()["version"] for r in responses) == [2, 3, 4, 5, 6]
+    current = (await client.get(f"/v1/expectations/{recorded['id']}", headers=headers)).json()
+    assert [v["version"] for v in current["history"]] == [1, 2, 3, 4, 5]
+    heard = [v["measure"] for v in current["history"][1:]] + [current["measure"]]
+    assert sorted(heard) == sorted(body["measure"] for body in revisions)
 
 
 async def test_confirming_a_confirmed_version_again_changes_nothing(

@@ -113,6 +113,7 @@ MALFORMED: list[tuple[str, dict[str, Any], list[str | int]]] = [
     ("customer_id too long", {"customer_id": "c" * 129}, ["body", "customer_id"]),
     ("unknown customer_kind", {"customer_kind": "partner"}, ["body", "customer_kind"]),
     ("held_at without a zone", {"held_at": "2026-03-02T10:30:00"}, ["body", "held_at"]),
+    ("held_at before year 1 in UTC", {"held_at": "0001-01-01T00:00:00+02:00"}, ["body", "held_at"]),
     ("attendee without staff_id", {"attendees": [{"name": "Ana", "department": "sales"}]}, ["body", "attendees", 0]),
     ("no customer participant", {"customer_participants": []}, ["body", "customer_participants"]),
     ("no prepared question", {"question_ids": []}, ["body", "question_ids"]),
