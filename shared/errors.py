@@ -177,6 +177,15 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_http(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+            # FastAPI answers 400 for a body that is not UTF-8; like any malformed JSON it is a 422.
+            return problem_response(
+                Unprocessable(
+                    "The request body is not valid JSON (it is not UTF-8).",
+                    slug="malformed-json",
+                    errors=[{"loc": ["body"], "msg": "is not UTF-8"}],
+                )
+            )
         problem = Problem(str(exc.detail), headers=dict(exc.headers or {}))
         problem.status = exc.status_code
         problem.slug = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized", 403: "forbidden"}.get(

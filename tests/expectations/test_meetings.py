@@ -147,6 +147,15 @@ async def test_meeting_body_that_is_not_json_is_rejected(client: httpx.AsyncClie
     assert response.json()["type"].endswith("malformed-json")
 
 
+async def test_meeting_body_that_is_not_utf8_is_rejected(client: httpx.AsyncClient, headers: dict[str, str]) -> None:
+    response = await client.post(
+        "/v1/meetings", content=b'{"notes": "\xff"}', headers={**headers, "content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert response.json()["type"].endswith("malformed-json")
+    assert response.json()["errors"][0]["loc"] == ["body"]
+
+
 async def test_unknown_meeting_is_not_found(client: httpx.AsyncClient, headers: dict[str, str]) -> None:
     response = await client.get(f"/v1/meetings/{uuid.uuid4()}", headers=headers)
     assert response.status_code == 404
