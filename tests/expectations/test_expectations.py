@@ -243,6 +243,30 @@ async def test_customer_without_expectations_has_an_empty_view(
     }
 
 
+async def test_same_idempotency_key_records_the_expectation_once(
+    client: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    customer_id = unique("customer")
+    held = await meeting(client, headers, customer_id)
+    keyed = {**headers, "Idempotency-Key": unique("key")}
+    url = f"/v1/meetings/{held['id']}/expectations"
+    first = await client.post(url, json=expectation_body(), headers=keyed)
+    again = await client.post(url, json=expectation_body(), headers=keyed)
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    listed = (await client.get("/v1/expectations", params={"customer_id": customer_id}, headers=headers)).json()
+    assert [e["id"] for e in listed["items"]] == [first.json()["id"]]
+
+
+async def test_expectation_id_that_is_not_a_uuid_is_rejected_naming_it(
+    client: httpx.AsyncClient, headers: dict[str, str]
+) -> None:
+    response = await client.get("/v1/expectations/not-a-uuid", headers=headers)
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"] == ["path", "expectation_id"]
+
+
 async def test_same_idempotency_key_revises_once(client: httpx.AsyncClient, headers: dict[str, str]) -> None:
     recorded = await customer_with_expectation(client, headers)
     keyed = {**headers, "Idempotency-Key": unique("key")}
