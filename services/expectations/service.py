@@ -90,14 +90,11 @@ async def record_meeting(
         notes=meeting.notes,
         created_at=now,
     )
-    await repository.add(session, row)
-    await repository.add(
-        session,
-        *(
-            models.MeetingQuestion(meeting_id=row.id, position=position, question_id=question_id)
-            for position, question_id in enumerate(meeting.question_ids)
-        ),
-    )
+    prepared = [
+        models.MeetingQuestion(meeting_id=row.id, position=position, question_id=question_id)
+        for position, question_id in enumerate(meeting.question_ids)
+    ]
+    await repository.add(session, row, *prepared)
     recorded = _meeting(row, meeting.question_ids)
     await add_event(session, MEETING_RECORDED, data=recorded, subject=str(row.id), customer_id=row.customer_id)
     return recorded
