@@ -425,6 +425,16 @@ async def next_due_at(session: AsyncSession) -> datetime | None:
     return value
 
 
+async def release_leases(session: AsyncSession, delivery_ids: Sequence[uuid.UUID]) -> None:
+    """Make deliveries whose attempt was interrupted due again now."""
+    await session.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id.in_(list(delivery_ids)), WebhookDelivery.status == "pending")
+        .values(next_attempt_at=func.now())
+        .execution_options(synchronize_session=False)
+    )
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What one attempt found, and what becomes of the delivery."""

@@ -76,6 +76,11 @@ class NotificationFeed:
             "cf_stream_feed_queries", "Queries the live-stream feed made.", registry=metrics.registry
         )
         self.listening = Gauge("cf_stream_listeners", "Open live streams.", registry=metrics.registry)
+        self.catch_up_reads = Counter(
+            "cf_stream_catch_up_reads",
+            "Database reads by streams catching up (resumed, or fallen behind the live feed).",
+            registry=metrics.registry,
+        )
 
     def subscribe(self, department: str) -> Listener:
         listener = Listener(department, self.position, self._queue_size)
@@ -149,6 +154,7 @@ async def department_stream(
     try:
         while True:
             while position < listener.start:
+                feed.catch_up_reads.inc()
                 async with sessionmaker() as session:
                     page = await repository.department_between(
                         session, department=department, after=position, upto=listener.start, limit=_PAGE

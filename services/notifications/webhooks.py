@@ -177,6 +177,7 @@ class WebhookDispatcher:
         self._attempted: list[_Attempted] = []
         self._attempted_ready = asyncio.Event()
         self._signers: dict[str, Webhook] = {}
+        self._leased: set[uuid.UUID] = set()
         self.delivered = 0
 
     async def run(self) -> None:
@@ -185,13 +186,29 @@ class WebhookDispatcher:
             max_connections=self._settings.webhook_concurrency,
             max_keepalive_connections=self._settings.webhook_concurrency,
         )
-        async with (
-            httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False) as client,
-            asyncio.TaskGroup() as tasks,
-        ):
-            tasks.create_task(self._listen())
-            tasks.create_task(self._write_outcomes())
-            await self._dispatch(client, tasks)
+        try:
+            async with (
+                httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False) as client,
+                asyncio.TaskGroup() as tasks,
+            ):
+                tasks.create_task(self._listen())
+                tasks.create_task(self._write_outcomes())
+                await self._dispatch(client, tasks)
+        finally:
+            await self._hand_back()
+
+    async def _hand_back(self) -> None:
+        """On shutdown: record finished attempts, and make interrupted ones due again at once."""
+        try:
+            async with asyncio.timeout(5):
+                if self._attempted:
+                    await self._write(self._attempted)
+                    self._attempted = []
+                if self._leased:
+                    async with self._sessionmaker() as session, session.begin():
+                        await repository.release_leases(session, list(self._leased))
+        except Exception as exc:
+            logger.warning("could not hand back webhook deliveries on shutdown (%s); their leases will expire", exc)
 
     async def _listen(self) -> None:
         """Wake on every new delivery (a trigger notifies on insert)."""
@@ -230,6 +247,7 @@ class WebhookDispatcher:
                     await asyncio.sleep(backoff.next())
                     continue
                 for delivery in claimed:
+                    self._leased.add(delivery.id)
                     self._enter_lane(delivery.subscription_id)
                     tasks.create_task(self._attempt(client, delivery))
                 if next_due is not None:
@@ -308,6 +326,7 @@ class WebhookDispatcher:
             now=datetime.now(UTC),
         )
         self._metrics.attempts.labels(verdict.status).inc()
+        self._leased.discard(delivery.id)
         self._attempted.append(
             _Attempted(
                 repository.Outcome(

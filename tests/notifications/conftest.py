@@ -1,4 +1,4 @@
-"""One running notifications service (workers included) for the package, plus a producer and a receiver."""
+"""The running notifications service (workers included), a producer and a webhook receiver."""
 
 from __future__ import annotations
 
@@ -41,6 +41,8 @@ class RunningService:
     settings: Settings
 
 
+# One service for the whole package: with the embedded broker a consumer that was its group's first
+# member (generation 0) never sends LeaveGroup, so each handover would wait out the session timeout.
 @pytest_asyncio.fixture(scope="package", loop_scope="session")
 async def notifications(platform: Platform) -> AsyncIterator[RunningService]:
     settings = notifications_settings(platform)

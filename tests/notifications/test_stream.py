@@ -1,0 +1,177 @@
+"""The live stream (Server-Sent Events) over a real HTTP connection: live, resume, keep-alive, many listeners."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import httpx
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+from fastapi import FastAPI
+
+from services.notifications.app import create_app
+from shared import catalogue
+from shared.events import CONTENT_TYPE, build_event
+from tests.notifications.conftest import RunningService, notifications_settings
+from tests.notifications.helpers import EventPublisher, LocalServer, StreamEvent, customer, feedback, read_stream
+from tests.support.platform import Platform, serve
+
+
+@contextlib.asynccontextmanager
+async def stream(
+    base_url: str, platform: Platform, department: str, *, last_event_id: str | None = None
+) -> AsyncIterator[AsyncIterator[StreamEvent]]:
+    headers = platform.auth("notifications:read")
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = last_event_id
+    async with (
+        httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(10.0)) as client,
+        client.stream("GET", f"/v1/departments/{department}/stream", headers=headers) as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        yield read_stream(response)
+
+
+def feed_queries(app: FastAPI) -> float:
+    return app.state.metrics.registry.get_sample_value("cf_stream_feed_queries_total") or 0.0
+
+
+async def events_about(events: AsyncIterator[StreamEvent], customer_id: str, count: int) -> list[dict[str, object]]:
+    """The next `count` events about `customer_id` (other tests' events and pings are skipped)."""
+    found: list[dict[str, object]] = []
+
+    async def collect() -> None:
+        async for event in events:
+            if event.data is None:
+                continue
+            body = orjson.loads(event.data)
+            assert event.id == body["id"]
+            if body["customerid"] == customer_id:
+                found.append(body)
+                if len(found) == count:
+                    return
+
+    await asyncio.wait_for(collect(), 15)
+    return found
+
+
+async def test_stream_sends_each_new_notification_with_its_event_id(
+    notifications: RunningService, publisher: EventPublisher, platform: Platform
+) -> None:
+    customer_id = customer()
+    async with stream(notifications.server.base_url, platform, "support") as events:
+        record = await publisher.publish(catalogue.FEEDBACK_RECEIVED, feedback(customer_id), customer_id=customer_id)
+        [event] = await events_about(events, customer_id, 1)
+    assert event["id"] == str(record.event_id)
+    assert event["type"] == "feedback.received"
+    assert event["department"] == "support"
+
+
+async def test_stream_resumes_after_the_last_event_id(
+    notifications: RunningService, publisher: EventPublisher, platform: Platform
+) -> None:
+    customer_id = customer()
+    async with stream(notifications.server.base_url, platform, "support") as events:
+        first = await publisher.publish(catalogue.FEEDBACK_RECEIVED, feedback(customer_id), customer_id=customer_id)
+        await events_about(events, customer_id, 1)
+    missed = [
+        await publisher.publish(catalogue.FEEDBACK_RECEIVED, feedback(customer_id, "question"), customer_id=customer_id)
+        for _ in range(3)
+    ]
+    for record in missed:
+        await publisher.processed(record)
+
+    async with stream(notifications.server.base_url, platform, "support", last_event_id=str(first.event_id)) as events:
+        later = await publisher.publish(catalogue.FEEDBACK_RECEIVED, feedback(customer_id), customer_id=customer_id)
+        resumed = await events_about(events, customer_id, 4)
+    assert [e["id"] for e in resumed] == [str(r.event_id) for r in [*missed, later]]
+
+
+async def test_stream_sends_keep_alive_pings(notifications: RunningService, platform: Platform) -> None:
+    async with stream(notifications.server.base_url, platform, "production") as events:
+        comment = await asyncio.wait_for(anext(e.comment async for e in events if e.comment), 5)
+    assert comment.startswith("ping")
+
+
+async def test_many_listeners_share_one_feed(
+    notifications: RunningService, publisher: EventPublisher, platform: Platform
+) -> None:
+    customer_id = customer()
+    listeners = 25
+    async with contextlib.AsyncExitStack() as stack:
+        streams = [
+            await stack.enter_async_context(stream(notifications.server.base_url, platform, "sales"))
+            for _ in range(listeners)
+        ]
+        queries_before = feed_queries(notifications.app)
+        record = await publisher.publish(
+            catalogue.FEEDBACK_RECEIVED, feedback(customer_id, "compliment"), customer_id=customer_id
+        )
+        received = await asyncio.gather(*(events_about(events, customer_id, 1) for events in streams))
+        queries = feed_queries(notifications.app) - queries_before
+    assert [[e["id"] for e in got] for got in received] == [[str(record.event_id)]] * listeners
+    assert queries < listeners
+
+
+@pytest.mark.usefixtures("notifications")
+async def test_listener_that_falls_behind_catches_up_from_the_database(platform: Platform) -> None:
+    # A second replica that only serves streams, with room for one queued event per listener: a burst
+    # routed by the module's service overflows it, and the listener must fetch the rest itself.
+    replica = create_app(notifications_settings(platform, run_workers=False, sse_queue_size=1))
+    customer_id = customer()
+    async with serve(replica):
+        server = LocalServer(replica)
+        await server.start()
+        try:
+            async with stream(server.base_url, platform, "support") as events:
+                records = [
+                    build_event(catalogue.FEEDBACK_RECEIVED, data=data, subject=data["id"], customer_id=customer_id)
+                    for data in (feedback(customer_id, "question") for _ in range(20))
+                ]
+                await _publish_burst(platform, [r.value for r in records], customer_id)
+                received = await events_about(events, customer_id, 20)
+        finally:
+            await server.stop()
+    assert [e["id"] for e in received] == [str(r.event_id) for r in records]
+    assert (replica.state.metrics.registry.get_sample_value("cf_stream_catch_up_reads_total") or 0) >= 1
+
+
+async def test_stream_with_an_unknown_last_event_id_is_a_problem(
+    notifications: RunningService, platform: Platform
+) -> None:
+    for last_event_id in ("not-an-id", "6f1c55a4-0000-4000-8000-000000000000"):
+        response = await notifications.client.get(
+            "/v1/departments/support/stream", headers={**platform.auth(), "Last-Event-ID": last_event_id}
+        )
+        assert response.status_code == 422
+        assert response.json()["errors"][0]["loc"] == ["header", "Last-Event-ID"]
+
+
+async def test_stream_of_another_department_is_forbidden(notifications: RunningService, platform: Platform) -> None:
+    response = await notifications.client.get(
+        "/v1/departments/sales/stream", headers=platform.auth("notifications:read", department="support")
+    )
+    assert response.status_code == 403
+
+
+async def _publish_burst(platform: Platform, values: list[bytes], customer_id: str) -> None:
+    """Send all at once, so the service routes them in one batch."""
+    producer = AIOKafkaProducer(bootstrap_servers=platform.bootstrap_servers, linger_ms=50, acks="all")
+    await producer.start()
+    try:
+        sent = [
+            await producer.send(
+                platform.topic("feedback.events"),
+                value=value,
+                key=customer_id.encode(),
+                headers=[("content-type", CONTENT_TYPE.encode())],
+            )
+            for value in values
+        ]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()

@@ -1,0 +1,410 @@
+"""Webhooks against real local HTTP receivers: signing, retries, disabling, replay, isolation, bad input."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import orjson
+import pytest
+from standardwebhooks import Webhook
+
+from services.notifications.app import create_app
+from shared import catalogue
+from shared.events import CONTENT_TYPE
+from tests.notifications.conftest import RunningService, notifications_settings
+from tests.notifications.helpers import (
+    Answer,
+    EventPublisher,
+    Received,
+    Receiver,
+    commitment,
+    customer,
+    eventually,
+    feedback,
+)
+from tests.support.kafka import read_topic
+from tests.support.platform import Platform, serve
+
+
+async def subscribe(
+    service: RunningService,
+    platform: Platform,
+    url: str,
+    department: str = "support",
+    event_types: list[str] | None = None,
+) -> dict[str, Any]:
+    response = await service.client.post(
+        "/v1/subscriptions",
+        json={"department": department, "url": url, "event_types": event_types or []},
+        headers=platform.auth("notifications:admin"),
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def about(customer_id: str, requests: list[Received]) -> list[Received]:
+    return [r for r in requests if orjson.loads(r.body).get("customerid") == customer_id]
+
+
+async def requests_about(
+    receiver: Receiver, url: str, customer_id: str, count: int, *, within: float = 15
+) -> list[Received]:
+    async def enough() -> list[Received] | None:
+        found = about(customer_id, receiver.received(url))
+        return found if len(found) >= count else None
+
+    return await eventually(enough, within=within)
+
+
+async def deliveries(service: RunningService, platform: Platform, subscription_id: str) -> list[dict[str, Any]]:
+    response = await service.client.get(
+        f"/v1/subscriptions/{subscription_id}/deliveries", headers=platform.auth("notifications:read")
+    )
+    assert response.status_code == 200, response.text
+    items: list[dict[str, Any]] = response.json()["items"]
+    return items
+
+
+async def subscription(service: RunningService, platform: Platform, subscription_id: str) -> dict[str, Any]:
+    response = await service.client.get(f"/v1/subscriptions/{subscription_id}", headers=platform.auth())
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def disabled(service: RunningService, platform: Platform, subscription_id: str) -> dict[str, Any]:
+    async def check() -> dict[str, Any] | None:
+        current = await subscription(service, platform, subscription_id)
+        return current if current["status"] == "disabled" else None
+
+    return await eventually(check)
+
+
+async def announced_disabled(platform: Platform, subscription_id: str) -> dict[str, Any]:
+    found = await read_topic(
+        platform.bootstrap_servers,
+        platform.topic(catalogue.OPERATIONS_TOPIC),
+        where=lambda r: orjson.loads(r.value)["subject"] == subscription_id,
+        until=lambda found: len(found) >= 1,
+    )
+    assert len(found) == 1
+    event: dict[str, Any] = orjson.loads(found[0].value)
+    return event
+
+
+async def test_webhook_is_signed_per_standard_webhooks_and_carries_the_cloudevent(
+    notifications: RunningService, publisher: EventPublisher, platform: Platform, receiver: Receiver
+) -> None:
+    url = receiver.endpoint()
+    created = await subscribe(notifications, platform, url, event_types=["feedback.*"])
+    assert created["secret"].startswith("whsec_")
+    customer_id = customer()
+    record = await publisher.publish(catalogue.FEEDBACK_RECEIVED, feedback(customer_id), customer_id=customer_id)
+
+    [request] = await requests_about(receiver, url, customer_id, 1)
+    event = Webhook(created["secret"]).verify(request.body, request.headers)
+    assert event["id"] == str(record.event_id)
+    assert event["type"] == "feedback.received"
+    assert event["department"] == "support"
+    assert event["data"] == orjson.loads(record.value)["data"]
+    assert request.headers["content-type"] == CONTENT_TYPE
+    [delivery] = [d for d in await deliveries(notifications, platform, created["id"]) if d["event_id"] == event["id"]]
+    assert request.headers["webhook-id"] == delivery["id"]
+    assert delivery["status"] == "delivered"
+
+
+async def test_failed_delivery_is_retried_with_the_same_webhook_id(
+    notifications: RunningService, publisher: EventPublisher, platform: Platform, receiver: Receiver
+) -> None:
+    url = receiver.endpoint(Answer(500), Answer(503), Answer(204))
+    created = await subscribe(notifications, platform, url, department="sales", event_types=["feedback.received"])
+    customer_id = customer()
+    await publisher.publish(catalogue.FEEDBACK_RECEIVED, feedback(customer_id, "compliment"), customer_id=customer_id)
+
+    requests = await requests_about(receiver, url, customer_id, 3)
+    assert len({r.headers["webhook-id"] for r in requests}) == 1
+    for request in requests:
+        Webhook(created["secret"]).verify(request.body, request.headers)
+
+    async def logged() -> dict[str, Any] | None:
+        [delivery] = await deliveries(notifications, platform, created["id"])
+        return delivery if delivery["status"] == "delivered" else None
+
+    delivery = await eventually(logged)
+    assert delivery["attempt_count"] == 3
+    assert [a["status_code"] for a in delivery["attempts"]] == [500, 503, 204]
+    assert [a["error"] for a in delivery["attempts"]] == ["HTTP 500", "HTTP 503", None]
+    assert all(a["duration_ms"] >= 0 for a in delivery["attempts"])
+
+
+async def test_retry_after_is_honoured(
+    notifications: RunningService, publisher: EventPublisher, platform: Platform, receiver: Receiver
+) -> None:
+    url = receiver.endpoint(Answer(429, headers={"Retry-After": "2"}), Answer(204))
+    await subscribe(notifications, platform, url, department="production", event_types=["feedback.received"])
+    customer_id = customer()
+    await publisher.publish(catalogue.FEEDBACK_RECEIVED, feedback(customer_id, "suggestion"), customer_id=customer_id)
+
+    first, second = await requests_about(receiver, url, customer_id, 2)
+    # The schedule alone would retry after about 0.2 seconds.
+    assert second.at - first.at >= 1.9
+
+
+async def test_gone_endpoint_disables_the_subscription_and_announces_it(
+    notifications: RunningService, publisher: EventPublisher, platform: Platform, receiver: Receiver
+) -> None:
+    url = receiver.endpoint(Answer(410))
+    created = await subscribe(notifications, platform, url, department="management")
+    customer_id = customer()
+    await publisher.publish(catalogue.FEEDBACK_RECEIVED, feedback(customer_id), customer_id=customer_id)
+
+    current = await disabled(notifications, platform, created["id"])
+    assert current["disabled_reason"] == "gone"
+    assert len(about(customer_id, receiver.received(url))) == 1
+    [delivery] = await deliveries(notifications, platform, created["id"])
+    assert delivery["status"] == "failed"
+    event = await announced_disabled(platform, created["id"])
+    assert event["type"] == "subscription.disabled"
+    assert event["data"]["id"] == created["id"]
+    assert event["data"]["status"] == "disabled"
+    assert event["data"]["disabled_reason"] == "gone"
+    assert "secret" not in event["data"]
+
+
+async def test_exhausted_schedule_disables_the_subscription(
+    notifications: RunningService, publisher: EventPublisher, platform: Platform, receiver: Receiver
+) -> None:
+    url = receiver.endpoint(Answer(500))
+    created = await subscribe(notifications, platform, url, department="production", event_types=["commitment.*"])
+    customer_id = customer()
+    await publisher.publish(catalogue.COMMITMENT_CREATED, commitment(customer_id), customer_id=customer_id)
+
+    current = await disabled(notifications, platform, created["id"])
+    assert current["disabled_reason"] == "retries_exhausted"
+    # The first attempt and one retry per entry of the schedule "0.2,0.4".
+    assert len(about(customer_id, receiver.received(url))) == 3
+    [delivery] = await deliveries(notifications, platform, created["id"])
+    assert delivery["status"] == "failed"
+    assert delivery["attempt_count"] == 3
+    assert delivery["next_attempt_at"] is None
+    event = await announced_disabled(platform, created["id"])
+    assert event["data"]["disabled_reason"] == "retries_exhausted"
+
+
+async def test_manual_retry_replays_a_failed_delivery_and_reenables_the_subscription(
+    notifications: RunningService, publisher: EventPublisher, platform: Platform, receiver: Receiver
+) -> None:
+    url = receiver.endpoint(Answer(500))
+    created = await subscribe(notifications, platform, url, department="production", event_types=["commitment.*"])
+    customer_id = customer()
+    await publisher.publish(catalogue.COMMITMENT_CANCELLED, commitment(customer_id), customer_id=customer_id)
+    await disabled(notifications, platform, created["id"])
+    [failed] = await deliveries(notifications, platform, created["id"])
+
+    receiver.answer(url, Answer(204))
+    retried = await notifications.client.post(
+        f"/v1/subscriptions/{created['id']}/deliveries/{failed['id']}/retry",
+        headers=platform.auth("notifications:admin"),
+    )
+    assert retried.status_code == 202, retried.text
+    assert retried.json()["status"] == "pending"
+
+    requests = await requests_about(receiver, url, customer_id, 4)
+    assert {r.headers["webhook-id"] for r in requests} == {failed["id"]}
+    Webhook(created["secret"]).verify(requests[-1].body, requests[-1].headers)
+
+    async def delivered() -> dict[str, Any] | None:
+        [delivery] = await deliveries(notifications, platform, created["id"])
+        return delivery if delivery["status"] == "delivered" else None
+
+    assert (await eventually(delivered))["attempt_count"] == 4
+    assert (await subscription(notifications, platform, created["id"]))["status"] == "active"
+
+
+async def test_slow_endpoint_does_not_delay_another_subscription(
+    notifications: RunningService, publisher: EventPublisher, platform: Platform, receiver: Receiver
+) -> None:
+    slow_url = receiver.endpoint(Answer(204, delay=1.5))
+    fast_url = receiver.endpoint()
+    slow = await subscribe(notifications, platform, slow_url, event_types=["feedback.received"])
+    fast = await subscribe(notifications, platform, fast_url, event_types=["feedback.received"])
+    customer_id = customer()
+    for _ in range(12):
+        await publisher.publish(catalogue.FEEDBACK_RECEIVED, feedback(customer_id, "question"), customer_id=customer_id)
+
+    fast_requests = await requests_about(receiver, fast_url, customer_id, 12)
+    slow_requests = about(customer_id, receiver.received(slow_url))
+    # The slow lane takes 4 at a time for 1.5 s each; the fast one had all 12 before its second round.
+    assert len(slow_requests) <= 8
+    assert max(r.at for r in fast_requests) < slow_requests[0].at + 1.5
+    await requests_about(receiver, slow_url, customer_id, 12)
+    for created in (slow, fast):
+        await notifications.client.delete(f"/v1/subscriptions/{created['id']}", headers=platform.auth())
+
+
+async def test_endpoint_that_does_not_answer_in_time_is_retried(
+    notifications: RunningService, publisher: EventPublisher, platform: Platform, receiver: Receiver
+) -> None:
+    url = receiver.endpoint(Answer(204, delay=3), Answer(204))
+    created = await subscribe(notifications, platform, url, department="sales", event_types=["meeting.recorded"])
+    customer_id = customer()
+    await publisher.publish(
+        catalogue.MEETING_RECORDED, {"id": str(uuid.uuid4()), "customer_id": customer_id}, customer_id=customer_id
+    )
+
+    async def delivered() -> dict[str, Any] | None:
+        found = await deliveries(notifications, platform, created["id"])
+        return found[0] if found and found[0]["status"] == "delivered" else None
+
+    delivery = await eventually(delivered)
+    assert [a["error"] for a in delivery["attempts"]] == ["timed out after 2s", None]
+    assert delivery["attempts"][0]["status_code"] is None
+
+
+async def test_subscription_receives_only_the_event_types_it_asked_for(
+    notifications: RunningService, publisher: EventPublisher, platform: Platform, receiver: Receiver
+) -> None:
+    url = receiver.endpoint()
+    created = await subscribe(notifications, platform, url, department="production", event_types=["commitment.*"])
+    customer_id = customer()
+    suggestion = await publisher.publish(
+        catalogue.FEEDBACK_RECEIVED, feedback(customer_id, "suggestion"), customer_id=customer_id
+    )
+    promise = await publisher.publish(catalogue.COMMITMENT_CREATED, commitment(customer_id), customer_id=customer_id)
+    await publisher.processed(suggestion)
+    await publisher.processed(promise)
+
+    assert [d["event_id"] for d in await deliveries(notifications, platform, created["id"])] == [str(promise.event_id)]
+
+
+async def test_secret_is_shown_only_when_the_subscription_is_created(
+    notifications: RunningService, platform: Platform, receiver: Receiver
+) -> None:
+    created = await subscribe(notifications, platform, receiver.endpoint(), department="sales")
+    shown = await subscription(notifications, platform, created["id"])
+    listed = await notifications.client.get(
+        "/v1/subscriptions", params={"department": "sales"}, headers=platform.auth()
+    )
+    assert "secret" not in shown
+    assert [s for s in listed.json()["items"] if s["id"] == created["id"]] == [shown]
+
+
+async def test_same_idempotency_key_replays_the_subscription(
+    notifications: RunningService, platform: Platform, receiver: Receiver
+) -> None:
+    body = {"department": "sales", "url": receiver.endpoint(), "event_types": []}
+    headers = {**platform.auth("notifications:admin", sub=f"admin-{uuid.uuid4()}"), "Idempotency-Key": "k-1"}
+    first = await notifications.client.post("/v1/subscriptions", json=body, headers=headers)
+    again = await notifications.client.post("/v1/subscriptions", json=body, headers=headers)
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.json() == first.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+
+
+async def test_deleted_subscription_is_gone(
+    notifications: RunningService, platform: Platform, receiver: Receiver
+) -> None:
+    created = await subscribe(notifications, platform, receiver.endpoint())
+    assert (
+        await notifications.client.delete(f"/v1/subscriptions/{created['id']}", headers=platform.auth())
+    ).status_code == 204
+    for path in (f"/v1/subscriptions/{created['id']}", f"/v1/subscriptions/{created['id']}/deliveries"):
+        assert (await notifications.client.get(path, headers=platform.auth())).status_code == 404
+    again = await notifications.client.delete(f"/v1/subscriptions/{created['id']}", headers=platform.auth())
+    assert again.status_code == 404
+
+
+async def test_department_token_manages_only_its_own_subscriptions(
+    notifications: RunningService, platform: Platform, receiver: Receiver
+) -> None:
+    sales_admin = platform.auth("notifications:admin", "notifications:read", department="sales")
+    own = await notifications.client.post(
+        "/v1/subscriptions", json={"department": "sales", "url": receiver.endpoint()}, headers=sales_admin
+    )
+    other = await notifications.client.post(
+        "/v1/subscriptions", json={"department": "support", "url": receiver.endpoint()}, headers=sales_admin
+    )
+    support_subscription = await subscribe(notifications, platform, receiver.endpoint(), department="support")
+    listed = await notifications.client.get("/v1/subscriptions", params={"limit": 200}, headers=sales_admin)
+
+    assert own.status_code == 201
+    assert other.status_code == 403
+    assert {s["department"] for s in listed.json()["items"]} == {"sales"}
+    for response in (
+        await notifications.client.get(f"/v1/subscriptions/{support_subscription['id']}", headers=sales_admin),
+        await notifications.client.delete(f"/v1/subscriptions/{support_subscription['id']}", headers=sales_admin),
+        await notifications.client.get("/v1/subscriptions", params={"department": "support"}, headers=sales_admin),
+    ):
+        assert response.status_code == 403, response.text
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"department": "legal", "url": "http://127.0.0.1:9/x"}, ["body", "department"]),
+        ({"department": "sales", "url": "not a url"}, ["body", "url"]),
+        ({"department": "sales", "url": "ftp://127.0.0.1/x"}, ["body", "url"]),
+        (
+            {"department": "sales", "url": "http://127.0.0.1:9/x", "event_types": ["invoice.*"]},
+            ["body", "event_types", 0],
+        ),
+        (
+            {"department": "sales", "url": "http://127.0.0.1:9/x", "event_types": ["feedback received"]},
+            ["body", "event_types", 0],
+        ),
+    ],
+    ids=["unknown-department", "malformed-url", "not-http", "pattern-matching-nothing", "malformed-pattern"],
+)
+async def test_bad_subscription_is_a_problem_naming_the_field(
+    notifications: RunningService, platform: Platform, body: dict[str, Any], field: list[Any]
+) -> None:
+    response = await notifications.client.post("/v1/subscriptions", json=body, headers=platform.auth())
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    assert field in [e["loc"] for e in response.json()["errors"]]
+
+
+async def test_unknown_subscription_or_delivery_is_404(
+    notifications: RunningService, platform: Platform, receiver: Receiver
+) -> None:
+    created = await subscribe(notifications, platform, receiver.endpoint(), department="sales")
+    unknown = uuid.uuid4()
+    for response in (
+        await notifications.client.get(f"/v1/subscriptions/{unknown}", headers=platform.auth()),
+        await notifications.client.get(f"/v1/subscriptions/{unknown}/deliveries", headers=platform.auth()),
+        await notifications.client.post(
+            f"/v1/subscriptions/{created['id']}/deliveries/{unknown}/retry", headers=platform.auth()
+        ),
+    ):
+        assert response.status_code == 404, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8080/hook", "http://localhost/hook", "http://10.1.2.3/hook", "http://[::1]/hook"]
+)
+async def test_private_or_loopback_url_is_refused_by_default(platform: Platform, url: str) -> None:
+    app = create_app(notifications_settings(platform, webhook_allow_private=False, run_workers=False))
+    async with serve(app) as client:
+        response = await client.post(
+            "/v1/subscriptions", json={"department": "sales", "url": url}, headers=platform.auth()
+        )
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["loc"] == ["body", "url"]
+
+
+async def test_reading_subscriptions_needs_a_token(notifications: RunningService) -> None:
+    response = await notifications.client.get("/v1/subscriptions")
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+async def test_read_scope_cannot_subscribe(notifications: RunningService, platform: Platform) -> None:
+    response = await notifications.client.post(
+        "/v1/subscriptions",
+        json={"department": "sales", "url": "http://127.0.0.1:9/x"},
+        headers=platform.auth("notifications:read"),
+    )
+    assert response.status_code == 403
