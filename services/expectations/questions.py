@@ -28,8 +28,8 @@ Each question meets these rules, first match wins:
 
 Limits. These are rules about word order, not an understanding of meaning:
 - A subordinate lead-in without a comma is skipped only when it starts with
-  if, when, once, after, before, while, since, as or whenever and is followed
-  later by an auxiliary and a subject ("When you called did we help?").
+  if, when, once, after, before, while, since, as, whenever or unless and
+  is followed later by an auxiliary and a subject ("When you called did we help?").
 - Questions that start with a question word but still ask for a short fact
   ("How many users do you have?", "When is your renewal?") count as open:
   they cannot be answered yes or no, though they invite only a brief answer.
@@ -67,85 +67,22 @@ class Classification:
     guidance: str | None
 
 
+def _vocabulary(words: str) -> frozenset[str]:
+    return frozenset(words.split())
+
+
 QUESTION_WORDS = frozenset({"what", "what's", "whats", "how", "how's", "why", "which", "who", "whom", "whose", "where"})
 QUESTION_WORDS_ALSO_SUBORDINATORS = frozenset({"when", "when's"})
 SUBORDINATORS = frozenset({"if", "when", "once", "after", "before", "while", "since", "as", "whenever", "unless"})
-REQUESTS = frozenset(
-    {
-        "tell",
-        "describe",
-        "explain",
-        "walk",
-        "talk",
-        "share",
-        "show",
-        "help",
-        "give",
-        "list",
-        "elaborate",
-        "expand",
-        "paint",
-        "take",
-        "imagine",
-        "picture",
-        "think",
-        "recall",
-        "telling",
-        "describing",
-        "explaining",
-        "walking",
-        "talking",
-        "sharing",
-        "showing",
-        "helping",
-        "giving",
-        "listing",
-        "elaborating",
-        "expanding",
-        "taking",
-    }
+REQUESTS = _vocabulary(
+    "tell describe explain walk talk share show help give list elaborate expand paint take imagine "
+    "picture think recall telling describing explaining walking talking sharing showing helping "
+    "giving listing elaborating expanding taking"
 )
-AUXILIARIES = frozenset(
-    {
-        "do",
-        "does",
-        "did",
-        "is",
-        "are",
-        "was",
-        "were",
-        "am",
-        "have",
-        "has",
-        "had",
-        "can",
-        "could",
-        "will",
-        "would",
-        "shall",
-        "should",
-        "may",
-        "might",
-        "must",
-        "don't",
-        "doesn't",
-        "didn't",
-        "isn't",
-        "aren't",
-        "wasn't",
-        "weren't",
-        "haven't",
-        "hasn't",
-        "hadn't",
-        "can't",
-        "cannot",
-        "couldn't",
-        "won't",
-        "wouldn't",
-        "shouldn't",
-        "mightn't",
-        "mustn't",
-    }
+AUXILIARIES = _vocabulary(
+    "do does did is are was were am have has had can could will would shall should may might must "
+    "don't doesn't didn't isn't aren't wasn't weren't haven't hasn't hadn't can't cannot couldn't "
+    "won't wouldn't shouldn't mightn't mustn't"
 )
 SUBJECTS = frozenset(
     {"i", "you", "we", "they", "he", "she", "it", "that", "this", "there", "your", "our", "their", "anyone", "someone"}
@@ -154,26 +91,9 @@ FILLERS = frozenset({"so", "and", "but", "ok", "okay", "well", "now", "also", "t
 SINGLE_WORD_TAGS = frozenset({"right", "correct", "yes", "no", "ok", "okay", "true", "agreed", "yeah", "eh", "huh"})
 TAG_ENDINGS = SUBJECTS | {"think", "agree", "say", "right", "correct", "so", "true"}
 # "or" that approximates ("a day or two") or trails off ("or anything") offers no choice.
-NOT_A_CHOICE_AFTER_OR = frozenset(
-    {
-        "so",
-        "more",
-        "less",
-        "two",
-        "three",
-        "anything",
-        "something",
-        "anyone",
-        "someone",
-        "other",
-        "others",
-        "whatever",
-        "otherwise",
-        "else",
-        "similar",
-        "elsewhere",
-        "not",
-    }
+NOT_A_CHOICE_AFTER_OR = _vocabulary(
+    "so more less two three anything something anyone someone other others whatever otherwise else "
+    "similar elsewhere not"
 )
 RATING_SCALE = re.compile(
     r"\bscale\s+(?:of|from)\b|\bout\s+of\s+(?:5|7|10|five|seven|ten)\b"
@@ -194,12 +114,6 @@ COMMAND_ONLY_REQUESTS = frozenset({"imagine", "picture", "think", "recall"})
 MODALS = frozenset({"could", "would", "should", "can", "will", "might", "must"})
 
 
-def classify(text: str) -> Classification:
-    """Classify a prepared question as open-ended or closed, with guidance for a closed one."""
-    verdicts = [_classify_question(question) for question in _questions_in(text)]
-    return next((verdict for verdict in verdicts if not verdict.open_ended), verdicts[-1])
-
-
 @dataclass(frozen=True)
 class Token:
     """A word as compared (lower case, no punctuation) and as the customer-facing text had it."""
@@ -209,6 +123,12 @@ class Token:
 
 
 Clause = list[Token]
+
+
+def classify(text: str) -> Classification:
+    """Classify a prepared question as open-ended or closed, with guidance for a closed one."""
+    verdicts = [_classify_question(question) for question in _questions_in(text)]
+    return next((verdict for verdict in verdicts if not verdict.open_ended), verdicts[-1])
 
 
 def _questions_in(text: str) -> list[str]:
