@@ -9,6 +9,7 @@ import stat
 import subprocess
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -90,6 +91,15 @@ def test_every_service_accepts_the_printed_admin_token(first_run: FirstRun, serv
     assert answer.status_code == 200, answer.text
 
 
+def test_notifications_accepts_a_webhook_on_loopback_under_make_run(first_run: FirstRun) -> None:
+    url = first_run.up.urls()["notifications"] + "/v1/subscriptions"
+    body = {"department": "sales", "url": "http://127.0.0.1:9/customer-focus-hook", "event_types": []}
+
+    answer = httpx.post(url, json=body, headers={"Authorization": f"Bearer {first_run.token}"}, timeout=5)
+
+    assert answer.status_code == 201, answer.text
+
+
 def test_the_generated_secret_is_readable_by_its_owner_only(first_run: FirstRun) -> None:
     mode = stat.S_IMODE((first_run.data_dir / "auth-secret").stat().st_mode)
     assert mode == 0o600
@@ -143,56 +153,74 @@ def test_sigterm_stops_every_process_it_started(second_run: UpProcess) -> None:
     assert processes_mentioning(str(second_run.data_dir)) == []
 
 
-@pytest.fixture
-def external_databases(platform: Platform) -> Iterator[dict[str, str]]:
-    """URLs of databases that do not exist yet on the suite's PostgreSQL server."""
+GIVEN_SECRET = "a-secret-given-through-cf-auth-secret-0123456789abcdef"
+EXTERNAL_SERVICES = ("feedback", "commitments")  # two keep it quick; each reads its own URL
+
+
+@dataclass
+class ExternalRun:
+    up: UpProcess
+    data_dir: Path
+    commands: list[str]
+
+
+@pytest.fixture(scope="module")
+def external_run(platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExternalRun]:
+    """`up` with CF_<SERVICE>_DATABASE_URL (databases not created yet), CF_KAFKA_BOOTSTRAP_SERVERS
+    and CF_AUTH_SECRET pointing at the suite's PostgreSQL server and broker."""
     run_id = uuid.uuid4().hex[:8]
     urls = {
         service: make_url(platform.database_urls[service])
         .set(database=f"up_{service}_{run_id}")
         .render_as_string(hide_password=False)
-        for service in SERVICES
+        for service in EXTERNAL_SERVICES
     }
-    yield urls
-    _drop(urls)
-
-
-def _drop(urls: dict[str, str]) -> None:
-    async def drop() -> None:
-        for url in urls.values():
-            server = make_url(url)
-            conn = await asyncpg.connect(asyncpg_dsn(server.set(database="postgres").render_as_string(False)))
-            try:
-                await conn.execute(f'DROP DATABASE IF EXISTS "{server.database}" WITH (FORCE)')
-            finally:
-                await conn.close()
-
-    asyncio.run(drop())
-
-
-def test_up_with_external_postgres_and_kafka_starts_nothing_embedded(
-    platform: Platform, external_databases: dict[str, str], tmp_path: Path
-) -> None:
     environ = {
         **os.environ,
         "CF_KAFKA_BOOTSTRAP_SERVERS": platform.bootstrap_servers,
-        "CF_TOPIC_PREFIX": f"up{uuid.uuid4().hex[:6]}.",
-        **{f"CF_{service.upper()}_DATABASE_URL": url for service, url in external_databases.items()},
+        "CF_TOPIC_PREFIX": f"up{run_id}.",
+        "CF_AUTH_SECRET": GIVEN_SECRET,
+        **{f"CF_{service.upper()}_DATABASE_URL": url for service, url in urls.items()},
     }
-    # Two services keep it quick; each reads its own CF_<SERVICE>_DATABASE_URL.
-    chosen = ["--service", "feedback", "--service", "commitments"]
-    up = UpProcess(tmp_path / "data", "--base-port", "0", "--broker-port", "0", *chosen, environ=environ)
+    chosen = [arg for service in EXTERNAL_SERVICES for arg in ("--service", service)]
+    data_dir = tmp_path_factory.mktemp("external") / "data"
+    up = UpProcess(data_dir, "--base-port", "0", "--broker-port", "0", *chosen, environ=environ)
     try:
         up.wait_ready()
         commands = [" ".join(psutil.Process(pid).cmdline()) for pid in up.process_tree()]
-        urls = up.urls()
-        assert list(urls) == ["feedback", "commitments"]
-        for url in urls.values():
-            assert httpx.get(f"{url}/readyz", timeout=5).status_code == 200
+        yield ExternalRun(up, data_dir, commands)
     finally:
-        assert up.stop() == 0
-    assert up.bootstrap_servers() == platform.bootstrap_servers
-    assert not (tmp_path / "data" / "pg").exists()
+        up.stop()
+        asyncio.run(_drop(urls))
+
+
+async def _drop(urls: dict[str, str]) -> None:
+    for url in urls.values():
+        server = make_url(url)
+        conn = await asyncpg.connect(asyncpg_dsn(server.set(database="postgres").render_as_string(False)))
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{server.database}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+def test_up_with_external_postgres_and_kafka_starts_nothing_embedded(
+    platform: Platform, external_run: ExternalRun
+) -> None:
+    urls = external_run.up.urls()
+
+    assert list(urls) == list(EXTERNAL_SERVICES)
+    for url in urls.values():
+        assert httpx.get(f"{url}/readyz", timeout=5).status_code == 200
+    assert external_run.up.bootstrap_servers() == platform.bootstrap_servers
+    assert not (external_run.data_dir / "pg").exists()
     # `up` and its two services: no PostgreSQL, no broker
-    assert len(commands) == 3
-    assert sum("uvicorn" in command for command in commands) == 2
+    assert len(external_run.commands) == 1 + len(EXTERNAL_SERVICES)
+    assert sum("uvicorn" in command for command in external_run.commands) == len(EXTERNAL_SERVICES)
+
+
+def test_a_given_cf_auth_secret_signs_the_admin_token_and_none_is_generated(external_run: ExternalRun) -> None:
+    principal = TokenVerifier(GIVEN_SECRET).verify(external_run.up.token())
+
+    assert principal.scopes == frozenset(SCOPES)
+    assert not (external_run.data_dir / "auth-secret").exists()
