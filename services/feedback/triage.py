@@ -34,12 +34,22 @@ class Theme:
 
 
 class Taxonomy:
-    """Themes and their keywords, matched as whole words in one regex pass."""
+    """Themes and their keywords, matched on the words of a text in one pass."""
 
     def __init__(self, themes: list[Theme]) -> None:
         self.themes = themes
-        alternatives = [f"(?P<{theme.key}>{_keywords_pattern(theme.keywords)})" for theme in themes]
-        self._pattern = re.compile("|".join(alternatives), re.IGNORECASE) if alternatives else None
+        self._words: dict[str, set[str]] = {}
+        self._prefixes: dict[str, list[tuple[str, str]]] = {}
+        self._phrases: dict[str, list[tuple[tuple[str, ...], bool, str]]] = {}
+        for theme in themes:
+            for keyword in theme.keywords:
+                words, is_prefix = _words_of(keyword.rstrip("*")), keyword.endswith("*")
+                if len(words) > 1:
+                    self._phrases.setdefault(words[0], []).append((tuple(words[1:]), is_prefix, theme.key))
+                elif is_prefix:
+                    self._prefixes.setdefault(words[0][:_PREFIX_KEY], []).append((words[0], theme.key))
+                else:
+                    self._words.setdefault(words[0], set()).add(theme.key)
 
     @classmethod
     def load(cls, path: Path) -> Taxonomy:
@@ -55,31 +65,51 @@ class Taxonomy:
             if not _THEME_KEY.match(key):
                 raise TaxonomyError(f"{path}: theme key {key!r} must be lower-case letters, digits or '_'")
             keywords = entry.get("keywords") if isinstance(entry, dict) else None
-            if (
-                not isinstance(keywords, list)
-                or not keywords
-                or not all(isinstance(k, str) and k.strip(" *") for k in keywords)
-            ):
+            if not isinstance(keywords, list) or not keywords or not all(isinstance(k, str) for k in keywords):
                 raise TaxonomyError(f"{path}: themes.{key}.keywords must be a non-empty list of words")
-            themes.append(Theme(key, str(entry.get("label", key)), tuple(k.strip() for k in keywords)))
+            for keyword in keywords:
+                words = _words_of(keyword.rstrip("*"))
+                if not words or (keyword.endswith("*") and len(words[-1]) < _PREFIX_KEY):
+                    raise TaxonomyError(
+                        f"{path}: themes.{key} keyword {keyword!r} needs a word ({_PREFIX_KEY}+ letters before a *)"
+                    )
+            themes.append(Theme(key, str(entry.get("label", key)), tuple(keywords)))
         return cls(themes)
 
     def themes_of(self, text: str | None) -> list[str]:
         """The keys of the themes `text` mentions, in taxonomy order."""
-        if not text or self._pattern is None:
+        if not text:
             return []
-        found = {match.lastgroup for match in self._pattern.finditer(text)}
-        return [theme.key for theme in self.themes if theme.key in found]
+        words = _words_of(text)
+        found: set[str] = set()
+        for index, word in enumerate(words):
+            found |= self._words.get(word, _NONE)
+            for prefix, theme in self._prefixes.get(word[:_PREFIX_KEY], ()):
+                if word.startswith(prefix):
+                    found.add(theme)
+            for rest, is_prefix, theme in self._phrases.get(word, ()):
+                following = words[index + 1 : index + 1 + len(rest)]
+                if len(following) == len(rest) and _follows(following, rest, is_prefix):
+                    found.add(theme)
+        return [theme.key for theme in self.themes if theme.key in found] if found else []
 
 
-def _keywords_pattern(keywords: tuple[str, ...]) -> str:
-    words = []
-    # Longest first, so "double charg*" wins over "charg*" at the same place.
-    for keyword in sorted(keywords, key=len, reverse=True):
-        stem = keyword.rstrip("*")
-        body = r"\s+".join(re.escape(part) for part in stem.split())
-        words.append(body + (r"\w*" if keyword.endswith("*") else ""))
-    return r"\b(?:" + "|".join(words) + r")\b"
+def _follows(words: list[str], rest: tuple[str, ...], is_prefix: bool) -> bool:
+    """The words after a phrase's first word are the rest of it (the last may be a prefix)."""
+    *middle, last = rest
+    if words[:-1] != middle:
+        return False
+    return words[-1] == last or (is_prefix and words[-1].startswith(last))
+
+
+# Texts and keywords are split into words alike: "user-friendly" is two words.
+_WORD = re.compile(r"[\w']+")
+_PREFIX_KEY = 3
+_NONE: frozenset[str] = frozenset()
+
+
+def _words_of(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
 
 
 class Triage:
