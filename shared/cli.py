@@ -93,20 +93,27 @@ def up(
 
     for signum in STOP_SIGNALS:
         signal.signal(signum, request_stop)
+    failed = False
     try:
         stack.start()
         stack.printer.block(stack.banner())
         while not stop_requested.wait(1.0):
-            for name, process in stack.services.items():
-                if process.process is not None and process.process.returncode is None and not process.running():
-                    stack.say(f"{name} exited with code {process.process.returncode}")
+            _report_exits(stack)
     except KeyboardInterrupt:
         pass
     except StackError as exc:
         stack.say(f"error: {exc}")
+        failed = True
+    finally:
         _stop(stack)
-        raise typer.Exit(1) from None
-    _stop(stack)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _report_exits(stack: Stack) -> None:
+    for name, service in stack.services.items():
+        if service.process is not None and service.process.returncode is None and not service.running():
+            stack.say(f"{name} exited with code {service.process.returncode}")
 
 
 def _stop(stack: Stack) -> None:

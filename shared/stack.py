@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import secrets
 import signal
@@ -30,6 +31,7 @@ from typing import IO, Any, TextIO
 import asyncpg
 import httpx
 import psutil
+from aiokafka.errors import KafkaError
 from sqlalchemy.engine import make_url
 
 from shared.auth import SCOPES, mint_token
@@ -45,6 +47,7 @@ DEFAULT_BASE_PORT = 8001
 DEFAULT_BROKER_PORT = 9092
 SECRET_FILE = "auth-secret"
 ADMIN_TOKEN_FILE = "admin-token"
+PROCESSES_FILE = "processes.json"
 
 
 class StackError(RuntimeError):
@@ -275,6 +278,7 @@ class Stack:
         self.ready_after_seconds = 0.0
         self._tail_stop = threading.Event()
         self._stopped = False
+        self._remembered = False
 
     # -- whole stack ---------------------------------------------------------------------------
 
@@ -282,12 +286,14 @@ class Stack:
         """Start everything and wait until every service answers /readyz with 200."""
         started = time.monotonic()
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.stop_leftovers()
         self.secret = auth_secret(self.data_dir, self.environ, create=True)
         self.start_databases()
         self.migrate()
         self.start_broker()
         self.create_topics()
         self.start_services()
+        self.remember_processes()
         self.wait_ready()
         self.ready_after_seconds = time.monotonic() - started
         self.token = self.admin_token()
@@ -310,6 +316,40 @@ class Stack:
         if self.postgres is not None:
             self.postgres.stop()
         self._tail_stop.set()
+        if self._remembered:
+            (self.data_dir / PROCESSES_FILE).unlink(missing_ok=True)
+
+    def remember_processes(self) -> None:
+        """Note the broker's and services' pids in the data dir, for `stop_leftovers` after a hard kill."""
+        pids = [s.pid for s in self.services.values() if s.running() and s.pid is not None]
+        if self.broker is not None and self.broker.process is not None and self.broker.process.poll() is None:
+            pids.append(self.broker.process.pid)
+        started = []
+        for pid in pids:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                started.append({"pid": pid, "create_time": psutil.Process(pid).create_time()})
+        owner = {"pid": os.getpid(), "create_time": psutil.Process().create_time()}
+        (self.data_dir / PROCESSES_FILE).write_text(json.dumps({"owner": owner, "processes": started}))
+        self._remembered = True
+
+    def stop_leftovers(self) -> None:
+        """Stop what an earlier stack on this data dir left running when it was killed (SIGKILL, OOM)."""
+        path = self.data_dir / PROCESSES_FILE
+        if not path.exists():
+            return
+        noted = json.loads(path.read_text())
+        owner = _same_process(noted["owner"])
+        if owner is not None and owner.pid != os.getpid():
+            raise StackError(f"another stack (pid {owner.pid}) runs on {self.data_dir}; stop it first")
+        leftovers = [p for p in map(_same_process, noted["processes"]) if p is not None]
+        for process in leftovers:
+            self.say(f"stopping pid {process.pid} ({process.name()}), left running by an earlier stack")
+            process.terminate()
+        _, still_running = psutil.wait_procs(leftovers, timeout=self.options.stop_timeout_seconds)
+        for process in still_running:
+            process.kill()
+        psutil.wait_procs(still_running, timeout=5)
+        path.unlink()
 
     def __enter__(self) -> Stack:
         try:
@@ -344,7 +384,10 @@ class Stack:
                 external[service] = self.postgres.url(service)
         for service in self.options.services:
             if service not in embedded:
-                asyncio.run(ensure_database(external[service]))
+                try:
+                    asyncio.run(ensure_database(external[service]))
+                except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+                    raise StackError(f"cannot reach {service}'s database ({type(exc).__name__}: {exc})") from exc
         self.database_urls = {s: external[s] for s in self.options.services}
 
     def migrate(self) -> None:
@@ -382,7 +425,10 @@ class Stack:
 
     def create_topics(self) -> None:
         settings = platform_settings(self.environ, kafka_bootstrap_servers=self.bootstrap_servers)
-        created = asyncio.run(ensure_topics(settings))
+        try:
+            created = asyncio.run(ensure_topics(settings))
+        except KafkaError as exc:
+            raise StackError(f"cannot reach Kafka at {self.bootstrap_servers} ({type(exc).__name__}: {exc})") from exc
         if created:
             self.say(f"created {len(created)} topics")
 
@@ -398,6 +444,7 @@ class Stack:
         broker = self._require(self.broker, "broker")
         broker.stop()
         self.start_broker()
+        self.remember_processes()
         self.create_topics()
 
     def _broker_signal(self, signum: int) -> None:
@@ -465,6 +512,7 @@ class Stack:
         if process.running():
             process.stop(self.options.stop_timeout_seconds)
         process.start(self.printer)
+        self.remember_processes()
         if wait:
             self.wait_ready([service])
 
@@ -510,6 +558,15 @@ class Stack:
         if component is None:
             raise StackError(f"the {name} is external; the stack does not control it")
         return component
+
+
+def _same_process(noted: dict[str, Any]) -> psutil.Process | None:
+    """The process noted as `{pid, create_time}` if it still runs (not a later one reusing the pid)."""
+    try:
+        process = psutil.Process(noted["pid"])
+        return process if abs(process.create_time() - noted["create_time"]) < 0.01 else None
+    except psutil.NoSuchProcess:
+        return None
 
 
 async def ensure_database(url: str) -> None:

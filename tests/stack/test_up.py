@@ -65,6 +65,28 @@ def second_run(first_run: FirstRun) -> Iterator[UpProcess]:
         up.stop()
 
 
+@dataclass
+class ThirdRun:
+    up: UpProcess
+    orphans: set[int]
+
+
+@pytest.fixture(scope="module")
+def third_run(first_run: FirstRun, second_run: UpProcess) -> Iterator[ThirdRun]:
+    """The second run's `up` SIGKILLed (its broker and services run on, orphaned), then `up` again."""
+    second_run.wait_ready()
+    orphans = {child.pid for child in psutil.Process(second_run.process.pid).children()}
+    os.kill(second_run.process.pid, signal.SIGKILL)
+    second_run.process.wait(10)
+    up = UpProcess(first_run.data_dir, "--base-port", "0", "--broker-port", "0", "--service", "feedback")
+    try:
+        yield ThirdRun(up, orphans)
+    finally:
+        up.stop()
+        for pid in alive(orphans):
+            os.killpg(pid, signal.SIGKILL)
+
+
 def test_up_brings_every_service_to_ready_on_consecutive_ports(first_run: FirstRun) -> None:
     urls = first_run.up.urls()
     assert list(urls) == list(SERVICES)
@@ -118,6 +140,17 @@ def test_up_streams_every_process_log_with_its_name_in_front(first_run: FirstRun
     assert any(line.startswith("feedback      | ") and "Application startup complete" in line for line in lines)
 
 
+def test_a_second_up_on_a_data_dir_in_use_refuses_and_leaves_the_first_alone(first_run: FirstRun) -> None:
+    running = first_run.up.process_tree()
+
+    second = UpProcess(first_run.data_dir, "--base-port", "0", "--broker-port", "0")
+
+    assert second.process.wait(60) == 1
+    assert "another stack" in second.output
+    assert alive(running) == running
+    assert httpx.get(f"{first_run.up.urls()['feedback']}/readyz", timeout=5).status_code == 200
+
+
 def test_ctrl_c_stops_every_process_it_started(first_run: FirstRun) -> None:
     started = first_run.up.process_tree()
     # up, postgres (postmaster and its workers), the broker and four services
@@ -143,18 +176,38 @@ def test_a_second_up_reuses_the_data_dir_and_is_ready_within_20_seconds(
     assert TokenVerifier(secret).verify(first_run.token).sub == "admin"
 
 
-def test_sigterm_stops_every_process_it_started(second_run: UpProcess) -> None:
-    second_run.wait_ready()
-    started = second_run.process_tree()
+def test_up_after_a_hard_kill_stops_what_the_killed_stack_left_running(third_run: ThirdRun) -> None:
+    assert len(third_run.orphans) == 1 + len(SERVICES)  # the broker and the services outlived their `up`
 
-    assert second_run.stop(signal.SIGTERM) == 0
+    third_run.up.wait_ready()
+
+    assert alive(third_run.orphans) == set()
+    assert "left running by an earlier stack" in third_run.up.output
+    assert httpx.get(f"{third_run.up.urls()['feedback']}/readyz", timeout=5).status_code == 200
+
+
+def test_sigterm_stops_every_process_it_started(third_run: ThirdRun) -> None:
+    third_run.up.wait_ready()
+    started = third_run.up.process_tree()
+
+    assert third_run.up.stop(signal.SIGTERM) == 0
 
     assert alive(started) == set()
-    assert processes_mentioning(str(second_run.data_dir)) == []
+    assert processes_mentioning(str(third_run.up.data_dir)) == []
+
+
+def test_up_with_an_unreachable_kafka_says_so_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    environ = {**os.environ, "CF_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port_range(1)}"}
+
+    up = UpProcess(tmp_path / "data", "--base-port", "0", "--service", "feedback", environ=environ)
+
+    assert up.process.wait(90) == 1
+    assert "cannot reach Kafka" in up.output
+    assert processes_mentioning(str(tmp_path / "data")) == []
 
 
 GIVEN_SECRET = "a-secret-given-through-cf-auth-secret-0123456789abcdef"
-EXTERNAL_SERVICES = ("feedback", "commitments")  # two keep it quick; each reads its own URL
+EXTERNAL_SERVICES = ("commitments",)  # one keeps it quick
 
 
 @dataclass
@@ -214,7 +267,7 @@ def test_up_with_external_postgres_and_kafka_starts_nothing_embedded(
         assert httpx.get(f"{url}/readyz", timeout=5).status_code == 200
     assert external_run.up.bootstrap_servers() == platform.bootstrap_servers
     assert not (external_run.data_dir / "pg").exists()
-    # `up` and its two services: no PostgreSQL, no broker
+    # `up` and its service: no PostgreSQL, no broker
     assert len(external_run.commands) == 1 + len(EXTERNAL_SERVICES)
     assert sum("uvicorn" in command for command in external_run.commands) == len(EXTERNAL_SERVICES)
 
