@@ -16,6 +16,8 @@ class Settings(PlatformSettings):
     commitments_due_soon_lead_seconds: float = Field(
         default=86400, ge=0, description="How long before `due_at` a promise counts as due soon."
     )
+    # Dense moments share a wake-up: at most this much lateness buys far fewer transactions.
+    commitments_scheduler_min_interval_seconds: float = Field(default=0.05, ge=0, le=0.5)
     commitments_scheduler_batch_size: int = Field(default=500, ge=1, le=10_000)
     # A missed wake-up (a dropped LISTEN connection) costs at most this long.
     commitments_scheduler_max_sleep_seconds: float = Field(default=30.0, gt=0)

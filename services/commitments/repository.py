@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, func, select, text
+from sqlalchemy import ColumnElement, Row, and_, bindparam, case, func, literal, null, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.commitments.models import Commitment
@@ -80,21 +80,48 @@ async def announce_moment(session: AsyncSession, moment: datetime) -> None:
     )
 
 
-async def claim_reached(session: AsyncSession, *, limit: int) -> Sequence[Commitment]:
-    """Lock up to `limit` promises whose next moment has come, skipping any another replica holds."""
-    statement = (
-        select(Commitment)
+def _advance_reached_statement() -> Any:
+    reached = (
+        select(Commitment.id)
         .where(Commitment.next_event_at <= func.statement_timestamp())
         .order_by(Commitment.next_event_at)
-        .limit(limit)
+        .limit(bindparam("limit"))
         .with_for_update(skip_locked=True)
+        .cte("reached")
     )
-    return (await session.execute(statement)).scalars().all()
+    to_due_soon = Commitment.next_event == "due_soon"
+    return (
+        update(Commitment)
+        .where(Commitment.id == reached.c.id)
+        .values(
+            status=Commitment.next_event,
+            next_event=case((to_due_soon, literal("overdue")), else_=null()),
+            next_event_at=case((to_due_soon, Commitment.due_at), else_=null()),
+            updated_at=func.statement_timestamp(),
+        )
+        .returning(Commitment)
+        .execution_options(synchronize_session=False)
+    )
+
+
+# Built once: the scheduler runs it on every wake-up.
+_ADVANCE_REACHED = _advance_reached_statement()
+_NEXT_MOMENT = select(func.min(Commitment.next_event_at), func.clock_timestamp())
+
+
+async def advance_reached(session: AsyncSession, *, limit: int) -> Sequence[Commitment]:
+    """Move up to `limit` promises whose moment has come one step, in one statement; return them after.
+
+    A reached due-soon moment makes the promise `due_soon` and arms overdue at
+    `due_at`; a reached overdue moment makes it `overdue` and disarms it. Rows
+    another replica holds are skipped, never waited for.
+    """
+    return (await session.execute(_ADVANCE_REACHED, {"limit": limit})).scalars().all()
 
 
 async def next_moment(session: AsyncSession) -> tuple[datetime | None, datetime]:
     """The earliest armed moment (one index probe) and the database's clock."""
-    row = (await session.execute(select(func.min(Commitment.next_event_at), func.clock_timestamp()))).one()
+    row = (await session.execute(_NEXT_MOMENT)).one()
     return row[0], row[1]
 
 

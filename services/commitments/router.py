@@ -27,6 +27,7 @@ from shared.auth import Principal, require_scope
 from shared.db import DbSession
 from shared.idempotency import IdempotencyKey, idempotent
 from shared.pagination import DEFAULT_LIMIT, Cursor, Limit, Page
+from shared.types import SafeStr
 
 router = APIRouter(prefix="/v1/commitments", tags=["commitments"])
 
@@ -68,13 +69,13 @@ async def list_commitments(
     session: DbSession,
     settings: CommitmentSettings,
     _: Reader,
-    customer_id: str | None = None,
-    department: str | None = None,
-    owner_id: str | None = None,
+    customer_id: SafeStr | None = None,
+    department: SafeStr | None = None,
+    owner_id: SafeStr | None = None,
     status: Annotated[list[Status] | None, Query(description="Repeat to match any of several.")] = None,
     due_before: Annotated[UtcDatetime | None, Query(description="Only promises due strictly before this.")] = None,
     source_type: SourceType | None = None,
-    source_id: str | None = None,
+    source_id: SafeStr | None = None,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Page[Commitment]:
@@ -100,8 +101,8 @@ async def commitment_metrics(
     _: Reader,
     since: Annotated[UtcDatetime | None, Query(description="Promises due at or after this.")] = None,
     until: Annotated[UtcDatetime | None, Query(description="Promises due before this.")] = None,
-    department: str | None = None,
-    owner_id: str | None = None,
+    department: SafeStr | None = None,
+    owner_id: SafeStr | None = None,
 ) -> CommitmentMetrics:
     return await service.metrics(
         session=session, settings=settings, since=since, until=until, department=department, owner_id=owner_id

@@ -83,9 +83,16 @@ class DueMomentScheduler:
         conn: asyncpg.Connection = await asyncpg.connect(self._dsn, timeout=5)
         try:
             await conn.add_listener(SCHEDULE_CHANNEL, self._on_announcement)
+            conn.add_termination_listener(lambda _conn: self._wake.set())
+            loop = asyncio.get_running_loop()
+            spacing = self._settings.commitments_scheduler_min_interval_seconds
             while True:
+                if conn.is_closed():
+                    # Announcements would be lost: reconnect, then look at the table afresh.
+                    raise ConnectionError("the LISTEN connection closed")
                 self._wake.clear()
                 self._target = None
+                woke_at = loop.time()
                 fired, upcoming = await self._fire_reached()
                 backoff.reset()
                 delay = None
@@ -94,6 +101,7 @@ class DueMomentScheduler:
                     self._target = moment.timestamp()
                     if delay <= 0 and not fired:
                         delay = HELD_RETRY_SECONDS
+                    delay = max(delay, woke_at + spacing - loop.time())
                 await self._sleep(delay)
                 self.wake_ups += 1
                 self._metrics.wake_ups.inc()

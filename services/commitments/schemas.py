@@ -8,19 +8,27 @@ from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from shared.types import SafeStr, storable
+
 CustomerKind = Literal["external", "internal"]
 SourceType = Literal["feedback", "expectation", "meeting", "manual"]
 Status = Literal["open", "due_soon", "overdue", "met_on_time", "met_late", "cancelled"]
 
 
 def _in_utc(moment: datetime) -> datetime:
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is outside the representable range of dates") from None
 
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_utc)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
-Note = Annotated[str, StringConstraints(max_length=10_000)]
+# Constraints before `storable`: after it, pydantic checks min_length before stripping.
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128), AfterValidator(storable)]
+Reason = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000), AfterValidator(storable)
+]
+Note = Annotated[str, StringConstraints(max_length=10_000), AfterValidator(storable)]
 
 
 class CommitmentSource(BaseModel):
@@ -41,10 +49,12 @@ class CommitmentSource(BaseModel):
 class NewCommitment(BaseModel):
     customer_id: Name
     customer_kind: CustomerKind = "external"
-    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    title: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(storable)
+    ]
     description: Note | None = None
     owner_id: Name
-    department: str = Field(description="One of the configured departments (`CF_DEPARTMENTS`).")
+    department: SafeStr = Field(description="One of the configured departments (`CF_DEPARTMENTS`).")
     due_at: UtcDatetime = Field(description="When the promise is due; must be in the future.")
     source: CommitmentSource = CommitmentSource(type="manual")
 

@@ -79,6 +79,12 @@ def _arm(row: CommitmentRow, settings: Settings) -> None:
     row.next_event_at = row.due_soon_at
 
 
+async def _announce(session: AsyncSession, settings: Settings, moment: datetime, now: datetime) -> None:
+    """Wake the schedulers for `moment`, unless it lies beyond their longest sleep (they will look by then)."""
+    if moment <= now + timedelta(seconds=settings.commitments_scheduler_max_sleep_seconds):
+        await repository.announce_moment(session, moment)
+
+
 async def create(*, session: AsyncSession, settings: Settings, new: NewCommitment) -> Commitment:
     now = datetime.now(UTC)
     _require_department(settings, new.department, ["body", "department"])
@@ -102,7 +108,7 @@ async def create(*, session: AsyncSession, settings: Settings, new: NewCommitmen
     )
     _arm(row, settings)
     await repository.add(session, row)
-    await repository.announce_moment(session, row.due_soon_at)
+    await _announce(session, settings, row.due_soon_at, now)
     commitment = represent(row)
     await add_event(
         session, catalogue.COMMITMENT_CREATED, data=commitment, subject=str(row.id), customer_id=row.customer_id
@@ -179,7 +185,7 @@ async def reschedule(
     row.updated_at = now
     _arm(row, settings)
     await session.flush()
-    await repository.announce_moment(session, row.due_soon_at)
+    await _announce(session, settings, row.due_soon_at, now)
     rescheduled = CommitmentRescheduled(**dict(represent(row)), previous_due_at=previous_due_at)
     await add_event(
         session, catalogue.COMMITMENT_RESCHEDULED, data=rescheduled, subject=str(row.id), customer_id=row.customer_id
@@ -216,25 +222,19 @@ async def fire_reached_moments(*, session: AsyncSession, limit: int) -> list[Fir
     The claim skips rows another replica holds, and the status change and its
     outbox row commit together, so each moment fires once.
     """
-    rows = await repository.claim_reached(session, limit=limit)
+    rows = await repository.advance_reached(session, limit=limit)
     if not rows:
         return []
     now = datetime.now(UTC)
     records = []
     fired = []
     for row in rows:
-        assert row.next_event_at is not None
-        lateness = (now - row.next_event_at).total_seconds()
-        if row.next_event == "due_soon":
-            spec, row.status = catalogue.COMMITMENT_DUE_SOON, "due_soon"
-            row.next_event, row.next_event_at = "overdue", row.due_at
+        if row.status == "due_soon":
+            spec, moment = catalogue.COMMITMENT_DUE_SOON, row.due_soon_at
         else:
-            spec, row.status = catalogue.COMMITMENT_OVERDUE, "overdue"
-            _disarm(row)
-        row.updated_at = now
+            spec, moment = catalogue.COMMITMENT_OVERDUE, row.due_at
         records.append(build_event(spec, data=represent(row), subject=str(row.id), customer_id=row.customer_id))
-        fired.append(FiredMoment(spec.type, lateness))
-    await session.flush()
+        fired.append(FiredMoment(spec.type, (now - moment).total_seconds()))
     await add_records(session, records)
     return fired
 

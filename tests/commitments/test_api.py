@@ -51,6 +51,22 @@ async def test_due_date_without_a_zone_is_rejected(client: httpx.AsyncClient, wr
     assert response.json()["errors"][0]["loc"] == ["body", "due_at"]
 
 
+async def test_due_date_beyond_the_calendar_in_utc_is_rejected(
+    client: httpx.AsyncClient, writer: dict[str, str]
+) -> None:
+    response = await client.post(
+        "/v1/commitments", json=commitment_body(due_at="9999-12-31T23:59:59-23:00"), headers=writer
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"] == ["body", "due_at"]
+
+
+async def test_title_with_a_nul_character_is_rejected(client: httpx.AsyncClient, writer: dict[str, str]) -> None:
+    response = await client.post("/v1/commitments", json=commitment_body(title="Call\x00back"), headers=writer)
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"] == ["body", "title"]
+
+
 async def test_unknown_department_is_rejected(client: httpx.AsyncClient, writer: dict[str, str]) -> None:
     response = await client.post("/v1/commitments", json=commitment_body(department="legal"), headers=writer)
     assert response.status_code == 422
