@@ -52,6 +52,18 @@ def _envelope(spec: EventSpec, data_ref: str, *, department: bool) -> dict[str, 
     return {"type": "object", "properties": properties, "required": required}
 
 
+def _asyncapi_schema(node: Any) -> Any:
+    """Pydantic writes OpenAPI-style discriminators; AsyncAPI's are the property name alone."""
+    if isinstance(node, dict):
+        converted = {key: _asyncapi_schema(value) for key, value in node.items()}
+        if isinstance(converted.get("discriminator"), dict):
+            converted["discriminator"] = converted["discriminator"]["propertyName"]
+        return converted
+    if isinstance(node, list):
+        return [_asyncapi_schema(item) for item in node]
+    return node
+
+
 def build_asyncapi(departments: list[str] | None = None, *, topic_prefix: str = "") -> dict[str, Any]:
     """The AsyncAPI 3.0 document for every topic and event type of the platform."""
     departments = list(departments or DEFAULT_DEPARTMENTS)
@@ -60,7 +72,7 @@ def build_asyncapi(departments: list[str] | None = None, *, topic_prefix: str = 
     keys, definitions = models_json_schema(
         [(model, "serialization") for model in sorted(models, key=lambda m: m.__name__)], ref_template=REF
     )
-    schemas: dict[str, Any] = dict(definitions.get("$defs", {}))
+    schemas: dict[str, Any] = _asyncapi_schema(definitions.get("$defs", {}))
     messages: dict[str, Any] = {}
     for spec in specs:
         data_ref = keys[(spec.payload_model, "serialization")]["$ref"]
@@ -132,3 +144,23 @@ def build_asyncapi(departments: list[str] | None = None, *, topic_prefix: str = 
         "operations": operations,
         "components": {"messages": messages, "schemas": schemas},
     }
+
+
+def render_yaml(document: dict[str, Any]) -> str:
+    import yaml
+
+    header = "# Generated from shared/catalogue.py by `python -m shared.asyncapi`; do not edit by hand.\n"
+    return header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
+
+
+def main() -> None:
+    """Write docs/asyncapi.yaml next to the repository root."""
+    from pathlib import Path
+
+    target = Path(__file__).resolve().parents[1] / "docs" / "asyncapi.yaml"
+    target.write_text(render_yaml(build_asyncapi()))
+    print(f"wrote {target}")  # noqa: T201
+
+
+if __name__ == "__main__":
+    main()

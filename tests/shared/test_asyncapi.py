@@ -1,0 +1,54 @@
+"""The AsyncAPI document: generated from the catalogue, valid, complete, committed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from shared.asyncapi import build_asyncapi, render_yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CONTRACT_EVENT_TYPES = {
+    "feedback.received", "feedback.status_changed", "meeting.recorded", "expectation.recorded",
+    "expectation.confirmed", "expectation.gap_identified", "commitment.created", "commitment.rescheduled",
+    "commitment.due_soon", "commitment.overdue", "commitment.met", "commitment.cancelled",
+}  # fmt: skip
+CONTRACT_TOPICS = {
+    "feedback.events", "expectations.events", "commitments.events",
+    "notifications.sales", "notifications.support", "notifications.production", "notifications.management",
+}  # fmt: skip
+
+
+def test_document_validates_against_the_asyncapi_3_schema() -> None:
+    schema = json.loads((ROOT / "tests" / "data" / "asyncapi-3.0.0.schema.json").read_text())
+    validator_class = jsonschema.validators.validator_for(schema)
+    errors = sorted(validator_class(schema).iter_errors(build_asyncapi()), key=lambda e: list(e.path))
+    assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors[:10])
+
+
+def test_document_lists_every_topic_and_event_type_of_the_contract() -> None:
+    document = build_asyncapi()
+    addresses = {channel["address"] for channel in document["channels"].values()}
+    assert addresses >= CONTRACT_TOPICS
+    titles = {message["title"] for message in document["components"]["messages"].values()}
+    assert titles >= CONTRACT_EVENT_TYPES
+    support = next(c for c in document["channels"].values() if c["address"] == "notifications.support")
+    routed = {document["components"]["messages"][m["$ref"].rsplit("/", 1)[-1]]["title"]
+              for m in support["messages"].values()}  # fmt: skip
+    assert routed == CONTRACT_EVENT_TYPES
+
+
+def test_payloads_are_the_rest_representations() -> None:
+    document = build_asyncapi()
+    envelope = document["components"]["schemas"]["feedback.received.envelope"]
+    assert envelope["properties"]["data"] == {"$ref": "#/components/schemas/Feedback"}
+    assert "customer_id" in document["components"]["schemas"]["Feedback"]["properties"]
+
+
+def test_committed_document_is_up_to_date() -> None:
+    committed = (ROOT / "docs" / "asyncapi.yaml").read_text()
+    assert committed == render_yaml(build_asyncapi()), "run `python -m shared.asyncapi` and commit docs/asyncapi.yaml"
+    assert yaml.safe_load(committed)["asyncapi"] == "3.0.0"
