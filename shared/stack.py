@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, TextIO
+from typing import IO, Any, TextIO, TypeVar
 
 import asyncpg
 import httpx
@@ -40,6 +40,8 @@ from shared.db import asyncpg_dsn
 from shared.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from shared.kafka import ensure_topics
 from shared.migrations import upgrade
+
+T = TypeVar("T")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO_ROOT / ".data"
@@ -291,6 +293,7 @@ class Stack:
         self.start_databases()
         self.migrate()
         self.start_broker()
+        self.remember_processes()
         self.create_topics()
         self.start_services()
         self.remember_processes()
@@ -321,11 +324,8 @@ class Stack:
 
     def remember_processes(self) -> None:
         """Note the broker's and services' pids in the data dir, for `stop_leftovers` after a hard kill."""
-        pids = [s.pid for s in self.services.values() if s.running() and s.pid is not None]
-        if self.broker is not None and self.broker.process is not None and self.broker.process.poll() is None:
-            pids.append(self.broker.process.pid)
         started = []
-        for pid in pids:
+        for pid in self._child_pids():
             with contextlib.suppress(psutil.NoSuchProcess):
                 started.append({"pid": pid, "create_time": psutil.Process(pid).create_time()})
         owner = {"pid": os.getpid(), "create_time": psutil.Process().create_time()}
@@ -369,9 +369,7 @@ class Stack:
 
     def start_databases(self) -> None:
         """Embedded PostgreSQL for every service without `CF_<SERVICE>_DATABASE_URL`; create the databases."""
-        external = {
-            s: self.environ[database_url_variable(s)] for s in SERVICES if self.environ.get(database_url_variable(s))
-        }
+        external = configured_database_urls(self.environ, SERVICES)
         embedded = [s for s in self.options.services if s not in external]
         if embedded:
             self.postgres = EmbeddedPostgres(self.data_dir / "pg")
@@ -524,9 +522,7 @@ class Stack:
 
     def pids(self) -> list[int]:
         """Every process the stack started that still runs (for checks that nothing is left behind)."""
-        pids = [s.pid for s in self.services.values() if s.running() and s.pid is not None]
-        if self.broker is not None and self.broker.process is not None and self.broker.process.poll() is None:
-            pids.append(self.broker.process.pid)
+        pids = self._child_pids()
         if self.postgres is not None and self.postgres.pid is not None:
             pids.append(self.postgres.pid)
         found: list[int] = []
@@ -554,7 +550,14 @@ class Stack:
         ]
         return "\n".join(lines) + "\n"
 
-    def _require(self, component: Any, name: str) -> Any:
+    def _child_pids(self) -> list[int]:
+        """The running services and embedded broker (PostgreSQL is pg_ctl's child, not ours)."""
+        pids = [s.pid for s in self.services.values() if s.running() and s.pid is not None]
+        if self.broker is not None and self.broker.process is not None and self.broker.process.poll() is None:
+            pids.append(self.broker.process.pid)
+        return pids
+
+    def _require(self, component: T | None, name: str) -> T:
         if component is None:
             raise StackError(f"the {name} is external; the stack does not control it")
         return component
