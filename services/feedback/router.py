@@ -15,20 +15,22 @@ from services.feedback.repository import FeedbackFilter
 from services.feedback.schemas import (
     Bucket,
     Channel,
-    CustomerId,
     Feedback,
     FeedbackDraft,
     FeedbackKind,
     FeedbackMetrics,
     FeedbackPage,
     FeedbackStatus,
+    Product,
     StatusMove,
+    Tag,
 )
 from services.feedback.triage import Triage
 from shared.auth import Principal, require_scope
 from shared.db import DbSession
 from shared.idempotency import IdempotencyKey, idempotent
 from shared.pagination import DEFAULT_LIMIT, Cursor, Limit
+from shared.types import CustomerId
 
 router = APIRouter(prefix="/v1/feedback", tags=["feedback"])
 
@@ -49,7 +51,7 @@ async def _triage(request: Request) -> Triage:
 ServiceSettings = Annotated[Settings, Depends(_settings)]
 Since = Annotated[AwareDatetime | None, Query(description="Occurred at or after (RFC 3339 with a zone).")]
 Until = Annotated[AwareDatetime | None, Query(description="Occurred before (RFC 3339 with a zone).")]
-Product = Annotated[str | None, Query(min_length=1, max_length=200)]
+ProductFilter = Annotated[Product | None, Query()]
 CustomerFilter = Annotated[CustomerId | None, Query()]
 
 
@@ -90,8 +92,8 @@ async def find_feedback(
     kind: FeedbackKind | None = None,
     channel: Channel | None = None,
     status: FeedbackStatus | None = None,
-    product: Product = None,
-    tag: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    product: ProductFilter = None,
+    tag: Annotated[Tag | None, Query()] = None,
     since: Since = None,
     until: Until = None,
     limit: Limit = DEFAULT_LIMIT,
@@ -125,7 +127,7 @@ async def feedback_metrics(
     until: Until = None,
     customer_id: CustomerFilter = None,
     channel: Channel | None = None,
-    product: Product = None,
+    product: ProductFilter = None,
     bucket: Bucket | None = None,
 ) -> FeedbackMetrics:
     where = FeedbackFilter(customer_id=customer_id, channel=channel, product=product, since=since, until=until)

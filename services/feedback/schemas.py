@@ -9,8 +9,10 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
-CustomerId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+from shared.types import CustomerId, SafeStr
+
+Tag = Annotated[SafeStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+Product = Annotated[SafeStr, StringConstraints(min_length=1, max_length=200)]
 
 TEXT_MAX_LENGTH = 10_000
 
@@ -103,11 +105,11 @@ class FeedbackDraft(_Frozen):
     customer_kind: CustomerKind = CustomerKind.EXTERNAL
     channel: Channel
     kind: FeedbackKind
-    text: str | None = Field(
+    text: SafeStr | None = Field(
         default=None, max_length=TEXT_MAX_LENGTH, description="The customer's words; required unless `rating`."
     )
     rating: Rating | None = None
-    product: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    product: Product | None = None
     tags: list[Tag] = Field(default_factory=list, max_length=50)
     occurred_at: AwareDatetime | None = Field(
         default=None, description="When the customer gave it (not in the future); defaults to now."
@@ -118,7 +120,7 @@ class StatusMove(_Frozen):
     """A lifecycle move asked for with PATCH."""
 
     status: FeedbackStatus
-    note: str | None = Field(default=None, max_length=2000)
+    note: SafeStr | None = Field(default=None, max_length=2000)
 
 
 class Sentiment(_Frozen):

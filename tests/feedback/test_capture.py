@@ -142,6 +142,8 @@ BAD_INPUT = [
     ("empty_tag", {"tags": ["vip", ""]}, ["body", "tags", 1]),
     ("empty_product", {"product": ""}, ["body", "product"]),
     ("unknown_field", {"ratng": 5}, ["body", "ratng"]),
+    ("nul_in_text", {"text": "broken\x00kettle"}, ["body", "text"]),
+    ("nul_in_customer_id", {"customer_id": "UNIQUE\x00"}, ["body", "customer_id"]),
 ]
 
 
@@ -155,7 +157,9 @@ async def test_bad_input_is_a_422_naming_the_field_and_stores_nothing(
         body["occurred_at"] = _future()
     if body.get("channel") is None:
         del body["channel"]
-    if "customer_id" in change:
+    if body["customer_id"] == "UNIQUE\x00":
+        body["customer_id"] = f"{customer}\x00"
+    elif "customer_id" in change:
         customer = body["customer_id"]
     response = await client.post("/v1/feedback", json=body, headers=platform.auth("feedback:write"))
 
