@@ -79,7 +79,12 @@ def up(
     ] = DEFAULT_BROKER_PORT,
     service: ServiceOption = None,
 ) -> None:
-    """Start PostgreSQL and a Kafka-protocol broker (embedded unless configured), then every service."""
+    """Start PostgreSQL and a Kafka-protocol broker (embedded unless configured), then every service.
+
+    CF_<SERVICE>_DATABASE_URL and CF_KAFKA_BOOTSTRAP_SERVERS name real ones instead.
+
+    Every other CF_* setting in the environment reaches the services; logs are plain text unless CF_LOG_JSON=true.
+    """
     options = StackOptions(data_dir=data_dir, base_port=base_port, broker_port=broker_port, services=_services(service))
     stack = Stack(options)
     stop_requested = threading.Event()
