@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import os
 import secrets
@@ -23,7 +24,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TextIO, TypeVar
@@ -95,6 +97,32 @@ def _write_private(path: Path, content: str) -> None:
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w") as file:
         file.write(content)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def dies_with_its_parent() -> Callable[[], None] | None:
+    """A `preexec_fn` after which Linux SIGKILLs the child when the thread that started it ends,
+    so a stack killed with SIGKILL takes its broker and services with it."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    parent = os.getpid()
+
+    def arm() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os._exit(1)
+
+    return arm
+
+
+Launch = Callable[[Callable[[], T]], T]
+
+
+def _launch_here(start: Callable[[], T]) -> T:
+    return start()
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -182,6 +210,8 @@ class ServiceProcess:
     host: str
     environment: dict[str, str]
     process: subprocess.Popen[bytes] | None = None
+    # Where the process is started from: its parent-death signal follows that thread.
+    launch: Launch[subprocess.Popen[bytes]] = _launch_here
 
     @property
     def url(self) -> str:
@@ -215,14 +245,17 @@ class ServiceProcess:
             "--timeout-graceful-shutdown",
             "5",
         ]
-        self.process = subprocess.Popen(
-            command,
-            cwd=REPO_ROOT,
-            env=self.environment,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        self.process = self.launch(
+            lambda: subprocess.Popen(
+                command,
+                cwd=REPO_ROOT,
+                env=self.environment,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=dies_with_its_parent(),
+            )
         )
         assert self.process.stdout is not None
         printer.follow(self.name, self.process.stdout)
@@ -281,6 +314,9 @@ class Stack:
         self._tail_stop = threading.Event()
         self._stopped = False
         self._remembered = False
+        # Children are started from this one long-lived thread (see `dies_with_its_parent`), never
+        # from a caller's short-lived thread, whose end would kill them.
+        self._launcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stack-launcher")
 
     # -- whole stack ---------------------------------------------------------------------------
 
@@ -321,6 +357,11 @@ class Stack:
         self._tail_stop.set()
         if self._remembered:
             (self.data_dir / PROCESSES_FILE).unlink(missing_ok=True)
+        self._launcher.shutdown(wait=False)
+
+    def launch(self, start: Callable[[], T]) -> T:
+        """Run `start` (which starts a child process) on the stack's launcher thread."""
+        return self._launcher.submit(start).result()
 
     def remember_processes(self) -> None:
         """Note the broker's and services' pids in the data dir, for `stop_leftovers` after a hard kill."""
@@ -413,8 +454,8 @@ class Stack:
             port = self.broker.port if self.broker is not None else free_port()
         elif not port_is_free(self.options.host, port):
             raise StackError(f"port {port} for the broker is in use (choose another with --broker-port, 0 for any)")
-        self.broker = EmbeddedBroker(port)
-        self.broker.start(stdout=subprocess.PIPE)
+        broker = self.broker = EmbeddedBroker(port)
+        self.launch(lambda: broker.start(stdout=subprocess.PIPE, preexec_fn=dies_with_its_parent()))
         assert self.broker.process is not None
         assert self.broker.process.stdout is not None
         self.printer.follow("broker", self.broker.process.stdout)
@@ -472,7 +513,9 @@ class Stack:
     def start_services(self) -> None:
         for index, service in enumerate(self.options.services):
             port = self.options.base_port + index if self.options.base_port else free_port()
-            process = ServiceProcess(service, port, self.options.host, self.service_environment(service))
+            process = ServiceProcess(
+                service, port, self.options.host, self.service_environment(service), launch=self.launch
+            )
             self.services[service] = process
             process.start(self.printer)
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import stat
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -68,23 +70,42 @@ def second_run(first_run: FirstRun) -> Iterator[UpProcess]:
 @dataclass
 class ThirdRun:
     up: UpProcess
-    orphans: set[int]
+    killed_children: set[int]
+    survivors: set[int]
+    leftover: subprocess.Popen[bytes]
 
 
 @pytest.fixture(scope="module")
 def third_run(first_run: FirstRun, second_run: UpProcess) -> Iterator[ThirdRun]:
-    """The second run's `up` SIGKILLed (its broker and services run on, orphaned), then `up` again."""
+    """The second run's `up` SIGKILLed; a process noted in its data dir still running; then `up` again."""
     second_run.wait_ready()
-    orphans = {child.pid for child in psutil.Process(second_run.process.pid).children()}
+    children = {child.pid for child in psutil.Process(second_run.process.pid).children()}
     os.kill(second_run.process.pid, signal.SIGKILL)
     second_run.process.wait(10)
+    survivors = until_none_alive(children, within=5.0)
+    # What the kernel would leave on a system without a parent-death signal: noted, still running.
+    leftover = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    notes_file = first_run.data_dir / "processes.json"
+    notes = json.loads(notes_file.read_text())
+    notes["processes"].append({"pid": leftover.pid, "create_time": psutil.Process(leftover.pid).create_time()})
+    notes_file.write_text(json.dumps(notes))
     up = UpProcess(first_run.data_dir, "--base-port", "0", "--broker-port", "0", "--service", "feedback")
     try:
-        yield ThirdRun(up, orphans)
+        yield ThirdRun(up, children, survivors, leftover)
     finally:
         up.stop()
-        for pid in alive(orphans):
+        leftover.kill()
+        leftover.wait()
+        for pid in alive(children):
             os.killpg(pid, signal.SIGKILL)
+
+
+def until_none_alive(pids: set[int], within: float) -> set[int]:
+    """Those of `pids` still alive after up to `within` seconds."""
+    deadline = time.monotonic() + within
+    while alive(pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return alive(pids)
 
 
 def test_up_brings_every_service_to_ready_on_consecutive_ports(first_run: FirstRun) -> None:
@@ -176,13 +197,16 @@ def test_a_second_up_reuses_the_data_dir_and_is_ready_within_20_seconds(
     assert TokenVerifier(secret).verify(first_run.token).sub == "admin"
 
 
-def test_up_after_a_hard_kill_stops_what_the_killed_stack_left_running(third_run: ThirdRun) -> None:
-    assert len(third_run.orphans) == 1 + len(SERVICES)  # the broker and the services outlived their `up`
+def test_a_hard_killed_up_takes_its_broker_and_services_with_it(third_run: ThirdRun) -> None:
+    assert len(third_run.killed_children) == 1 + len(SERVICES)
+    assert third_run.survivors == set()
 
+
+def test_up_stops_what_an_earlier_stack_noted_and_left_running(third_run: ThirdRun) -> None:
     third_run.up.wait_ready()
 
-    assert alive(third_run.orphans) == set()
-    assert "left running by an earlier stack" in third_run.up.output
+    assert third_run.leftover.poll() == -signal.SIGTERM
+    assert f"stopping pid {third_run.leftover.pid} (sleep), left running by an earlier stack" in third_run.up.output
     assert httpx.get(f"{third_run.up.urls()['feedback']}/readyz", timeout=5).status_code == 200
 
 
