@@ -57,6 +57,22 @@ def asyncpg_dsn(database_url: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
+async def driver_connection(session: AsyncSession) -> Any:
+    """The asyncpg connection under `session`, inside the session's transaction.
+
+    For hot paths: a statement sent here skips SQLAlchemy's execution machinery
+    (about 120 µs of CPU per statement) yet commits or rolls back with the session.
+    """
+    connection = await session.connection()
+    assert connection.sync_connection is not None
+    adapted: Any = connection.sync_connection.connection.dbapi_connection
+    # SQLAlchemy's asyncpg adapter sends BEGIN lazily, before its own first
+    # statement; begin now so that statements sent to the driver are inside it.
+    if adapted._transaction is None:
+        await adapted._start_transaction()
+    return adapted.driver_connection
+
+
 async def session_dependency(request: Request) -> AsyncIterator[AsyncSession]:
     """One session per request: committed on success, rolled back on error."""
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker

@@ -19,22 +19,21 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel
-from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.backoff import Backoff
 from shared.catalogue import EventSpec
 from shared.config import PlatformSettings
-from shared.db import asyncpg_dsn
+from shared.db import asyncpg_dsn, driver_connection
 from shared.events import CONTENT_TYPE, OutboxRecord, build_event
 from shared.kafka import ensure_topics
 from shared.observability import Metrics
-from shared.tables import outbox_event
 
 logger = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "outbox"
 BATCH_SIZE = 500
+PUBLISH_TIMEOUT_SECONDS = 30.0
 _HEADERS = [("content-type", CONTENT_TYPE.encode())]
 
 
@@ -56,13 +55,16 @@ async def add_records(session: AsyncSession, records: list[OutboxRecord]) -> Non
     """Write ready-made outbox records (for example republished events)."""
     if not records:
         return
-    await session.execute(
-        insert(outbox_event),
-        [
-            {"event_id": r.event_id, "topic": r.topic, "key": r.key, "event_type": r.event_type, "value": r.value}
-            for r in records
-        ],
-    )
+    # Every write path passes here: straight to the driver, in the session's transaction.
+    connection = await driver_connection(session)
+    rows = [(r.event_id, r.topic, r.key, r.event_type, r.value) for r in records]
+    if len(rows) == 1:
+        await connection.execute(_INSERT, *rows[0])
+    else:
+        await connection.executemany(_INSERT, rows)
+
+
+_INSERT = "INSERT INTO outbox_event (event_id, topic, key, event_type, value) VALUES ($1, $2, $3, $4, $5)"
 
 
 _CLAIM = """
@@ -149,16 +151,18 @@ class OutboxRelay:
             rows = await conn.fetch(_CLAIM, BATCH_SIZE)
             if not rows:
                 return 0
-            deliveries = [
-                await self._producer.send(
-                    self._settings.topic(row["topic"]),
-                    value=bytes(row["value"]),
-                    key=row["key"].encode(),
-                    headers=_HEADERS,
-                )
-                for row in rows
-            ]
-            await asyncio.gather(*deliveries)
+            # Bounded: a broker paused mid-request can leave a send or a delivery unanswered.
+            async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
+                deliveries = [
+                    await self._producer.send(
+                        self._settings.topic(row["topic"]),
+                        value=bytes(row["value"]),
+                        key=row["key"].encode(),
+                        headers=_HEADERS,
+                    )
+                    for row in rows
+                ]
+                await asyncio.gather(*deliveries)
             await conn.execute("DELETE FROM outbox_event WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
         self.published += len(rows)
         self._metrics.outbox_published.inc(len(rows))

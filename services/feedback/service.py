@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.feedback import repository
 from services.feedback.config import Settings
 from services.feedback.models import FeedbackRow, StatusChangeRow
-from services.feedback.repository import Assumptions, FeedbackFilter
+from services.feedback.repository import Assumptions, FeedbackFilter, NewFeedback
 from services.feedback.schemas import (
     Bucket,
     CustomerEffort,
@@ -67,26 +67,28 @@ async def capture(session: AsyncSession, *, draft: FeedbackDraft, triage: Triage
     sentiment = triage.sentiment(draft.text, draft.rating)
     themes = triage.themes(draft.text)
     tags = list(dict.fromkeys(draft.tags))
-    values: dict[str, Any] = {
-        "id": feedback_id,
-        "customer_id": draft.customer_id,
-        "customer_kind": draft.customer_kind.value,
-        "channel": draft.channel.value,
-        "kind": draft.kind.value,
-        "text": draft.text,
-        "rating_scale": draft.rating.scale if draft.rating else None,
-        "rating_value": draft.rating.value if draft.rating else None,
-        "product": draft.product,
-        "tags": tags,
-        "status": S.NEW.value,
-        "sentiment_score": sentiment.score,
-        "sentiment_label": sentiment.label.value,
-        "sentiment_source": sentiment.source.value,
-        "themes": themes,
-    }
-    if draft.occurred_at is not None:
-        values["occurred_at"] = draft.occurred_at
-    stored = await repository.insert_feedback(session, values)
+    rating = draft.rating
+    stored = await repository.insert_feedback(
+        session,
+        NewFeedback(
+            id=feedback_id,
+            customer_id=draft.customer_id,
+            customer_kind=draft.customer_kind.value,
+            channel=draft.channel.value,
+            kind=draft.kind.value,
+            text=draft.text,
+            rating_scale=rating.scale if rating else None,
+            rating_value=rating.value if rating else None,
+            product=draft.product,
+            tags=tags,
+            occurred_at=draft.occurred_at,
+            status=S.NEW.value,
+            sentiment_score=sentiment.score,
+            sentiment_label=sentiment.label.value,
+            sentiment_source=sentiment.source.value,
+            themes=themes,
+        ),
+    )
     feedback = Feedback(
         id=feedback_id,
         customer_id=draft.customer_id,

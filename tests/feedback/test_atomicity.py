@@ -1,0 +1,64 @@
+"""Capture is one transaction: the feedback row and its event row commit or roll back together.
+
+The capture path writes through the asyncpg driver under the request's session
+(for speed); these tests prove that those statements are inside the session's
+transaction. No app runs here, so no relay drains the outbox meanwhile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest_asyncio
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.feedback import service
+from services.feedback.config import DEFAULT_TAXONOMY_FILE
+from services.feedback.schemas import FeedbackDraft
+from services.feedback.triage import Taxonomy, Triage
+from shared.db import create_engine, create_sessionmaker
+from tests.feedback.conftest import complaint, feedback_settings, new_customer, stored_count
+from tests.support.platform import Platform
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def sessions(platform: Platform) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_engine(platform.database_urls["feedback"], pool_size=2)
+    try:
+        yield create_sessionmaker(engine)
+    finally:
+        await engine.dispose()
+
+
+async def _events_for(platform: Platform, customer_id: str) -> int:
+    rows = await platform.fetch("feedback", "SELECT count(*) AS n FROM outbox_event WHERE key = $1", customer_id)
+    return int(rows[0]["n"])
+
+
+async def _capture(session: AsyncSession, platform: Platform, customer_id: str) -> None:
+    draft = FeedbackDraft.model_validate(complaint(customer_id))
+    triage = Triage(Taxonomy.load(DEFAULT_TAXONOMY_FILE))
+    await service.capture(session, draft=draft, triage=triage, settings=feedback_settings(platform))
+
+
+async def test_a_rolled_back_capture_leaves_neither_feedback_nor_event(
+    sessions: async_sessionmaker[AsyncSession], platform: Platform
+) -> None:
+    customer = new_customer()
+    async with sessions() as session:
+        await _capture(session, platform, customer)
+        await session.rollback()
+    assert await stored_count(platform, customer) == 0
+    assert await _events_for(platform, customer) == 0
+
+
+async def test_a_committed_capture_leaves_the_feedback_and_its_event(
+    sessions: async_sessionmaker[AsyncSession], platform: Platform
+) -> None:
+    customer = new_customer()
+    async with sessions() as session:
+        await _capture(session, platform, customer)
+        assert await stored_count(platform, customer) == 0, "visible before commit"
+        await session.commit()
+    assert await stored_count(platform, customer) == 1
+    assert await _events_for(platform, customer) == 1
