@@ -130,3 +130,20 @@ async def test_two_replicas_and_a_restart_fire_each_moment_exactly_once(
     expected = {(s, kind) for s in subjects for kind in ("commitment.due_soon", "commitment.overdue")}
     assert {key for key in per_moment if key[1] != "commitment.created"} == expected
     assert all(count == 1 for count in per_moment.values()), per_moment
+
+
+async def test_scheduler_listens_again_after_losing_its_connection(
+    client: httpx.AsyncClient, writer: dict[str, str], platform: Platform
+) -> None:
+    killed = await platform.fetch(
+        "commitments",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND query ILIKE 'LISTEN %commitment_schedule%'",
+    )
+    assert killed
+    assert all(row[0] for row in killed)
+    await asyncio.sleep(0.3)
+    created = await create(client, writer, due_at=in_seconds(LEAD_SECONDS + 1.0))
+    events = await events_about(platform, {created["id"]}, until=2)
+    assert events[1]["type"] == "commitment.due_soon"
+    assert 0 <= lateness(events[1]) < 1.0, events[1]
