@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable
@@ -31,12 +32,23 @@ def create_producer(settings: PlatformSettings) -> AIOKafkaProducer:
     )
 
 
-async def ensure_topics(settings: PlatformSettings, topics: Iterable[str] | None = None) -> list[str]:
-    """Create the contract's topics (prefixed) that do not exist yet; return those created."""
+async def ensure_topics(
+    settings: PlatformSettings, topics: Iterable[str] | None = None, *, within: float = 15.0
+) -> list[str]:
+    """Create the contract's topics (prefixed) that do not exist yet; return those created.
+
+    Bounded by `within` seconds: an admin client can wait forever on a broker
+    that was paused mid-request, and callers retry anyway.
+    """
+    async with asyncio.timeout(within):
+        return await _create_missing_topics(settings, topics)
+
+
+async def _create_missing_topics(settings: PlatformSettings, topics: Iterable[str] | None) -> list[str]:
     names = [settings.topic(t) for t in (topics if topics is not None else all_topics(settings.departments))]
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=10_000)
-    await admin.start()
     try:
+        await admin.start()
         existing = set(await admin.list_topics())
         missing = [name for name in names if name not in existing]
         if missing:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -86,6 +87,7 @@ def build_service_app(
         app.state.runtime = runtime
         app.state.sessionmaker = runtime.sessionmaker
         runtime.spawn("producer", _start_producer(runtime))
+        _dump_tasks_on_sigusr1()
         if on_startup is not None:
             await on_startup(runtime)
         if settings.run_workers:
@@ -113,6 +115,27 @@ def build_service_app(
         app.include_router(router)
     _document_problems(app)
     return app
+
+
+def _dump_tasks_on_sigusr1() -> None:
+    """`kill -USR1 <pid>` logs where every asyncio task waits: for diagnosing a stuck worker."""
+
+    def awaiting(task: asyncio.Task[Any]) -> str:
+        lines: list[str] = []
+        current: Any = task.get_coro()
+        while current is not None:
+            frame = getattr(current, "cr_frame", None) or getattr(current, "ag_frame", None)
+            if frame is not None:
+                lines.append(f"\n    {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+            current = getattr(current, "cr_await", None) or getattr(current, "ag_await", None)
+        return "".join(lines)
+
+    def dump() -> None:
+        for task in asyncio.all_tasks():
+            logger.warning("task %s waits at:%s", task.get_name(), awaiting(task))
+
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump)
 
 
 async def _start_producer(runtime: ServiceRuntime) -> None:

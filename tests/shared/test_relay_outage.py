@@ -79,7 +79,7 @@ async def test_events_written_while_the_broker_is_paused_all_arrive(
     os.kill(own_broker.process.pid, signal.SIGSTOP)
     try:
         during = await _write(relaying, customer, 20)
-        await asyncio.sleep(3)
+        await asyncio.sleep(12)  # longer than the producer's request timeout
     finally:
         os.kill(own_broker.process.pid, signal.SIGCONT)
     after = await _write(relaying, customer, 5)
