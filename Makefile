@@ -25,9 +25,18 @@ $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 run: install ## start the embedded PostgreSQL and broker and the four services (RUN_ARGS="--base-port 9001" to move them)
 	$(BIN)/customer-focus up $(RUN_ARGS)
 
+# System tools some checks need, from Debian's packages when they are missing
+# (root, or passwordless sudo); otherwise say what to install.
+define need_tool
+	@command -v $(1) >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null; \
+	  else echo "this needs $(1): apt-get install -y $(2)" >&2; exit 1; fi; }
+endef
+
 # The secrets are required by docker-compose.yml and empty in .env.example; any value validates.
 compose-check: ## validate docker-compose.yml with docker-compose (Debian: apt-get install -y docker-compose)
-	@command -v docker-compose >/dev/null || { echo "compose-check needs docker-compose (Debian: apt-get install -y docker-compose)" >&2; exit 1; }
+	$(call need_tool,docker-compose,docker-compose)
 	CF_AUTH_SECRET=check POSTGRES_PASSWORD=check DATABASE_PASSWORD=check docker-compose --env-file .env.example config -q
 
 lint: install
@@ -40,12 +49,13 @@ typecheck: install
 pytest: install
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test: lint typecheck pytest ## lint, type checks and the whole suite on real PostgreSQL and Kafka
+test: lint typecheck compose-check pytest ## lint, type checks, compose validation and the whole suite on real PostgreSQL and Kafka
 
 test-faults: install ## the full fault-injection suite (10,000 complaints)
 	CF_FAULTS_SCALE=full $(BIN)/pytest -m faults tests/faults $(PYTEST_ARGS)
 
 bench: install ## every benchmark; results in bench/results/
+	$(call need_tool,wrk,wrk)
 	$(BIN)/python -m bench.run
 
 clean:
