@@ -46,7 +46,8 @@ lint: install
 typecheck: install
 	$(BIN)/mypy .
 
-pytest: install
+pytest: install ## the suite; the dashboard test drives Debian's headless chromium
+	$(call need_tool,chromium,chromium)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck compose-check pytest ## lint, type checks, compose validation and the whole suite on real PostgreSQL and Kafka
