@@ -85,7 +85,7 @@ class EarlierDueDate(BaseModel):
 class Commitment(BaseModel):
     """A promise to a customer as the API returns it (and the commitment events carry it)."""
 
-    model_config = ConfigDict(frozen=True, from_attributes=True)
+    model_config = ConfigDict(frozen=True)
 
     id: uuid.UUID
     customer_id: str
