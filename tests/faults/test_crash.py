@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -107,8 +108,13 @@ async def inject_faults(stack: Stack, load: Load) -> list[str]:
             await asyncio.sleep(PAUSE_SECONDS)
             stack.resume_broker()
         log.append(f"{kind} {target} at {at}")
+        say(f"fault {index + 1}/{len(faults)}: {log[-1]}")
     load.gate = 1.0
     return log
+
+
+def say(message: str) -> None:
+    print(f"[crash {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)  # noqa: T201 - progress
 
 
 async def wait_until(check: Callable[[], Any], *, within: float, what: str) -> None:
@@ -162,6 +168,7 @@ async def _crash_test(stack: Stack) -> None:
         )
         return int(count) >= 2 * COMPLAINTS
 
+    say(f"load done in {load_seconds:.0f}s; waiting for the inboxes and outboxes")
     await wait_until(inboxes_filled, within=300, what="support and management inboxes")
     await wait_until(outboxes_drained, within=120, what="outboxes")
 
@@ -173,6 +180,7 @@ async def _crash_test(stack: Stack) -> None:
         pattern,
     )
 
+    say("reading feedback.events and notifications.support")
     received = await read_to_end(
         stack.bootstrap_servers, "feedback.events", where=lambda r: r.key.decode().startswith(f"crash-{load.run}-")
     )

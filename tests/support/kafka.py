@@ -55,12 +55,13 @@ async def read_topic(
 
 
 async def read_to_end(
-    bootstrap_servers: str, topic: str, *, where: Callable[[Record], bool] = lambda _: True
+    bootstrap_servers: str, topic: str, *, where: Callable[[Record], bool] = lambda _: True, within: float = 60.0
 ) -> list[Record]:
     """Every record of `topic` up to the end offsets as they are now, that matches `where`."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False, fetch_max_wait_ms=10)
     await consumer.start()
     try:
+        await consumer.topics()  # loads the metadata of every topic
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         if not partitions:
             return []
@@ -68,12 +69,18 @@ async def read_to_end(
         ends = await consumer.end_offsets(partitions)
         await consumer.seek_to_beginning(*partitions)
         found: list[Record] = []
-        remaining = {tp for tp in partitions if ends[tp] > 0}
+        deadline = time.monotonic() + within
+        remaining = set(partitions)
         while remaining:
-            for tp, records in (await consumer.getmany(*remaining, timeout_ms=200)).items():
-                found.extend(r for r in records if where(r))
-                if records and records[-1].offset + 1 >= ends[tp]:
+            for tp in list(remaining):
+                if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
+            if not remaining:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic}: could not read to the end offsets {ends} within {within:.0f}s")
+            for records in (await consumer.getmany(*remaining, timeout_ms=200)).values():
+                found.extend(r for r in records if where(r))
         return found
     finally:
         await consumer.stop()
