@@ -38,7 +38,7 @@ def test_fuzzing_finds_no_server_error_and_no_schema_violation(stack: Stack, ser
         "--generation-database", "none",
         "--exclude-path-regex", "/stream$",
         "--request-timeout", "20",
-        "--workers", "2",
+        "--workers", "1",  # 2 workers trip a CPython 3.11 ast threading bug inside schemathesis
         "--no-color",
         "--report", "junit",
         "--report-dir", str(report_dir),

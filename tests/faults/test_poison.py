@@ -55,6 +55,11 @@ async def _poison_run(stack: Stack) -> dict[str, Any]:
             f"{stack.url('feedback')}/v1/feedback",
             json={"customer_id": customer, "channel": "web", "kind": "complaint", "text": "Still broken."},
         )
+        question = await http.post(
+            f"{stack.url('expectations')}/v1/questions",
+            json={"text": "What would make delivery feel reliable to you?", "topic": "delivery"},
+        )
+        assert question.status_code == 201, question.text
         meeting = await http.post(
             f"{stack.url('expectations')}/v1/meetings",
             json={
@@ -65,7 +70,7 @@ async def _poison_run(stack: Stack) -> dict[str, Any]:
                     {"staff_id": "s-2", "name": "Ben", "department": "support"},
                 ],
                 "customer_participants": [{"name": "Cleo", "role": "buyer"}],
-                "question_ids": [],
+                "question_ids": [question.json()["id"]],
                 "notes": "Kick-off.",
             },
         )
