@@ -109,7 +109,9 @@ async def department_inbox(
 
 
 @router.post("/crash")
-async def crash(_: Writer, session: DbSession) -> dict[str, str]:
+async def crash(_: Writer, session: DbSession, name: str = "crash") -> dict[str, str]:
+    session.add(ProbeRow(id=uuid.uuid4(), name=name))
+    await session.flush()
     await session.execute(text("SELECT 1"))
     raise RuntimeError("a bug, not the client's fault")
 
