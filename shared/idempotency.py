@@ -16,10 +16,9 @@ import orjson
 from fastapi import Header
 from fastapi.responses import Response
 from pydantic import BaseModel
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.auth import Principal
+from shared.db import UnitOfWork, driver_connection
 from shared.errors import Conflict, Unprocessable
 
 IdempotencyKey = Annotated[
@@ -32,23 +31,19 @@ IdempotencyKey = Annotated[
     ),
 ]
 
-_LOCK = text("SELECT pg_try_advisory_xact_lock(hashtextextended(:sub || ' ' || :key, 0))")
+_LOCK = "SELECT pg_try_advisory_xact_lock(hashtextextended($1 || ' ' || $2, 0))"
 # A separate statement after the lock, so its snapshot sees a first request
 # that committed while we waited for the lock.
-_FETCH = text(
-    """
+_FETCH = """
     SELECT fingerprint, status_code, response_body FROM idempotency_key
-    WHERE sub = :sub AND key = :key AND created_at > now() - make_interval(hours => :ttl)
-    """
-)
-_STORE = text(
-    """
+    WHERE sub = $1 AND key = $2 AND created_at > now() - make_interval(hours => $3)
+"""
+_STORE = """
     INSERT INTO idempotency_key (sub, key, route, fingerprint, status_code, response_body)
-    VALUES (:sub, :key, :route, :fingerprint, :status_code, :body)
+    VALUES ($1, $2, $3, $4, $5, $6)
     ON CONFLICT (sub, key) DO UPDATE SET route = excluded.route, fingerprint = excluded.fingerprint,
         status_code = excluded.status_code, response_body = excluded.response_body, created_at = now()
-    """
-)
+"""
 PURGE_EXPIRED = "DELETE FROM idempotency_key WHERE created_at < now() - interval '{hours} hours'"
 
 
@@ -60,7 +55,7 @@ def fingerprint(route: str, body: BaseModel | dict[str, Any] | None) -> str:
 
 async def idempotent(
     *,
-    session: AsyncSession,
+    session: UnitOfWork,
     principal: Principal,
     key: str | None,
     route: str,
@@ -73,35 +68,26 @@ async def idempotent(
     if key is None:
         return _json_response(status_code, _dump(await create()))
     request_print = fingerprint(route, body)
-    params = {"sub": principal.sub, "key": key}
-    if not (await session.execute(_LOCK, params)).scalar_one():
+    # On the driver, in the request's transaction: this runs on every keyed POST.
+    connection = await driver_connection(session)
+    if not await connection.fetchval(_LOCK, principal.sub, key):
         raise Conflict(
             "A request with this Idempotency-Key is still being processed; retry later.",
             slug="idempotency-key-in-flight",
         )
-    stored = (await session.execute(_FETCH, {**params, "ttl": ttl_hours})).one_or_none()
+    stored = await connection.fetchrow(_FETCH, principal.sub, key, ttl_hours)
     if stored is not None:
-        if stored.fingerprint != request_print:
+        if stored["fingerprint"] != request_print:
             raise Unprocessable(
                 "This Idempotency-Key was already used with a different request body.",
                 slug="idempotency-key-reused",
                 errors=[{"loc": ["header", "Idempotency-Key"], "msg": "already used with a different body"}],
             )
-        response = _json_response(stored.status_code, bytes(stored.response_body))
+        response = _json_response(stored["status_code"], bytes(stored["response_body"]))
         response.headers["Idempotent-Replayed"] = "true"
         return response
     body_bytes = _dump(await create())
-    await session.execute(
-        _STORE,
-        {
-            "sub": principal.sub,
-            "key": key,
-            "route": route,
-            "fingerprint": request_print,
-            "status_code": status_code,
-            "body": body_bytes,
-        },
-    )
+    await connection.execute(_STORE, principal.sub, key, route, request_print, status_code, body_bytes)
     return _json_response(status_code, body_bytes)
 
 

@@ -19,12 +19,11 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from pydantic import BaseModel
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.backoff import Backoff
 from shared.catalogue import EventSpec
 from shared.config import PlatformSettings
-from shared.db import asyncpg_dsn, driver_connection
+from shared.db import UnitOfWork, asyncpg_dsn, driver_connection
 from shared.events import CONTENT_TYPE, OutboxRecord, build_event
 from shared.kafka import ensure_topics
 from shared.observability import Metrics
@@ -38,7 +37,7 @@ _HEADERS = [("content-type", CONTENT_TYPE.encode())]
 
 
 async def add_event(
-    session: AsyncSession,
+    session: UnitOfWork,
     spec: EventSpec,
     *,
     data: BaseModel | dict[str, Any],
@@ -51,7 +50,7 @@ async def add_event(
     return record.event_id
 
 
-async def add_records(session: AsyncSession, records: list[OutboxRecord]) -> None:
+async def add_records(session: UnitOfWork, records: list[OutboxRecord]) -> None:
     """Write ready-made outbox records (for example republished events)."""
     if not records:
         return

@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.feedback.models import FeedbackRow, StatusChangeRow
-from shared.db import driver_connection
+from shared.db import UnitOfWork, driver_connection
 from shared.pagination import keyset_page
 
 
@@ -79,10 +79,10 @@ RETURNING occurred_at, created_at, updated_at
 """
 
 
-async def insert_feedback(session: AsyncSession, feedback: NewFeedback) -> StoredTimes:
+async def insert_feedback(unit: UnitOfWork, feedback: NewFeedback) -> StoredTimes:
     """Insert one feedback; return the times the database gave it."""
     # The ingest hot path goes straight to the driver (bench/feedback_ingest.py measures why).
-    connection = await driver_connection(session)
+    connection = await driver_connection(unit)
     return StoredTimes(*await connection.fetchrow(_INSERT_FEEDBACK, *feedback))
 
 

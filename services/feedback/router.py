@@ -27,7 +27,7 @@ from services.feedback.schemas import (
 )
 from services.feedback.triage import Triage
 from shared.auth import Principal, require_scope
-from shared.db import DbSession
+from shared.db import DbConnection, DbSession
 from shared.idempotency import IdempotencyKey, idempotent
 from shared.pagination import DEFAULT_LIMIT, Cursor, Limit
 from shared.types import CustomerId
@@ -66,19 +66,19 @@ CustomerFilter = Annotated[CustomerId | None, Query()]
 async def capture_feedback(
     draft: FeedbackDraft,
     request: Request,
-    session: DbSession,
+    transaction: DbConnection,
     principal: Writer,
     triage: Annotated[Triage, Depends(_triage)],
     settings: ServiceSettings,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     return await idempotent(
-        session=session,
+        session=transaction,
         principal=principal,
         key=idempotency_key,
         route=request.url.path,
         body=draft,
-        create=lambda: service.capture(session, draft=draft, triage=triage, settings=settings),
+        create=lambda: service.capture(transaction, draft=draft, triage=triage, settings=settings),
         status_code=201,
         ttl_hours=settings.idempotency_ttl_hours,
     )

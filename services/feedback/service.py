@@ -41,6 +41,7 @@ from services.feedback.schemas import (
 from services.feedback.triage import Triage
 from shared.auth import Principal
 from shared.catalogue import FEEDBACK_RECEIVED, FEEDBACK_STATUS_CHANGED
+from shared.db import UnitOfWork
 from shared.errors import Conflict, NotFound, Unprocessable, field_error
 from shared.outbox import add_event
 from shared.pagination import page_of
@@ -60,7 +61,7 @@ NEXT_STATUSES: dict[FeedbackStatus, frozenset[FeedbackStatus]] = {
 _rating_of = TypeAdapter(Rating)
 
 
-async def capture(session: AsyncSession, *, draft: FeedbackDraft, triage: Triage, settings: Settings) -> Feedback:
+async def capture(unit: UnitOfWork, *, draft: FeedbackDraft, triage: Triage, settings: Settings) -> Feedback:
     """Store new feedback with its sentiment and themes, and announce it."""
     _check_capture_rules(draft, settings)
     feedback_id = uuid.uuid4()
@@ -69,7 +70,7 @@ async def capture(session: AsyncSession, *, draft: FeedbackDraft, triage: Triage
     tags = list(dict.fromkeys(draft.tags))
     rating = draft.rating
     stored = await repository.insert_feedback(
-        session,
+        unit,
         NewFeedback(
             id=feedback_id,
             customer_id=draft.customer_id,
@@ -107,7 +108,7 @@ async def capture(session: AsyncSession, *, draft: FeedbackDraft, triage: Triage
         created_at=stored.created_at,
         updated_at=stored.updated_at,
     )
-    await add_event(session, FEEDBACK_RECEIVED, data=feedback, subject=str(feedback_id), customer_id=draft.customer_id)
+    await add_event(unit, FEEDBACK_RECEIVED, data=feedback, subject=str(feedback_id), customer_id=draft.customer_id)
     return feedback
 
 
