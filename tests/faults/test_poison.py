@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaProducer
 
 from shared.stack import Stack
 from tests.faults.conftest import report
-from tests.support.kafka import read_to_end
+from tests.support.kafka import read_topic
 
 pytestmark = pytest.mark.faults
 
@@ -97,10 +97,14 @@ async def _poison_run(stack: Stack) -> dict[str, Any]:
         }
     dead_lettered = {}
     for topic in flowed:
-        dead = await read_to_end(
-            stack.bootstrap_servers, f"{topic}.dlq", where=lambda r: r.key == f"poison-{run}".encode()
+        dead = await read_topic(
+            stack.bootstrap_servers,
+            f"{topic}.dlq",
+            where=lambda r: r.key == f"poison-{run}".encode(),
+            until=lambda found: len(found) >= 1,
+            within=30,
         )
-        dead_lettered[topic] = [r.value == POISON for r in dead]
+        dead_lettered[topic] = sorted({r.value == POISON for r in dead})
     return {"later_messages_flowed": flowed, "dead_lettered": dead_lettered}
 
 
