@@ -19,6 +19,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -110,6 +111,15 @@ def build_service_app(
     app.state.metrics = metrics
     install_problem_handlers(app)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    # Added last, so outermost: preflights are answered before auth and metrics see them.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_allow_origins,
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "Idempotency-Key", "traceparent"],
+        expose_headers=["Idempotent-Replayed", "X-Correlation-ID", "traceparent"],
+        max_age=600,
+    )
     app.include_router(_operations_router())
     for router in routers:
         app.include_router(router)
