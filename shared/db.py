@@ -113,7 +113,8 @@ async def connection_dependency(request: Request) -> AsyncIterator[DriverConnect
             # Interrupted while committing or rolling back: never hand it to another request.
             connection.terminate()
             await greenlet_spawn(pooled.invalidate)
-        pooled.close()
+        # In a greenlet: returning an overflow connection closes it, which awaits.
+        await greenlet_spawn(pooled.close)
 
 
 # scope="function": the commit happens before the response is sent, so a client

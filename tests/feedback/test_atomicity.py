@@ -7,18 +7,21 @@ transaction. No app runs here, so no relay drains the outbox meanwhile.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 import pytest_asyncio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.feedback import service
+from services.feedback.app import create_app
 from services.feedback.config import DEFAULT_TAXONOMY_FILE
 from services.feedback.schemas import FeedbackDraft
 from services.feedback.triage import Taxonomy, Triage
 from shared.db import create_engine, create_sessionmaker
 from tests.feedback.conftest import complaint, feedback_settings, new_customer, stored_count
-from tests.support.platform import Platform
+from tests.support.platform import Platform, serve
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -62,3 +65,36 @@ async def test_a_committed_capture_leaves_the_feedback_and_its_event(
         await session.commit()
     assert await stored_count(platform, customer) == 1
     assert await _events_for(platform, customer) == 1
+
+
+async def test_more_concurrent_captures_than_pooled_connections_return_every_connection(platform: Platform) -> None:
+    # Pool of 2 (+2 overflow): overflow connections are closed on return, which must not fail or leak.
+    settings = feedback_settings(platform, database_pool_size=2, run_workers=False)
+    customer = new_customer()
+    pool_errors = _Collect()
+    pool_logger = logging.getLogger("sqlalchemy.pool")
+    pool_logger.addHandler(pool_errors)
+    try:
+        async with serve(create_app(settings)) as client:
+            responses = await asyncio.gather(
+                *(
+                    client.post("/v1/feedback", json=complaint(customer), headers=platform.auth("feedback:write"))
+                    for _ in range(24)
+                )
+            )
+    finally:
+        pool_logger.removeHandler(pool_errors)
+    assert [r.status_code for r in responses] == [201] * 24
+    assert await stored_count(platform, customer) == 24
+    assert pool_errors.messages == []
+
+
+class _Collect(logging.Handler):
+    """Keeps the errors a logger emits (the app's logging setup replaces the root handlers)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(f"{record.getMessage()} {record.exc_info[1] if record.exc_info else ''}")
