@@ -9,6 +9,7 @@ request writes.
 from __future__ import annotations
 
 import logging
+import secrets
 import sys
 import time
 import uuid
@@ -61,14 +62,22 @@ class RequestContextMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        # Per (method, route, status): labels() costs a lock and a lookup on every request.
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        correlation_id = headers.get("x-correlation-id") or str(uuid.uuid4())
-        traceparent = incoming_or_new_traceparent(headers)
+        correlation_id = ""
+        trace_headers: dict[str, str] = {}
+        for name, value in scope["headers"]:
+            if name == b"x-correlation-id":
+                correlation_id = value.decode("latin-1")
+            elif name in _TRACE_HEADERS:
+                trace_headers[name.decode("latin-1")] = value.decode("latin-1")
+        correlation_id = correlation_id or str(uuid.uuid4())
+        traceparent = incoming_or_new_traceparent(trace_headers)
         token_c = correlation_id_var.set(correlation_id)
         token_t = traceparent_var.set(traceparent)
         status = 500
@@ -92,14 +101,27 @@ class RequestContextMiddleware:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = scope["method"]
-            self.metrics.http_requests.labels(method, template, str(status)).inc()
-            self.metrics.http_duration.labels(method, template).observe(time.perf_counter() - started)
+            children = self._children.get((method, template, status))
+            if children is None:
+                children = (
+                    self.metrics.http_requests.labels(method, template, str(status)),
+                    self.metrics.http_duration.labels(method, template),
+                )
+                self._children[(method, template, status)] = children
+            children[0].inc()
+            children[1].observe(time.perf_counter() - started)
             correlation_id_var.reset(token_c)
             traceparent_var.reset(token_t)
 
 
+_TRACE_HEADERS = (b"traceparent", b"tracestate")
+
+
 def incoming_or_new_traceparent(headers: dict[str, str]) -> str:
     """The request's W3C `traceparent`, or a new trace when it has none."""
+    if "traceparent" not in headers:
+        # The common case, without the propagator's round trip through a span context.
+        return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
     context = _propagator.extract(headers)
     span_context = trace.get_current_span(context).get_span_context()
     if not span_context.is_valid:

@@ -38,14 +38,18 @@ Reader = Annotated[Principal, Depends(require_scope("feedback:read"))]
 Writer = Annotated[Principal, Depends(require_scope("feedback:write"))]
 
 
-async def _settings(request: Request) -> Settings:
+def _settings_of(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-async def _triage(request: Request) -> Triage:
+def _triage_of(request: Request) -> Triage:
     triage: Triage = request.app.state.triage
     return triage
+
+
+async def _settings(request: Request) -> Settings:
+    return _settings_of(request)
 
 
 ServiceSettings = Annotated[Settings, Depends(_settings)]
@@ -68,10 +72,10 @@ async def capture_feedback(
     request: Request,
     transaction: DbConnection,
     principal: Writer,
-    triage: Annotated[Triage, Depends(_triage)],
-    settings: ServiceSettings,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
+    # Read here rather than as dependencies: each dependency costs the ingest path.
+    settings, triage = _settings_of(request), _triage_of(request)
     return await idempotent(
         session=transaction,
         principal=principal,
