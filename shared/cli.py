@@ -13,15 +13,20 @@ import re
 import signal
 import sys
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
 
 import typer
+from sqlalchemy.exc import SQLAlchemyError
 
 from shared.auth import SCOPES, mint_token
 from shared.config import SERVICES
+from shared.demo import DemoError, DemoTargets, play, render
+from shared.replay import ReplayOutcome, parse_since, replay_department
 from shared.stack import (
+    ADMIN_TOKEN_FILE,
     DEFAULT_BASE_PORT,
     DEFAULT_BROKER_PORT,
     DEFAULT_DATA_DIR,
@@ -212,6 +217,110 @@ def _json_line(backlog: OutboxBacklog) -> str:
             "error": backlog.error,
         }
     )
+
+
+@app.command()
+def replay(
+    department: Annotated[str, typer.Option(help="The department whose notifications go out again.")],
+    since: Annotated[
+        str,
+        typer.Option(help="Those routed since: a duration back from now (2h, 30m, 1d12h) or an ISO 8601 time."),
+    ],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only count what would be sent.")] = False,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Send a department's notifications to notifications.<department> again, with their original event ids.
+
+    They go through the notifications service's outbox, so its relay publishes them (now, or once it runs).
+    """
+    settings = platform_settings(os.environ)
+    if department not in settings.departments:
+        raise typer.BadParameter(
+            f"unknown department {department!r}; one of {', '.join(settings.departments)}", param_hint="--department"
+        )
+    try:
+        moment = parse_since(since, now=datetime.now(UTC))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--since") from None
+    with database_urls(data_dir, os.environ, ["notifications"]) as urls:
+        try:
+            outcome = asyncio.run(
+                replay_department(urls["notifications"], department=department, since=moment, dry_run=dry_run)
+            )
+        except (OSError, SQLAlchemyError) as exc:
+            raise _fail(f"cannot read the notifications database ({type(exc).__name__}: {exc})") from exc
+    typer.echo(_replay_summary(outcome, settings.topic(outcome.topic)))
+
+
+def _replay_summary(outcome: ReplayOutcome, topic: str) -> str:
+    since = outcome.since.isoformat(timespec="seconds")
+    if outcome.replayed == 0:
+        return f"no {outcome.department} notifications since {since}: nothing to replay"
+    verb = "would replay" if outcome.dry_run else "replayed"
+    lines = [f"{verb} {outcome.replayed} {outcome.department} notifications routed since {since} to {topic}:"]
+    lines += [f"  {event_type:<26} {count:>7}" for event_type, count in sorted(outcome.by_type.items())]
+    if outcome.dry_run:
+        lines.append("dry run: nothing was written")
+    else:
+        lines.append("the notifications service's relay publishes them; consumers drop the event ids they already have")
+    return "\n".join(lines)
+
+
+@app.command()
+def demo(
+    base_port: Annotated[int, typer.Option(help="Port of the first service, as given to `up`.")] = DEFAULT_BASE_PORT,
+    host: Annotated[str, typer.Option(help="Where the services listen.")] = "127.0.0.1",
+    feedback_url: Annotated[
+        str | None, typer.Option(help="The feedback service (default: --host, --base-port).")
+    ] = None,
+    expectations_url: Annotated[str | None, typer.Option(help="The expectations service.")] = None,
+    commitments_url: Annotated[str | None, typer.Option(help="The commitments service.")] = None,
+    notifications_url: Annotated[str | None, typer.Option(help="The notifications service.")] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(help="Bearer token (default: signed with CF_AUTH_SECRET, or the one `up` kept)."),
+    ] = None,
+    overdue_in: Annotated[float, typer.Option(min=1.0, help="Seconds until the demo's commitment is due.")] = 3.0,
+    wait: Annotated[float, typer.Option(min=1.0, help="Seconds to wait for each stage before giving up.")] = 60.0,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Play a customer's story against a running stack and print what each department received.
+
+    A complaint, a two-person meeting, a confirmed expectation, and a commitment that goes overdue and is met late;
+    every request carries one W3C trace, which the departments' events carry on.
+    """
+    ports = DemoTargets.on_ports(host, base_port)
+    targets = DemoTargets(
+        feedback=feedback_url or ports.feedback,
+        expectations=expectations_url or ports.expectations,
+        commitments=commitments_url or ports.commitments,
+        notifications=notifications_url or ports.notifications,
+    )
+    try:
+        bearer = token or _demo_token(data_dir)
+        report = asyncio.run(
+            play(
+                targets,
+                bearer,
+                departments=platform_settings(os.environ).departments,
+                overdue_in=overdue_in,
+                wait_seconds=wait,
+                say=typer.echo,
+            )
+        )
+    except (DemoError, StackError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(render(report))
+
+
+def _demo_token(data_dir: Path) -> str:
+    if os.environ.get("CF_AUTH_SECRET"):
+        return mint_token(os.environ["CF_AUTH_SECRET"], sub="demo", scopes=SCOPES, ttl_seconds=3600)
+    kept = data_dir / ADMIN_TOKEN_FILE
+    if kept.exists():
+        return kept.read_text().strip()
+    secret = auth_secret(data_dir, os.environ, create=False)
+    return mint_token(secret, sub="demo", scopes=SCOPES, ttl_seconds=3600)
 
 
 if __name__ == "__main__":

@@ -508,6 +508,10 @@ class Stack:
         if service == "notifications":
             # Local webhook receivers live on loopback; `make run` allows them.
             environment.setdefault("CF_WEBHOOK_ALLOW_PRIVATE", "true")
+            # The dashboard page calls these services from the browser, on the ports they got.
+            for other in ("feedback", "commitments"):
+                if other in self.services:
+                    environment.setdefault(f"CF_DASHBOARD_{other.upper()}_URL", self.services[other].url)
         return environment
 
     def start_services(self) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from services.notifications.config import Settings
+from services.notifications.dashboard import router as dashboard_router
 from services.notifications.router import router
 from services.notifications.routing import EventRouter
 from services.notifications.stream import NotificationFeed
@@ -52,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "Routes every event to the departments it concerns: their Kafka topic, an inbox, "
             "a live stream and signed webhooks."
         ),
-        routers=[router],
+        routers=[router, dashboard_router],
         workers=workers,
         on_startup=start_feed,
     )

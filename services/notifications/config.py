@@ -30,8 +30,16 @@ class Settings(PlatformSettings):
     sse_ping_seconds: float = Field(default=15.0, gt=0)
     sse_queue_size: int = Field(default=1000, ge=1)
     # The department dashboard's page calls these from the browser, so they are the URLs a browser reaches.
-    dashboard_feedback_url: str = Field(default="http://127.0.0.1:8001", pattern=r"^https?://")
-    dashboard_commitments_url: str = Field(default="http://127.0.0.1:8003", pattern=r"^https?://")
+    dashboard_feedback_url: str = Field(
+        default="http://127.0.0.1:8001",
+        pattern=r"^https?://",
+        description="The feedback API as a browser reaches it, for the page at /dashboard/{department}.",
+    )
+    dashboard_commitments_url: str = Field(
+        default="http://127.0.0.1:8003",
+        pattern=r"^https?://",
+        description="The commitments API as a browser reaches it, for the page at /dashboard/{department}.",
+    )
 
     _split_schedule = field_validator("webhook_retry_schedule", mode="before")(split_csv)
 
