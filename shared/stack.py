@@ -592,6 +592,18 @@ class Stack:
             "",
             f"  {self.token}",
             "",
+        ]
+        if "notifications" in self.services:
+            departments = ", ".join(platform_settings(self.environ).departments)
+            lines += [
+                f"Department dashboards ({departments}); the token in the fragment never leaves the browser:",
+                "",
+                f"  {self.url('notifications')}/dashboard/support#token={self.token}",
+                "",
+            ]
+        ports = "" if self.options.base_port in (0, DEFAULT_BASE_PORT) else f" --base-port {self.options.base_port}"
+        lines += [
+            f"`customer-focus demo{ports}` plays a customer's story against this stack (--help for other URLs).",
             "Ctrl-C stops everything.",
             "",
         ]
