@@ -185,8 +185,14 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--py-spy", help="path to py-spy: also profile the service (folded stacks in results/)")
+    parser.add_argument(
+        "--without-relay",
+        action="store_true",
+        help="diagnosis only: the service without its outbox relay (events pile up; not the goal's measurement)",
+    )
     args = parser.parse_args()
 
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-feedback-") as folder:
         base = Path(folder)
         postgres = EmbeddedPostgres(base / "pg")
@@ -218,7 +224,10 @@ def main() -> None:
             ports = {}
             pids = {}
             for name, target in APPS.items():
-                server, port = start_server(target, {**env, "CF_FEEDBACK_DATABASE_URL": urls[name]})
+                app_env = {**env, "CF_FEEDBACK_DATABASE_URL": urls[name]}
+                if args.without_relay:
+                    app_env["CF_RUN_WORKERS"] = "false"
+                server, port = start_server(target, app_env)
                 servers.append(server)
                 ports[name], pids[name] = port, server.pid
             feedback_dsn = asyncpg_dsn(urls["feedback"])
@@ -234,7 +243,7 @@ def main() -> None:
                     connections=args.connections,
                     script=script,
                 )
-                if name == "feedback":
+                if name == "feedback" and not args.without_relay:
                     drained = wait_for_drain(feedback_dsn)
                     progress(f"  outbox drained {drained:.1f} s after the load")
                 requests = run.requests_per_second * seconds
@@ -274,7 +283,8 @@ def main() -> None:
             broker.stop()
             postgres.stop()
 
-    report(measured, {name: statistics.mean(values) for name, values in cpu_ms.items()}, args, published)
+    machine_load = (load_before, os.getloadavg()[0])
+    report(measured, {name: statistics.mean(values) for name, values in cpu_ms.items()}, args, published, machine_load)
 
 
 async def _count(dsn: str) -> int:
@@ -290,7 +300,13 @@ def _cpu_seconds(process: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
-def report(measured: dict[str, list[WrkRun]], cpu_ms: dict[str, float], args: argparse.Namespace, stored: int) -> None:
+def report(
+    measured: dict[str, list[WrkRun]],
+    cpu_ms: dict[str, float],
+    args: argparse.Namespace,
+    stored: int,
+    load: tuple[float, float],
+) -> None:
     floor, service = summarise(measured["floor"]), summarise(measured["feedback"])
     throughput_ratio = service.requests_per_second / floor.requests_per_second
     p50_ratio = service.p50_ms / floor.p50_ms
@@ -336,7 +352,17 @@ def report(measured: dict[str, list[WrkRun]], cpu_ms: dict[str, float], args: ar
         "floor: FastAPI + raw asyncpg pool, pydantic validation, the same two inserts in one transaction",
         f"errors (non-2xx or socket): service {service.errors}, floor {floor.errors}; "
         f"feedback stored by the service: {stored}",
+        f"machine load average (1 min) {load[0]:.1f} before, {load[1]:.1f} after, on {os.cpu_count()} cores; "
+        "other work on the machine moves both apps' figures, compare ratios from one run",
+        "per round: "
+        + "; ".join(
+            f"{floor.requests_per_second:,.0f} vs {service.requests_per_second:,.0f} req/s"
+            for floor, service in zip(measured["floor"], measured["feedback"], strict=True)
+        ),
     ]
+    if args.without_relay:
+        result.notes.append("DIAGNOSIS RUN: the service ran without its outbox relay")
+        result.benchmark = "feedback_ingest_without_relay"
     path = result.write()
     cpu_ratio = cpu_ms["feedback"] / cpu_ms["floor"]
     rows = [
