@@ -73,6 +73,8 @@ class ConsumedEvent:
 
 
 Handler = Callable[[AsyncSession, ConsumedEvent], Awaitable[None]]
+# Gets every new event of a batch at once (same transaction), for handlers that write in bulk.
+BatchHandler = Callable[[AsyncSession, list[ConsumedEvent]], Awaitable[None]]
 
 
 @dataclass
@@ -94,10 +96,13 @@ class EventConsumer:
         metrics: Metrics,
         name: str,
         topics: Sequence[str],
-        handler: Handler,
+        handler: Handler | None = None,
         max_batch: int = 500,
         retry_delays: Sequence[float] = (0.05, 0.2, 0.5),
+        batch_handler: BatchHandler | None = None,
     ) -> None:
+        if (handler is None) == (batch_handler is None):
+            raise ValueError("give exactly one of handler and batch_handler")
         self._settings = settings
         self._sessionmaker = sessionmaker
         self._producer = producer
@@ -105,6 +110,7 @@ class EventConsumer:
         self.group_id = f"cf-{settings.service_name}-{name}"
         self._topics = list(topics)
         self._handler = handler
+        self._batch_handler = batch_handler
         self._max_batch = max_batch
         self._retry_delays = list(retry_delays)[: max(0, settings.consumer_max_attempts - 1)]
         self._lock = asyncio.Lock()
@@ -203,12 +209,21 @@ class EventConsumer:
                 .scalars()
                 .all()
             )
+            new: list[ConsumedEvent] = []
             for event in events:
                 if event.id in fresh:
                     fresh.discard(event.id)
-                    await self._call(session, event)
+                    new.append(event)
                 else:
                     self._metrics.consumer_events.labels(event.topic, "duplicate").inc()
+            if self._batch_handler is not None:
+                if new:
+                    await self._batch_handler(session, new)
+                for event in new:
+                    self._metrics.consumer_events.labels(event.topic, "processed").inc()
+            else:
+                for event in new:
+                    await self._call(session, event)
         self.processed += len(events)
 
     async def _apply_alone(self, pending: _Pending) -> None:
@@ -242,6 +257,7 @@ class EventConsumer:
             causation_id_var.set(event.id),
             traceparent_var.set(event.envelope.get("traceparent")),
         )
+        assert self._handler is not None
         try:
             await self._handler(session, event)
         finally:

@@ -27,21 +27,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     dsn = asyncpg_dsn(settings.database_url)
 
     def workers(runtime: ServiceRuntime) -> Sequence[tuple[str, Coroutine[Any, Any, None]]]:
-        consumer = EventConsumer(
-            settings=settings,
-            sessionmaker=runtime.sessionmaker,
-            producer=runtime.producer,
-            metrics=runtime.metrics,
-            name="router",
-            topics=ROUTED_SOURCE_TOPICS,
-            handler=lambda session, event: event_router.route(session, [event]),
-        )
+        consumers = [
+            EventConsumer(
+                settings=settings,
+                sessionmaker=runtime.sessionmaker,
+                producer=runtime.producer,
+                metrics=runtime.metrics,
+                name="router",
+                topics=ROUTED_SOURCE_TOPICS,
+                batch_handler=event_router.route,
+                max_batch=settings.router_batch_size,
+            )
+            for _ in range(settings.router_consumers)
+        ]
         dispatcher = WebhookDispatcher(
             settings=settings, sessionmaker=runtime.sessionmaker, dsn=dsn, metrics=webhook_metrics, guard=guard
         )
-        runtime.extras["consumer"] = consumer
+        runtime.extras["consumers"] = consumers
         runtime.extras["dispatcher"] = dispatcher
-        return [("router", consumer.run()), ("webhooks", dispatcher.run())]
+        return [
+            *((f"router-{n}", consumer.run()) for n, consumer in enumerate(consumers, 1)),
+            ("webhooks", dispatcher.run()),
+        ]
 
     async def start_feed(runtime: ServiceRuntime) -> None:
         runtime.spawn("stream-feed", feed.run())

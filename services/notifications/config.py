@@ -17,18 +17,35 @@ class Settings(PlatformSettings):
 
     database_url: str = database_url_field("notifications")
 
-    # Seconds between webhook retries after the first attempt (Standard Webhooks / Svix schedule).
-    webhook_retry_schedule: Annotated[list[float], NoDecode] = Field(
-        default_factory=lambda: list(DEFAULT_RETRY_SCHEDULE)
+    # Several consumers in one group overlap their waits on the database and the broker.
+    router_consumers: int = Field(
+        default=2, ge=1, le=32, description="Consumers of the three event topics in each process (one group)."
     )
-    webhook_allow_private: bool = False
-    webhook_timeout_seconds: float = Field(default=15.0, gt=0)
-    webhook_retry_after_max_seconds: float = Field(default=36000.0, gt=0)
-    webhook_concurrency: int = Field(default=256, ge=1)
-    webhook_concurrency_per_subscription: int = Field(default=16, ge=1)
-    webhook_poll_interval_seconds: float = Field(default=1.0, gt=0)
-    sse_ping_seconds: float = Field(default=15.0, gt=0)
-    sse_queue_size: int = Field(default=1000, ge=1)
+    router_batch_size: int = Field(
+        default=1000, ge=1, le=10_000, description="Events routed per database transaction, at most."
+    )
+    webhook_retry_schedule: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_RETRY_SCHEDULE),
+        description="Seconds before each webhook retry after the first attempt (comma-separated), each ±20 %.",
+    )
+    webhook_allow_private: bool = Field(
+        default=False, description="Allow webhook URLs that resolve to private or loopback addresses."
+    )
+    webhook_timeout_seconds: float = Field(default=15.0, gt=0, description="Time a webhook endpoint has to answer.")
+    webhook_retry_after_max_seconds: float = Field(
+        default=36000.0, gt=0, description="The longest `Retry-After` a webhook endpoint's answer is honoured for."
+    )
+    webhook_concurrency: int = Field(default=256, ge=1, description="Webhook requests in flight per process.")
+    webhook_concurrency_per_subscription: int = Field(
+        default=16, ge=1, description="Webhook requests in flight per subscription (its own lane)."
+    )
+    webhook_poll_interval_seconds: float = Field(
+        default=1.0, gt=0, description="Longest wait between looks for due webhook deliveries."
+    )
+    sse_ping_seconds: float = Field(default=15.0, gt=0, description="Keep-alive comment interval on live streams.")
+    sse_queue_size: int = Field(
+        default=1000, ge=1, description="Events queued per live stream before it catches up from the database."
+    )
     # The department dashboard's page calls these from the browser, so they are the URLs a browser reaches.
     dashboard_feedback_url: str = Field(
         default="http://127.0.0.1:8001",

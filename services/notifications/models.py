@@ -76,7 +76,6 @@ class Notification(Base):
             "id",
             postgresql_where=text("read_at IS NULL"),
         ),
-        Index("ix_notification_department_customer_id", "department", "customer_id", "created_at", "id"),
         Index("ix_notification_txid_seq", "txid", "seq"),
     )
 
@@ -121,26 +120,33 @@ class WebhookDelivery(Base):
     attempt_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     # Index into the retry schedule for the next failure; a manual retry starts it again.
     schedule_step: Mapped[int] = mapped_column(Integer, server_default=text("0"))
-    # While an attempt is in flight this is its lease: a crashed worker's delivery falls due again.
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # A worker's claim while its attempt is in flight; once it passes (a crashed worker) the delivery is due
+    # again. Kept out of every index so that claiming is a cheap in-place (HOT) update.
+    leased_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     last_status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.clock_timestamp())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.clock_timestamp())
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
+    # Few indexes: every delivery is written three times (queued, attempted, settled). One delivery per
+    # (subscription, event) needs no index of its own: deliveries are only added with their notification,
+    # which is unique per (event, department).
     __table_args__ = (
-        UniqueConstraint("subscription_id", "event_id"),
         Index(
             "ix_webhook_delivery_due_per_subscription",
             "subscription_id",
             "next_attempt_at",
             postgresql_where=text("status = 'pending'"),
         ),
-        Index("ix_webhook_delivery_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
         Index("ix_webhook_delivery_subscription_id_created_at_id", "subscription_id", "created_at", "id"),
         Index(
-            "ix_webhook_delivery_subscription_id_status_created_at_id", "subscription_id", "status", "created_at", "id"
+            "ix_webhook_delivery_failed",
+            "subscription_id",
+            "created_at",
+            "id",
+            postgresql_where=text("status = 'failed'"),
         ),
     )
 

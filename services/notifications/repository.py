@@ -109,7 +109,7 @@ async def list_notifications(
     *,
     department: str,
     unread: bool | None,
-    customer_id: str | None,
+    event_id: uuid.UUID | None,
     cursor: str | None,
     limit: int,
 ) -> Sequence[Notification]:
@@ -118,8 +118,8 @@ async def list_notifications(
         statement = statement.where(Notification.read_at.is_(None))
     elif unread is False:
         statement = statement.where(Notification.read_at.is_not(None))
-    if customer_id is not None:
-        statement = statement.where(Notification.customer_id == customer_id)
+    if event_id is not None:
+        statement = statement.where(Notification.event_id == event_id)
     statement = keyset_page(
         statement, created_at=Notification.created_at, item_id=Notification.id, cursor=cursor, limit=limit
     )
@@ -295,7 +295,6 @@ _INSERT_DELIVERIES = text(
     SELECT d.*, now() FROM unnest(
         CAST(:ids AS uuid[]), CAST(:subscription_ids AS uuid[]), CAST(:notification_ids AS uuid[]),
         CAST(:event_ids AS uuid[]), CAST(:event_types AS text[])) AS d
-    ON CONFLICT (subscription_id, event_id) DO NOTHING
     """
 )
 
@@ -350,13 +349,24 @@ async def schedule_again(session: AsyncSession, delivery_id: uuid.UUID) -> Webho
     statement = (
         update(WebhookDelivery)
         .where(WebhookDelivery.id == delivery_id)
-        .values(status="pending", schedule_step=0, next_attempt_at=func.now(), updated_at=func.clock_timestamp())
+        .values(
+            status="pending",
+            schedule_step=0,
+            next_attempt_at=func.now(),
+            leased_until=None,
+            updated_at=func.clock_timestamp(),
+        )
         .returning(WebhookDelivery)
         .execution_options(synchronize_session=False)
     )
     delivery = (await session.scalars(statement)).one()
     await session.execute(text("SELECT pg_notify('webhook_delivery', '')"))
     return delivery
+
+
+async def relax_durability(session: AsyncSession) -> None:
+    """Commit without waiting for the WAL flush: for webhook bookkeeping, where a lost write only means a resend."""
+    await session.execute(text("SET LOCAL synchronous_commit = off"))
 
 
 @dataclass(frozen=True)
@@ -381,12 +391,13 @@ _CLAIM_DUE = text(
         FROM lane CROSS JOIN LATERAL (
             SELECT d.id FROM webhook_delivery d
             WHERE d.subscription_id = lane.id AND d.status = 'pending' AND d.next_attempt_at <= now()
+                AND (d.leased_until IS NULL OR d.leased_until <= now())
             ORDER BY d.next_attempt_at LIMIT lane.free
             FOR UPDATE SKIP LOCKED
         ) AS picked
         LIMIT :total
     )
-    UPDATE webhook_delivery d SET next_attempt_at = now() + make_interval(secs => :lease_seconds)
+    UPDATE webhook_delivery d SET leased_until = now() + make_interval(secs => :lease_seconds)
     FROM due, notification n
     WHERE d.id = due.id AND n.id = d.notification_id
     RETURNING d.id, d.subscription_id, due.url, due.secret, d.schedule_step, n.value
@@ -415,10 +426,16 @@ async def claim_due_deliveries(
 
 
 async def next_due_at(session: AsyncSession) -> datetime | None:
+    """When the next delivery not in flight falls due (each active subscription's first, by its index)."""
     statement = text(
         """
-        SELECT min(d.next_attempt_at) FROM webhook_delivery d JOIN subscription s ON s.id = d.subscription_id
-        WHERE d.status = 'pending' AND s.status = 'active'
+        SELECT min(first.next_attempt_at) FROM subscription s CROSS JOIN LATERAL (
+            SELECT d.next_attempt_at FROM webhook_delivery d
+            WHERE d.subscription_id = s.id AND d.status = 'pending'
+                AND (d.leased_until IS NULL OR d.leased_until <= now())
+            ORDER BY d.next_attempt_at LIMIT 1
+        ) AS first
+        WHERE s.status = 'active'
         """
     )
     value: datetime | None = (await session.execute(statement)).scalar_one()
@@ -430,7 +447,7 @@ async def release_leases(session: AsyncSession, delivery_ids: Sequence[uuid.UUID
     await session.execute(
         update(WebhookDelivery)
         .where(WebhookDelivery.id.in_(list(delivery_ids)), WebhookDelivery.status == "pending")
-        .values(next_attempt_at=func.now())
+        .values(leased_until=None)
         .execution_options(synchronize_session=False)
     )
 
@@ -462,7 +479,7 @@ _RECORD_ATTEMPTS = text(
 _APPLY_OUTCOMES = text(
     """
     UPDATE webhook_delivery d SET
-        status = o.status, schedule_step = o.schedule_step, next_attempt_at = o.next_attempt_at,
+        status = o.status, schedule_step = o.schedule_step, next_attempt_at = o.next_attempt_at, leased_until = NULL,
         attempt_count = d.attempt_count + 1, last_status_code = o.status_code, last_error = o.error,
         delivered_at = CASE WHEN o.status = 'delivered' THEN o.attempted_at ELSE d.delivered_at END,
         updated_at = clock_timestamp()

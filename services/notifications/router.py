@@ -109,7 +109,10 @@ async def list_notifications(
     principal: Reader,
     department: DepartmentPath,
     unread: Annotated[bool | None, Query(description="true: unread only; false: read only.")] = None,
-    customer_id: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+    event_id: Annotated[
+        uuid.UUID | None,
+        Query(description="Only the notification of this event (the id the stream and webhooks carry)."),
+    ] = None,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Page[Notification]:
@@ -119,7 +122,7 @@ async def list_notifications(
         principal=principal,
         department=department,
         unread=unread,
-        customer_id=customer_id,
+        event_id=event_id,
         cursor=cursor,
         limit=limit,
     )

@@ -112,13 +112,13 @@ async def inbox(
     principal: Principal,
     department: str,
     unread: bool | None,
-    customer_id: str | None,
+    event_id: uuid.UUID | None,
     cursor: str | None,
     limit: int,
 ) -> Page[Notification]:
     require_department_access(settings, principal, department)
     rows = await repository.list_notifications(
-        session, department=department, unread=unread, customer_id=customer_id, cursor=cursor, limit=limit
+        session, department=department, unread=unread, event_id=event_id, cursor=cursor, limit=limit
     )
     items, next_cursor = page_of(rows, limit=limit, key=lambda r: (r.created_at, r.id))
     return Page[Notification](items=[notification_view(r) for r in items], next_cursor=next_cursor)

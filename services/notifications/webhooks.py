@@ -26,13 +26,13 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import asyncpg
-import httpx
 from prometheus_client import Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from standardwebhooks import Webhook
 
 from services.notifications import repository
 from services.notifications.config import Settings
+from services.notifications.endpoints import Endpoint, EndpointError
 from services.notifications.schemas import Subscription
 from shared.backoff import Backoff
 from shared.catalogue import SUBSCRIPTION_DISABLED
@@ -45,6 +45,10 @@ logger = logging.getLogger(__name__)
 USER_AGENT = "customer-focus-notifications/1.0"
 _LEASE_MARGIN_SECONDS = 30.0
 _ADDRESS_TTL_SECONDS = 60.0
+_KEEPALIVE_SECONDS = 30.0
+# Under load, claims and outcome writes are gathered over these windows, so each statement covers many deliveries.
+_CLAIM_INTERVAL_SECONDS = 0.01
+_OUTCOME_WINDOW_SECONDS = 0.02
 
 
 def new_secret() -> str:
@@ -178,24 +182,19 @@ class WebhookDispatcher:
         self._attempted_ready = asyncio.Event()
         self._signers: dict[str, Webhook] = {}
         self._leased: set[uuid.UUID] = set()
+        self._endpoints: dict[uuid.UUID, Endpoint] = {}
         self.delivered = 0
 
     async def run(self) -> None:
-        timeout = httpx.Timeout(self._settings.webhook_timeout_seconds)
-        limits = httpx.Limits(
-            max_connections=self._settings.webhook_concurrency,
-            max_keepalive_connections=self._settings.webhook_concurrency,
-        )
         try:
-            async with (
-                httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False) as client,
-                asyncio.TaskGroup() as tasks,
-            ):
+            async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._listen())
                 tasks.create_task(self._write_outcomes())
-                await self._dispatch(client, tasks)
+                await self._dispatch(tasks)
         finally:
             await self._hand_back()
+            for endpoint in self._endpoints.values():
+                endpoint.close()
 
     async def _hand_back(self) -> None:
         """On shutdown: record finished attempts, and make interrupted ones due again at once."""
@@ -232,12 +231,17 @@ class WebhookDispatcher:
                 logger.info("webhook listener reconnecting: %s", exc)
             await asyncio.sleep(backoff.next())
 
-    async def _dispatch(self, client: httpx.AsyncClient, tasks: asyncio.TaskGroup) -> None:
+    async def _dispatch(self, tasks: asyncio.TaskGroup) -> None:
         backoff = Backoff(first=0.2)
+        next_sweep = time.monotonic() + _KEEPALIVE_SECONDS
         while True:
+            if time.monotonic() > next_sweep:
+                await self._close_unused_endpoints()
+                next_sweep = time.monotonic() + _KEEPALIVE_SECONDS
             self._wake.clear()
             room = self._settings.webhook_concurrency - self._in_flight
             wait = self._settings.webhook_poll_interval_seconds
+            claimed_at = time.monotonic()
             if room > 0:
                 try:
                     claimed, next_due = await self._claim(room)
@@ -249,17 +253,17 @@ class WebhookDispatcher:
                 for delivery in claimed:
                     self._leased.add(delivery.id)
                     self._enter_lane(delivery.subscription_id)
-                    tasks.create_task(self._attempt(client, delivery))
+                    tasks.create_task(self._attempt(delivery))
                 if next_due is not None:
                     wait = min(wait, max(0.0, (next_due - datetime.now(UTC)).total_seconds()))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
-            # Let a few more deliveries finish or arrive, so one query claims them together.
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(max(0.002, claimed_at + _CLAIM_INTERVAL_SECONDS - time.monotonic()))
 
     async def _claim(self, room: int) -> tuple[list[repository.ClaimedDelivery], datetime | None]:
         busy = {sid: self._lane_size - n for sid, n in self._in_lane.items()}
         async with self._sessionmaker() as session, session.begin():
+            await repository.relax_durability(session)
             claimed = await repository.claim_due_deliveries(
                 session,
                 busy=busy,
@@ -293,7 +297,16 @@ class WebhookDispatcher:
         if self._more_due:
             self._wake.set()
 
-    async def _attempt(self, client: httpx.AsyncClient, delivery: repository.ClaimedDelivery) -> None:
+    async def _close_unused_endpoints(self) -> None:
+        stale = [
+            sid
+            for sid, endpoint in self._endpoints.items()
+            if sid not in self._in_lane and time.monotonic() - endpoint.last_used > _KEEPALIVE_SECONDS
+        ]
+        for sid in stale:
+            self._endpoints.pop(sid).close()
+
+    async def _attempt(self, delivery: repository.ClaimedDelivery) -> None:
         attempted_at = datetime.now(UTC)
         started = time.perf_counter()
         status_code: int | None = None
@@ -304,15 +317,11 @@ class WebhookDispatcher:
             if refusal is not None:
                 error = f"refused: {refusal}"
             else:
-                async with client.stream(
-                    "POST", delivery.url, content=delivery.body, headers=self._headers(delivery)
-                ) as response:
-                    status_code = response.status_code
-                    retry_after = parse_retry_after(response.headers.get("retry-after"), now=datetime.now(UTC))
-        except httpx.TimeoutException:
+                status_code, retry_after = await self._post(delivery)
+        except TimeoutError:
             error = f"timed out after {self._settings.webhook_timeout_seconds:g}s"
-        except (httpx.HTTPError, OSError, ValueError) as exc:
-            error = f"{type(exc).__name__}: {exc}"[:1000] or type(exc).__name__
+        except EndpointError as exc:
+            error = str(exc)[:1000]
         finally:
             self._leave_lane(delivery.subscription_id)
         if error is None and status_code is not None and not 200 <= status_code < 300:
@@ -345,27 +354,38 @@ class WebhookDispatcher:
         )
         self._attempted_ready.set()
 
-    def _headers(self, delivery: repository.ClaimedDelivery) -> dict[str, str]:
+    async def _post(self, delivery: repository.ClaimedDelivery) -> tuple[int, float | None]:
+        """POST the signed CloudEvent; the status and any Retry-After."""
+        endpoint = self._endpoints.get(delivery.subscription_id)
+        if endpoint is None:
+            endpoint = self._endpoints[delivery.subscription_id] = Endpoint(
+                delivery.url, keepalive_seconds=_KEEPALIVE_SECONDS
+            )
+        async with asyncio.timeout(self._settings.webhook_timeout_seconds):
+            answer = await endpoint.post(self._headers(delivery), delivery.body)
+        return answer.status, parse_retry_after(answer.headers.get("retry-after"), now=datetime.now(UTC))
+
+    def _headers(self, delivery: repository.ClaimedDelivery) -> list[tuple[str, str]]:
         signer = self._signers.get(delivery.secret)
         if signer is None:
             signer = self._signers[delivery.secret] = Webhook(delivery.secret)
         now = datetime.now(UTC)
         # The delivery id is the message id: the same on every retry, distinct per subscription.
         message_id = str(delivery.id)
-        return {
-            "content-type": CONTENT_TYPE,
-            "user-agent": USER_AGENT,
-            "webhook-id": message_id,
-            "webhook-timestamp": str(int(now.timestamp())),
-            "webhook-signature": signer.sign(message_id, now, delivery.body.decode()),
-        }
+        return [
+            ("content-type", CONTENT_TYPE),
+            ("user-agent", USER_AGENT),
+            ("webhook-id", message_id),
+            ("webhook-timestamp", str(int(now.timestamp()))),
+            ("webhook-signature", signer.sign(message_id, now, delivery.body.decode())),
+        ]
 
     async def _write_outcomes(self) -> None:
         """Write finished attempts in batches: the attempt log, the deliveries' new state, disabled subscriptions."""
         backoff = Backoff(first=0.2)
         while True:
             await self._attempted_ready.wait()
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(_OUTCOME_WINDOW_SECONDS)
             self._attempted_ready.clear()
             batch, self._attempted = self._attempted, []
             try:
@@ -383,6 +403,7 @@ class WebhookDispatcher:
 
     async def _write(self, batch: list[_Attempted]) -> None:
         async with self._sessionmaker() as session, session.begin():
+            await repository.relax_durability(session)
             await repository.record_outcomes(session, [a.outcome for a in batch])
             for subscription_id, reason in {(a.subscription_id, a.disable_reason) for a in batch if a.disable_reason}:
                 await disable(session, subscription_id, reason=reason)

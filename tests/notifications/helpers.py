@@ -181,7 +181,8 @@ class Receiver:
         self.port = free_port()
         self.requests: dict[str, list[Received]] = defaultdict(list)
         self._answers: dict[str, list[Answer]] = {}
-        self._server = LocalServer(self, self.port)
+        # Idle connections are closed after a second, as impatient receivers do.
+        self._server = LocalServer(self, self.port, keepalive_seconds=1)
 
     def endpoint(self, *answers: Answer) -> str:
         """A new path answering with `answers` in turn (the last one repeats; 204 if none)."""
@@ -230,7 +231,7 @@ class Receiver:
 class LocalServer:
     """An ASGI app served for real on 127.0.0.1 (its lifespan, if any, is run elsewhere)."""
 
-    def __init__(self, app: Any, port: int | None = None) -> None:
+    def __init__(self, app: Any, port: int | None = None, *, keepalive_seconds: int = 5) -> None:
         self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
@@ -241,6 +242,7 @@ class LocalServer:
             log_level="warning",
             access_log=False,
             timeout_graceful_shutdown=1,
+            timeout_keep_alive=keepalive_seconds,
         )
         self._server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None

@@ -33,21 +33,30 @@ async def questions(publisher: EventPublisher, customer_id: str, count: int) -> 
     return [str(r.event_id) for r in records]
 
 
+async def notification_of(
+    service: RunningService, platform: Platform, department: str, event_id: str
+) -> dict[str, Any]:
+    [notification], _ = await inbox(service, platform, department, event_id=event_id)
+    return notification
+
+
 async def test_inbox_lists_newest_first_and_pages_without_repeats_while_new_ones_arrive(
     notifications: RunningService, publisher: EventPublisher, platform: Platform
 ) -> None:
-    customer_id = customer()
-    first_five = await questions(publisher, customer_id, 5)
+    ours = await questions(publisher, customer(), 5)
 
-    seen, cursor = await inbox(notifications, platform, "support", customer_id=customer_id, limit=2)
-    await questions(publisher, customer_id, 2)
-    while cursor is not None:
-        page, cursor = await inbox(notifications, platform, "support", customer_id=customer_id, limit=2, cursor=cursor)
+    seen, cursor = await inbox(notifications, platform, "support", limit=2)
+    arrived_later = await questions(publisher, customer(), 2)
+    while cursor is not None and not set(ours) <= {n["event_id"] for n in seen}:
+        page, cursor = await inbox(notifications, platform, "support", limit=2, cursor=cursor)
         seen += page
 
-    assert [n["event_id"] for n in seen] == list(reversed(first_five))
-    created = [n["created_at"] for n in seen]
-    assert created == sorted(created, reverse=True)
+    ids = [n["id"] for n in seen]
+    assert len(ids) == len(set(ids))
+    assert [n["event_id"] for n in seen if n["event_id"] in ours] == list(reversed(ours))
+    assert not {n["event_id"] for n in seen} & set(arrived_later)
+    order = [(n["created_at"], n["id"]) for n in seen]
+    assert order == sorted(order, reverse=True)
 
 
 async def test_notification_carries_the_cloudevent_with_its_department(
@@ -55,7 +64,7 @@ async def test_notification_carries_the_cloudevent_with_its_department(
 ) -> None:
     customer_id = customer()
     [event_id] = await questions(publisher, customer_id, 1)
-    [listed], _ = await inbox(notifications, platform, "support", customer_id=customer_id)
+    listed = await notification_of(notifications, platform, "support", event_id)
     one = await notifications.client.get(
         f"/v1/departments/support/notifications/{listed['id']}", headers=platform.auth("notifications:read")
     )
@@ -72,37 +81,38 @@ async def test_notification_carries_the_cloudevent_with_its_department(
 async def test_marking_read_moves_a_notification_out_of_unread(
     notifications: RunningService, publisher: EventPublisher, platform: Platform
 ) -> None:
-    customer_id = customer()
-    older, newer = await questions(publisher, customer_id, 2)
-    listed, _ = await inbox(notifications, platform, "support", customer_id=customer_id)
-    to_read = next(n for n in listed if n["event_id"] == older)
+    to_read, to_leave = await questions(publisher, customer(), 2)
+    notification = await notification_of(notifications, platform, "support", to_read)
 
     read = await notifications.client.post(
-        f"/v1/departments/support/notifications/{to_read['id']}/read", headers=platform.auth("notifications:read")
+        f"/v1/departments/support/notifications/{notification['id']}/read", headers=platform.auth("notifications:read")
     )
     again = await notifications.client.post(
-        f"/v1/departments/support/notifications/{to_read['id']}/read", headers=platform.auth("notifications:read")
+        f"/v1/departments/support/notifications/{notification['id']}/read", headers=platform.auth("notifications:read")
     )
     assert read.status_code == 200
     assert read.json()["read_at"] is not None
     assert again.json()["read_at"] == read.json()["read_at"]
-    unread, _ = await inbox(notifications, platform, "support", customer_id=customer_id, unread="true")
-    already_read, _ = await inbox(notifications, platform, "support", customer_id=customer_id, unread="false")
-    assert [n["event_id"] for n in unread] == [newer]
-    assert [n["event_id"] for n in already_read] == [older]
+    for event_id, unread, expected in (
+        (to_read, "true", []),
+        (to_read, "false", [to_read]),
+        (to_leave, "true", [to_leave]),
+        (to_leave, "false", []),
+    ):
+        found, _ = await inbox(notifications, platform, "support", event_id=event_id, unread=unread)
+        assert [n["event_id"] for n in found] == expected
 
 
 async def test_department_token_reads_only_its_own_inbox(
     notifications: RunningService, publisher: EventPublisher, platform: Platform
 ) -> None:
-    customer_id = customer()
-    await questions(publisher, customer_id, 1)
-    [notification], _ = await inbox(notifications, platform, "support", customer_id=customer_id)
+    [event_id] = await questions(publisher, customer(), 1)
+    notification = await notification_of(notifications, platform, "support", event_id)
     support = platform.auth("notifications:read", department="support")
     sales = platform.auth("notifications:read", department="sales")
 
     own = await notifications.client.get(
-        "/v1/departments/support/notifications", params={"customer_id": customer_id}, headers=support
+        "/v1/departments/support/notifications", params={"event_id": event_id}, headers=support
     )
     assert [n["id"] for n in own.json()["items"]] == [notification["id"]]
     for response in (
@@ -119,9 +129,10 @@ async def test_department_token_reads_only_its_own_inbox(
 async def test_another_departments_notification_is_not_in_this_inbox(
     notifications: RunningService, publisher: EventPublisher, platform: Platform
 ) -> None:
-    customer_id = customer()
-    await questions(publisher, customer_id, 1)
-    [notification], _ = await inbox(notifications, platform, "support", customer_id=customer_id)
+    [event_id] = await questions(publisher, customer(), 1)
+    notification = await notification_of(notifications, platform, "support", event_id)
+    in_sales, _ = await inbox(notifications, platform, "sales", event_id=event_id)
+    assert in_sales == []
     for response in (
         await notifications.client.get(
             f"/v1/departments/sales/notifications/{notification['id']}", headers=platform.auth()
@@ -147,6 +158,7 @@ async def test_bad_inbox_query_is_a_problem_naming_the_field(notifications: Runn
         ({"cursor": "garbage"}, ["query", "cursor"]),
         ({"limit": 0}, ["query", "limit"]),
         ({"unread": "perhaps"}, ["query", "unread"]),
+        ({"event_id": "not-a-uuid"}, ["query", "event_id"]),
     ):
         response = await notifications.client.get(
             "/v1/departments/support/notifications", params=params, headers=platform.auth()

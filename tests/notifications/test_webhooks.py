@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -110,9 +111,12 @@ async def test_webhook_is_signed_per_standard_webhooks_and_carries_the_cloudeven
     assert event["department"] == "support"
     assert event["data"] == orjson.loads(record.value)["data"]
     assert request.headers["content-type"] == CONTENT_TYPE
-    [delivery] = [d for d in await deliveries(notifications, platform, created["id"]) if d["event_id"] == event["id"]]
-    assert request.headers["webhook-id"] == delivery["id"]
-    assert delivery["status"] == "delivered"
+
+    async def delivered() -> dict[str, Any] | None:
+        found = [d for d in await deliveries(notifications, platform, created["id"]) if d["event_id"] == event["id"]]
+        return found[0] if found and found[0]["status"] == "delivered" else None
+
+    assert request.headers["webhook-id"] == (await eventually(delivered))["id"]
 
 
 async def test_failed_delivery_is_retried_with_the_same_webhook_id(
@@ -261,6 +265,25 @@ async def test_endpoint_that_does_not_answer_in_time_is_retried(
     delivery = await eventually(delivered)
     assert [a["error"] for a in delivery["attempts"]] == ["timed out after 2s", None]
     assert delivery["attempts"][0]["status_code"] is None
+
+
+async def test_endpoint_that_dropped_an_idle_connection_gets_the_next_delivery_at_once(
+    notifications: RunningService, publisher: EventPublisher, platform: Platform, receiver: Receiver
+) -> None:
+    url = receiver.endpoint()
+    created = await subscribe(notifications, platform, url, department="production", event_types=["commitment.*"])
+    customer_id = customer()
+    await publisher.publish(catalogue.COMMITMENT_CREATED, commitment(customer_id), customer_id=customer_id)
+    await requests_about(receiver, url, customer_id, 1)
+    await asyncio.sleep(1.5)  # the receiver closes connections idle for a second
+    await publisher.publish(catalogue.COMMITMENT_CANCELLED, commitment(customer_id), customer_id=customer_id)
+    await requests_about(receiver, url, customer_id, 2)
+
+    async def both_delivered() -> list[dict[str, Any]] | None:
+        found = await deliveries(notifications, platform, created["id"])
+        return found if len(found) == 2 and all(d["status"] == "delivered" for d in found) else None
+
+    assert [d["attempt_count"] for d in await eventually(both_delivered)] == [1, 1]
 
 
 async def test_subscription_receives_only_the_event_types_it_asked_for(

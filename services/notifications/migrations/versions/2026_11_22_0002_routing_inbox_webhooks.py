@@ -154,11 +154,6 @@ def upgrade() -> None:
         ["department", "created_at", "id"],
         postgresql_where=sa.text("read_at IS NULL"),
     )
-    op.create_index(
-        "ix_notification_department_customer_id",
-        "notification",
-        ["department", "customer_id", "created_at", "id"],
-    )
     op.create_index("ix_notification_txid_seq", "notification", ["txid", "seq"])
 
     op.create_table(
@@ -190,6 +185,7 @@ def upgrade() -> None:
         sa.Column("attempt_count", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column("schedule_step", sa.Integer(), server_default=sa.text("0"), nullable=False),
         sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("leased_until", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_status_code", sa.Integer(), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         *_timestamps(),
@@ -204,18 +200,13 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["notification_id"], ["notification.id"], name="fk_webhook_delivery_notification_id_notification"
         ),
-        sa.UniqueConstraint("subscription_id", "event_id", name="uq_webhook_delivery_subscription_id_event_id"),
     )
+    # Room on each page for the claim's in-place (HOT) update of leased_until.
+    op.execute("ALTER TABLE webhook_delivery SET (fillfactor = 80)")
     op.create_index(
         "ix_webhook_delivery_due_per_subscription",
         "webhook_delivery",
         ["subscription_id", "next_attempt_at"],
-        postgresql_where=sa.text("status = 'pending'"),
-    )
-    op.create_index(
-        "ix_webhook_delivery_due",
-        "webhook_delivery",
-        ["next_attempt_at"],
         postgresql_where=sa.text("status = 'pending'"),
     )
     op.create_index(
@@ -224,9 +215,10 @@ def upgrade() -> None:
         ["subscription_id", "created_at", "id"],
     )
     op.create_index(
-        "ix_webhook_delivery_subscription_id_status_created_at_id",
+        "ix_webhook_delivery_failed",
         "webhook_delivery",
-        ["subscription_id", "status", "created_at", "id"],
+        ["subscription_id", "created_at", "id"],
+        postgresql_where=sa.text("status = 'failed'"),
     )
 
     op.create_table(
