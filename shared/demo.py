@@ -30,6 +30,7 @@ SERVICE_NAMES = ("feedback", "expectations", "commitments", "notifications")
 # The commitments scheduler fires these at a moment, not in answer to a request: no trace to carry.
 SCHEDULED_EVENT_TYPES = frozenset({"commitment.due_soon", "commitment.overdue"})
 COMMITMENT_DEPARTMENT = "production"
+CLOCK_MARGIN = timedelta(minutes=5)
 
 
 class DemoError(RuntimeError):
@@ -291,7 +292,7 @@ async def _inboxes(
     seen: dict[str, list[Received]] = {}
     settled_polls = 0
     while settled_polls < 3:
-        current = {d: await _inbox(api, d, report.customer_id) for d in departments}
+        current = {d: await _inbox(api, d, report.customer_id, since=report.started_at) for d in departments}
         last_arrived = any(r.event_type == "commitment.met" for r in current.get(COMMITMENT_DEPARTMENT, []))
         settled_polls = settled_polls + 1 if last_arrived and _counts(current) == _counts(seen) else 0
         seen = current
@@ -301,24 +302,30 @@ async def _inboxes(
     return seen
 
 
-async def _inbox(api: _Api, department: str, customer_id: str) -> list[Received]:
-    page = await api.call(
-        "GET",
-        "notifications",
-        f"/v1/departments/{department}/notifications",
-        params={"customer_id": customer_id, "limit": 200},
-    )
-    received = [
-        Received(
-            department=department,
-            event_type=item["event_type"],
-            subject=item["subject"],
-            created_at=datetime.fromisoformat(item["created_at"]),
-            trace_id=trace_id_of(item["event"].get("traceparent")),
-        )
-        for item in page["items"]
-    ]
-    return sorted(received, key=lambda r: r.created_at)
+async def _inbox(api: _Api, department: str, customer_id: str, *, since: datetime) -> list[Received]:
+    """The department's notifications about the customer, oldest first: the inbox read newest first back to `since`."""
+    path = f"/v1/departments/{department}/notifications"
+    received: list[Received] = []
+    # The inbox is the contract's (unread, limit, cursor); a margin covers a server clock a little behind ours.
+    horizon = since - CLOCK_MARGIN
+    params: dict[str, str | int] = {"limit": 200}
+    while True:
+        page = await api.call("GET", "notifications", path, params=params)
+        for item in page["items"]:
+            if item["customer_id"] == customer_id:
+                received.append(
+                    Received(
+                        department=department,
+                        event_type=item["event_type"],
+                        subject=item["subject"],
+                        created_at=datetime.fromisoformat(item["created_at"]),
+                        trace_id=trace_id_of(item["event"].get("traceparent")),
+                    )
+                )
+        items = page["items"]
+        if page["next_cursor"] is None or not items or datetime.fromisoformat(items[-1]["created_at"]) < horizon:
+            return sorted(received, key=lambda r: r.created_at)
+        params["cursor"] = page["next_cursor"]
 
 
 def _counts(received: dict[str, list[Received]]) -> dict[str, int]:

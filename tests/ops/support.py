@@ -51,14 +51,18 @@ def auth(stack: Stack) -> dict[str, str]:
 
 
 async def inbox(stack: Stack, department: str, customer_id: str) -> list[dict[str, Any]]:
-    """The department's notifications about one customer, newest first."""
+    """The department's notifications about one customer, newest first (the whole inbox, read page by page)."""
+    found: list[dict[str, Any]] = []
+    params: dict[str, str | int] = {"limit": 200}
     async with httpx.AsyncClient(base_url=stack.url("notifications"), headers=auth(stack)) as client:
-        response = await client.get(
-            f"/v1/departments/{department}/notifications", params={"customer_id": customer_id, "limit": 200}
-        )
-    response.raise_for_status()
-    items: list[dict[str, Any]] = response.json()["items"]
-    return items
+        while True:
+            response = await client.get(f"/v1/departments/{department}/notifications", params=params)
+            response.raise_for_status()
+            page = response.json()
+            found += [item for item in page["items"] if item["customer_id"] == customer_id]
+            if page["next_cursor"] is None:
+                return found
+            params["cursor"] = page["next_cursor"]
 
 
 async def wait_for_inbox(
