@@ -366,7 +366,7 @@ def render(report: DemoReport) -> str:
     lines += [
         "",
         f"Trace {report.trace_id}: carried by {len(traced)} of {report.total()} notifications "
-        "(find it in the services' JSON logs as trace_id).",
+        "(the services answer with it in the traceparent header and tag their log lines with it as trace_id).",
         "",
         "Metrics (GET /metrics of each service):",
     ]

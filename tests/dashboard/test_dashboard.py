@@ -17,6 +17,7 @@ import httpx
 import pytest_asyncio
 from playwright.async_api import Browser, Page, Request
 
+from shared.auth import mint_token
 from shared.stack import Stack
 from tests.dashboard.link import Link
 from tests.ops.support import auth, inbox, post_complaint, wait_for_inbox
@@ -33,15 +34,15 @@ async def support(browser: Browser, stack: Stack, link: Link) -> AsyncIterator[P
 
 @contextlib.asynccontextmanager
 async def open_dashboard(
-    browser: Browser, stack: Stack, link: Link, department: str, *, token: str | None = None
+    browser: Browser, stack: Stack, link: Link, department: str, *, token: str | None = None, live: bool = True
 ) -> AsyncIterator[Page]:
-    """A fresh browser context on /dashboard/<department>#token=… (live once the stack's own token is used)."""
+    """A fresh browser context on /dashboard/<department>#token=… (the admin token unless given), once live."""
     context = await browser.new_context(viewport={"width": 1400, "height": 900})
     try:
         page = await context.new_page()
         fragment = f"#token={stack.token if token is None else token}" if token != "" else ""
         await page.goto(f"{link.url}/dashboard/{department}{fragment}")
-        if token is None:
+        if live:
             await page.wait_for_selector("#status[data-state=live]", timeout=10_000)
         yield page
     finally:
@@ -144,7 +145,7 @@ async def test_the_current_nps_is_shown(browser: Browser, stack: Stack, link: Li
 
 
 async def test_without_a_token_the_page_asks_for_one(browser: Browser, stack: Stack, link: Link) -> None:
-    async with open_dashboard(browser, stack, link, "production", token="") as page:
+    async with open_dashboard(browser, stack, link, "production", token="", live=False) as page:
         await page.wait_for_selector("#token-form", state="visible", timeout=5000)
 
         assert await page.get_attribute("#status", "data-state") == "unauthorized"
@@ -152,10 +153,32 @@ async def test_without_a_token_the_page_asks_for_one(browser: Browser, stack: St
 
 
 async def test_a_refused_token_is_asked_for_again(browser: Browser, stack: Stack, link: Link) -> None:
-    async with open_dashboard(browser, stack, link, "production", token="not-a-token") as page:
+    async with open_dashboard(browser, stack, link, "production", token="not-a-token", live=False) as page:
         await page.wait_for_selector("#token-form", state="visible", timeout=5000)
 
         assert "refused" in await page.inner_text("#token-reason")
+
+
+async def test_a_department_token_without_a_scope_leaves_only_that_panel_empty(
+    browser: Browser, stack: Stack, link: Link
+) -> None:
+    token = mint_token(
+        stack.secret, sub="support-desk", scopes=["notifications:read", "commitments:read"], department="support"
+    )
+    async with open_dashboard(browser, stack, link, "support", token=token) as page:
+        await page.wait_for_selector("#nps-error", state="visible", timeout=5000)
+
+        assert "feedback:read" in await page.inner_text("#nps-error")
+        assert await page.is_visible("#board")
+        assert await page.get_attribute("#status", "data-state") == "live"
+
+
+async def test_a_token_of_another_department_is_asked_for_again(browser: Browser, stack: Stack, link: Link) -> None:
+    token = mint_token(stack.secret, sub="sales-desk", scopes=["notifications:read"], department="sales")
+    async with open_dashboard(browser, stack, link, "support", token=token, live=False) as page:
+        await page.wait_for_selector("#token-form", state="visible", timeout=5000)
+
+        assert "sales" in await page.inner_text("#token-reason")
 
 
 async def test_stream_resumes_after_a_lost_connection_with_last_event_id(
