@@ -68,5 +68,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     webhook_metrics = WebhookMetrics(metrics)
     feed = NotificationFeed(dsn=dsn, queue_size=settings.sse_queue_size, metrics=metrics)
     app.state.feed = feed
+    app.state.webhook_metrics = webhook_metrics
     app.state.address_guard = guard
     return app

@@ -61,6 +61,19 @@ class EventPublisher:
             headers=[("content-type", CONTENT_TYPE.encode())],
         )
 
+    async def send_all(self, records: list[OutboxRecord]) -> None:
+        """Send every record at once, so the service reads them in few batches."""
+        sent = [
+            await self.producer.send(
+                self.platform.topic(r.topic),
+                value=r.value,
+                key=r.key.encode(),
+                headers=[("content-type", CONTENT_TYPE.encode())],
+            )
+            for r in records
+        ]
+        await asyncio.gather(*sent)
+
     async def processed(self, record: OutboxRecord, *, within: float = 15.0) -> None:
         """Wait until the notifications service has handled the event."""
 

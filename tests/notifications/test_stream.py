@@ -9,12 +9,11 @@ from collections.abc import AsyncIterator
 import httpx
 import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
 from services.notifications.app import create_app
 from shared import catalogue
-from shared.events import CONTENT_TYPE, build_event
+from shared.events import build_event
 from tests.notifications.conftest import RunningService, notifications_settings
 from tests.notifications.helpers import EventPublisher, LocalServer, StreamEvent, customer, feedback, read_stream
 from tests.support.platform import Platform, serve
@@ -118,7 +117,9 @@ async def test_many_listeners_share_one_feed(
 
 
 @pytest.mark.usefixtures("notifications")
-async def test_listener_that_falls_behind_catches_up_from_the_database(platform: Platform) -> None:
+async def test_listener_that_falls_behind_catches_up_from_the_database(
+    publisher: EventPublisher, platform: Platform
+) -> None:
     # A second replica that only serves streams, with room for one queued event per listener: a burst
     # routed by the module's service overflows it, and the listener must fetch the rest itself.
     replica = create_app(notifications_settings(platform, run_workers=False, sse_queue_size=1))
@@ -132,7 +133,7 @@ async def test_listener_that_falls_behind_catches_up_from_the_database(platform:
                     build_event(catalogue.FEEDBACK_RECEIVED, data=data, subject=data["id"], customer_id=customer_id)
                     for data in (feedback(customer_id, "question") for _ in range(20))
                 ]
-                await _publish_burst(platform, [r.value for r in records], customer_id)
+                await publisher.send_all(records)
                 received = await events_about(events, customer_id, 20)
         finally:
             await server.stop()
@@ -156,22 +157,3 @@ async def test_stream_of_another_department_is_forbidden(notifications: RunningS
         "/v1/departments/sales/stream", headers=platform.auth("notifications:read", department="support")
     )
     assert response.status_code == 403
-
-
-async def _publish_burst(platform: Platform, values: list[bytes], customer_id: str) -> None:
-    """Send all at once, so the service routes them in one batch."""
-    producer = AIOKafkaProducer(bootstrap_servers=platform.bootstrap_servers, linger_ms=50, acks="all")
-    await producer.start()
-    try:
-        sent = [
-            await producer.send(
-                platform.topic("feedback.events"),
-                value=value,
-                key=customer_id.encode(),
-                headers=[("content-type", CONTENT_TYPE.encode())],
-            )
-            for value in values
-        ]
-        await asyncio.gather(*sent)
-    finally:
-        await producer.stop()

@@ -11,7 +11,9 @@ import pytest
 from standardwebhooks import Webhook
 
 from services.notifications.app import create_app
+from services.notifications.webhooks import WebhookDispatcher
 from shared import catalogue
+from shared.db import asyncpg_dsn
 from shared.events import CONTENT_TYPE
 from tests.notifications.conftest import RunningService, notifications_settings
 from tests.notifications.helpers import (
@@ -246,6 +248,49 @@ async def test_slow_endpoint_does_not_delay_another_subscription(
     await requests_about(receiver, slow_url, customer_id, 12)
     for created in (slow, fast):
         await notifications.client.delete(f"/v1/subscriptions/{created['id']}", headers=platform.auth())
+
+
+async def test_delivery_in_flight_when_the_worker_stops_is_sent_by_the_next_one(
+    notifications: RunningService, publisher: EventPublisher, platform: Platform, receiver: Receiver
+) -> None:
+    url = receiver.endpoint(Answer(204, delay=1.0))
+    created = await subscribe(notifications, platform, url, department="sales", event_types=["meeting.recorded"])
+    customer_id = customer()
+    await publisher.publish(
+        catalogue.MEETING_RECORDED, {"id": str(uuid.uuid4()), "customer_id": customer_id}, customer_id=customer_id
+    )
+    [interrupted] = await requests_about(receiver, url, customer_id, 1)
+
+    runtime = notifications.app.state.runtime
+    [worker] = [task for task in runtime.tasks if task.get_name() == "webhooks"]
+    worker.cancel()
+    await asyncio.gather(worker, return_exceptions=True)
+    runtime.tasks.remove(worker)
+    # Handed back to PostgreSQL, due at once, and nothing sends it while no worker runs.
+    [waiting] = await deliveries(notifications, platform, created["id"])
+    assert (waiting["status"], waiting["attempt_count"]) == ("pending", 0)
+    await asyncio.sleep(1.5)
+    assert len(about(customer_id, receiver.received(url))) == 1
+
+    settings = notifications.settings
+    runtime.spawn(
+        "webhooks",
+        WebhookDispatcher(
+            settings=settings,
+            sessionmaker=runtime.sessionmaker,
+            dsn=asyncpg_dsn(settings.database_url),
+            metrics=notifications.app.state.webhook_metrics,
+            guard=notifications.app.state.address_guard,
+        ).run(),
+    )
+    _, resent = await requests_about(receiver, url, customer_id, 2)
+    assert resent.headers["webhook-id"] == interrupted.headers["webhook-id"] == waiting["id"]
+
+    async def delivered() -> dict[str, Any] | None:
+        [delivery] = await deliveries(notifications, platform, created["id"])
+        return delivery if delivery["status"] == "delivered" else None
+
+    assert (await eventually(delivered))["attempt_count"] == 1
 
 
 async def test_endpoint_that_does_not_answer_in_time_is_retried(

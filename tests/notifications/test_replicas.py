@@ -1,0 +1,98 @@
+"""Exactly once per department across replicas of the consumer and a replica stopped mid-stream."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+import orjson
+import pytest
+
+from services.notifications.app import create_app
+from shared import catalogue
+from shared.consumer import EventConsumer
+from shared.events import OutboxRecord, build_event
+from tests.notifications.conftest import notifications_settings
+from tests.notifications.helpers import ROUTER_GROUP, EventPublisher, customer, eventually, feedback
+from tests.support.kafka import read_topic
+from tests.support.platform import Platform, serve
+
+
+async def handled(platform: Platform, records: list[OutboxRecord]) -> int:
+    rows = await platform.fetch(
+        "notifications",
+        "SELECT count(*) AS n FROM processed_event WHERE consumer = $1 AND event_id = ANY($2::text[])",
+        ROUTER_GROUP,
+        [str(r.event_id) for r in records],
+    )
+    return int(rows[0]["n"])
+
+
+@pytest.mark.usefixtures("notifications")
+async def test_two_more_replicas_and_one_stopped_mid_stream_give_each_department_each_event_once(
+    publisher: EventPublisher, platform: Platform
+) -> None:
+    settings = notifications_settings(platform, router_consumers=1)
+    customers = [customer() for _ in range(12)]
+    sent: list[OutboxRecord] = []
+    stop_publishing = asyncio.Event()
+
+    async def keep_publishing() -> None:
+        while not stop_publishing.is_set():
+            chunk = []
+            for n in range(20):
+                data = feedback(customers[(len(sent) + n) % len(customers)], "complaint")
+                chunk.append(
+                    build_event(
+                        catalogue.FEEDBACK_RECEIVED, data=data, subject=data["id"], customer_id=data["customer_id"]
+                    )
+                )
+            await publisher.send_all(chunk)
+            sent.extend(chunk)
+            await asyncio.sleep(0.1)
+
+    staying, leaving = create_app(settings), create_app(settings)
+    async with serve(staying):
+        leaving_context = serve(leaving)
+        await leaving_context.__aenter__()
+        publishing = asyncio.create_task(keep_publishing())
+        try:
+
+            async def leaving_has_routed() -> bool:
+                consumers: list[EventConsumer] = leaving.state.runtime.extras.get("consumers", [])
+                return sum(c.processed for c in consumers) >= 20
+
+            await eventually(leaving_has_routed, within=45)
+            # Its consumer is cancelled wherever it is: before, inside or after a batch's transaction.
+            await leaving_context.__aexit__(None, None, None)
+            await asyncio.sleep(1.0)  # events keep coming while its partitions move
+        finally:
+            stop_publishing.set()
+            await publishing
+            if leaving.state.runtime.tasks and not all(t.done() for t in leaving.state.runtime.tasks):
+                await leaving_context.__aexit__(None, None, None)
+
+        async def all_handled() -> bool:
+            return await handled(platform, sent) >= len(sent)
+
+        await eventually(all_handled, within=60)
+
+    event_ids = {str(r.event_id) for r in sent}
+    keys = {c.encode() for c in customers}
+    for department in ("support", "management"):
+        found = await read_topic(
+            platform.bootstrap_servers,
+            platform.topic(f"notifications.{department}"),
+            where=lambda r: r.key in keys,
+            until=lambda found: len(found) >= len(sent),
+            within=30,
+        )
+        copies = Counter(orjson.loads(r.value)["id"] for r in found)
+        assert set(copies) == event_ids
+        assert set(copies.values()) == {1}
+    rows = await platform.fetch(
+        "notifications",
+        "SELECT department, count(*) AS n FROM notification WHERE event_id = ANY($1::uuid[]) GROUP BY department",
+        [r.event_id for r in sent],
+    )
+    assert {row["department"]: row["n"] for row in rows} == {"support": len(sent), "management": len(sent)}
