@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import RESULTS, progress
+from shared.readme import README, replace_section
 
 BENCHMARKS: dict[str, list[str]] = {
     "feedback_ingest": [],
@@ -145,6 +146,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=list(BENCHMARKS), help="run only these")
     parser.add_argument("--quick", action="store_true", help="shorter runs, for a smoke check")
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from the last results")
+    parser.add_argument("--no-readme", action="store_true", help="leave the README's table as it is")
     args = parser.parse_args()
     outcome = {} if args.report_only else run_all(args.only or list(BENCHMARKS), quick=args.quick)
     results = load_results()
@@ -156,6 +158,9 @@ def main() -> None:
     )
     table = markdown(results, outcome)
     (RESULTS / "summary.md").write_text(table)
+    if not args.no_readme:
+        README.write_text(replace_section(README.read_text(), "bench-table", table))
+        progress(f"README: table updated in {README}")
     for path in charts(results):
         progress(f"chart: {path}")
     print(table)
