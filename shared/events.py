@@ -6,6 +6,7 @@ CloudEvents SDK; `data` is the resource exactly as the REST API returns it.
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +21,10 @@ from shared.catalogue import EventSpec
 from shared.context import causation_id_var, correlation_id_var, traceparent_var
 
 CONTENT_TYPE = "application/cloudevents+json"
+_EXTENSION_NAME = re.compile(r"[a-z0-9]{1,20}")
+_CORE_ATTRIBUTES = frozenset(
+    ("specversion", "id", "source", "type", "subject", "time", "datacontenttype", "dataschema", "data", "data_base64")
+)
 _FORMAT = JSONFormat()
 
 
@@ -67,9 +72,15 @@ def build_event(
 
 
 def with_extensions(envelope: dict[str, Any], *, topic: str, **extensions: str) -> OutboxRecord:
-    """The same CloudEvent (same id, type, data) plus extensions, for another topic."""
-    republished = {**envelope, **extensions}
-    value = _FORMAT.write(CloudEvent(_attributes_of(republished), republished.get("data")))
+    """The same CloudEvent (same id, type, data) plus extensions, for another topic.
+
+    `envelope` was read by `parse_event`, so it is written back as it came (orjson) rather than
+    rebuilt through the SDK, which cost a third of routing an event; only the new names are checked.
+    """
+    for name in extensions:
+        if not _EXTENSION_NAME.fullmatch(name) or name in _CORE_ATTRIBUTES:
+            raise ValueError(f"{name!r} is not a CloudEvents extension name (a-z, 0-9, at most 20, not core)")
+    value = orjson.dumps({**envelope, **extensions})
     return OutboxRecord(
         event_id=uuid.UUID(str(envelope["id"])),
         topic=topic,
@@ -102,10 +113,3 @@ def parse_event(value: bytes | None) -> dict[str, Any]:
     if envelope["specversion"] != "1.0":
         raise MalformedEvent(f"unsupported specversion {envelope['specversion']}")
     return envelope
-
-
-def _attributes_of(envelope: dict[str, Any]) -> dict[str, Any]:
-    attributes = {k: v for k, v in envelope.items() if k not in ("data", "data_base64")}
-    if isinstance(attributes.get("time"), str):
-        attributes["time"] = datetime.fromisoformat(attributes["time"].replace("Z", "+00:00"))
-    return attributes

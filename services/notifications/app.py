@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for _ in range(settings.router_consumers)
         ]
         dispatcher = WebhookDispatcher(
-            settings=settings, sessionmaker=runtime.sessionmaker, dsn=dsn, metrics=webhook_metrics, guard=guard
+            settings=settings, metrics=webhook_metrics, guard=guard, intake_has_backlog=event_router.has_backlog
         )
         runtime.extras["consumers"] = consumers
         runtime.extras["dispatcher"] = dispatcher

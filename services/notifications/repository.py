@@ -19,7 +19,8 @@ from shared.pagination import keyset_page
 
 
 async def enabled_rules(session: AsyncSession) -> Sequence[RoutingRule]:
-    return (await session.scalars(select(RoutingRule).where(RoutingRule.enabled))).all()
+    statement = select(RoutingRule).where(RoutingRule.enabled).order_by(RoutingRule.created_at, RoutingRule.id)
+    return (await session.scalars(statement)).all()
 
 
 async def list_rules(session: AsyncSession, *, cursor: str | None, limit: int) -> Sequence[RoutingRule]:
@@ -364,11 +365,6 @@ async def schedule_again(session: AsyncSession, delivery_id: uuid.UUID) -> Webho
     return delivery
 
 
-async def relax_durability(session: AsyncSession) -> None:
-    """Commit without waiting for the WAL flush: for webhook bookkeeping, where a lost write only means a resend."""
-    await session.execute(text("SET LOCAL synchronous_commit = off"))
-
-
 @dataclass(frozen=True)
 class ClaimedDelivery:
     id: uuid.UUID
@@ -389,12 +385,13 @@ _CLAIM_DUE = text(
     ), due AS (
         SELECT lane.url, lane.secret, picked.id
         FROM lane CROSS JOIN LATERAL (
-            SELECT d.id FROM webhook_delivery d
+            SELECT d.id, d.next_attempt_at FROM webhook_delivery d
             WHERE d.subscription_id = lane.id AND d.status = 'pending' AND d.next_attempt_at <= now()
                 AND (d.leased_until IS NULL OR d.leased_until <= now())
             ORDER BY d.next_attempt_at LIMIT lane.free
             FOR UPDATE SKIP LOCKED
         ) AS picked
+        ORDER BY picked.next_attempt_at  -- oldest first across subscriptions when :total is the limit
         LIMIT :total
     )
     UPDATE webhook_delivery d SET leased_until = now() + make_interval(secs => :lease_seconds)

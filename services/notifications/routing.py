@@ -15,6 +15,7 @@ import fnmatch
 import logging
 import operator
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -130,8 +131,9 @@ class CompiledRule:
             department_from=tuple(rule.department_from.split(".")) if rule.department_from else None,
         )
 
-    def departments_for(self, event_type: str, data: dict[str, Any]) -> list[str]:
-        if not self.matches_type(event_type) or not self.condition(data):
+    def departments_for(self, data: dict[str, Any]) -> list[str]:
+        """The departments this rule names for an event of its types with this `data`."""
+        if not self.condition(data):
             return []
         named = list(self.departments)
         if self.department_from is not None:
@@ -143,28 +145,42 @@ class CompiledRule:
         return named
 
 
+class RuleSet:
+    """One version of the enabled rules, with the rules of each event type looked up once."""
+
+    def __init__(self, rules: list[CompiledRule]) -> None:
+        self.rules = rules
+        self._by_type: dict[str, list[CompiledRule]] = {}
+
+    def for_type(self, event_type: str) -> list[CompiledRule]:
+        found = self._by_type.get(event_type)
+        if found is None:
+            found = self._by_type[event_type] = [r for r in self.rules if r.matches_type(event_type)]
+        return found
+
+
 class RuleBook:
-    """The enabled rules, compiled once per version of each rule."""
+    """The enabled rules, read in every batch's transaction and compiled once per version of each rule."""
 
     def __init__(self, departments: Sequence[str]) -> None:
         self._departments = set(departments)
-        self._compiled: dict[tuple[uuid.UUID, datetime], CompiledRule] = {}
+        self._versions: tuple[tuple[uuid.UUID, datetime], ...] = ()
+        self._current = RuleSet([])
 
-    async def current(self, session: AsyncSession) -> list[CompiledRule]:
+    async def current(self, session: AsyncSession) -> RuleSet:
         rows = await repository.enabled_rules(session)
-        compiled = {(row.id, row.updated_at): self._compiled.get((row.id, row.updated_at)) for row in rows}
-        for row in rows:
-            key = (row.id, row.updated_at)
-            if compiled[key] is None:
-                compiled[key] = CompiledRule.of(RoutingRuleIn.model_validate(row, from_attributes=True))
-        self._compiled = {key: rule for key, rule in compiled.items() if rule is not None}
-        return list(self._compiled.values())
+        versions = tuple((row.id, row.updated_at) for row in rows)
+        if versions != self._versions:
+            compiled = [CompiledRule.of(RoutingRuleIn.model_validate(row, from_attributes=True)) for row in rows]
+            self._versions, self._current = versions, RuleSet(compiled)
+        return self._current
 
-    def departments_for(self, rules: list[CompiledRule], event: ConsumedEvent) -> list[str]:
+    def departments_for(self, rules: RuleSet, event: ConsumedEvent) -> list[str]:
         """Every configured department some rule names for `event`, each once, in rule order."""
         found: dict[str, None] = {}
-        for rule in rules:
-            for department in rule.departments_for(event.type, event.data):
+        data = event.data
+        for rule in rules.for_type(event.type):
+            for department in rule.departments_for(data):
                 if department in self._departments:
                     found[department] = None
                 else:
@@ -184,8 +200,16 @@ class EventRouter:
 
     def __init__(self, settings: Settings) -> None:
         self._rules = RuleBook(settings.departments)
+        self._backlog_batch = max(1, settings.router_batch_size // 4)
+        self._backlog_until = 0.0
+
+    def has_backlog(self) -> bool:
+        """Whether large batches came in within the last second (the consumers are catching up)."""
+        return time.monotonic() < self._backlog_until
 
     async def route(self, session: AsyncSession, events: Sequence[ConsumedEvent]) -> None:
+        if len(events) >= self._backlog_batch:
+            self._backlog_until = time.monotonic() + 1.0
         rules = await self._rules.current(session)
         pending: list[repository.NewNotification] = []
         records: dict[tuple[uuid.UUID, str], OutboxRecord] = {}

@@ -1,11 +1,12 @@
 """Webhook delivery: signed per Standard Webhooks, retried on a schedule, one lane per subscription.
 
 Deliveries live in PostgreSQL. The worker leases due ones (`FOR UPDATE SKIP
-LOCKED`, so replicas share the work); a lease is simply `next_attempt_at`
-pushed past the timeout, so a crashed worker's deliveries fall due again.
-Each subscription gets at most `webhook_concurrency_per_subscription` requests
-in flight and the worker `webhook_concurrency` in all: a slow or dead
-endpoint fills its own lane and never holds up another subscription.
+LOCKED`, so replicas share the work) until past the timeout, so a crashed
+worker's deliveries fall due again. Each subscription has its own lane: at
+most `webhook_concurrency_per_subscription` requests in flight and as many
+more claimed and waiting, so the next request starts as one ends; the worker
+sends at most `webhook_concurrency` in all. A slow or dead endpoint fills its
+own lane and never holds up another subscription.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import secrets
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -27,7 +29,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 from prometheus_client import Counter, Gauge
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from standardwebhooks import Webhook
 
 from services.notifications import repository
@@ -36,6 +38,7 @@ from services.notifications.endpoints import Endpoint, EndpointError
 from services.notifications.schemas import Subscription
 from shared.backoff import Backoff
 from shared.catalogue import SUBSCRIPTION_DISABLED
+from shared.db import asyncpg_dsn, create_sessionmaker
 from shared.events import CONTENT_TYPE
 from shared.observability import Metrics
 from shared.outbox import add_event
@@ -156,6 +159,20 @@ class _Attempted:
     disable_reason: str | None
 
 
+def bookkeeping_engine(database_url: str) -> AsyncEngine:
+    """The webhook worker's own connections, whose commits do not wait for the WAL flush.
+
+    A claim or an outcome lost in a crash only means a delivery is sent again (same webhook-id).
+    """
+    return create_async_engine(
+        database_url,
+        pool_size=2,
+        max_overflow=2,
+        pool_recycle=1800,
+        connect_args={"command_timeout": 30, "timeout": 5, "server_settings": {"synchronous_commit": "off"}},
+    )
+
+
 class WebhookDispatcher:
     """Claims due deliveries and sends them, each subscription in its own lane."""
 
@@ -163,18 +180,28 @@ class WebhookDispatcher:
         self,
         *,
         settings: Settings,
-        sessionmaker: async_sessionmaker[AsyncSession],
-        dsn: str,
         metrics: WebhookMetrics,
         guard: AddressGuard,
+        intake_has_backlog: Callable[[], bool] = lambda: False,
     ) -> None:
         self._settings = settings
-        self._sessionmaker = sessionmaker
-        self._dsn = dsn
+        self._intake_has_backlog = intake_has_backlog
+        self._dsn = asyncpg_dsn(settings.database_url)
+        self._engine = bookkeeping_engine(settings.database_url)
+        self._sessionmaker = create_sessionmaker(self._engine)
         self._metrics = metrics
         self._guard = guard
         self._lane_size = settings.webhook_concurrency_per_subscription
+        # Claimed and not yet settled, per lane and in all: twice what may be sent at once.
+        self._lane_capacity = 2 * self._lane_size
+        self._capacity = 2 * settings.webhook_concurrency
+        # While the router catches up, routing keeps the process: webhooks, which are queued safely in
+        # PostgreSQL and retried anyway, go on one lane's worth at a time (oldest first) and catch up after.
+        self._capacity_during_backlog = self._lane_size
         self._in_lane: dict[uuid.UUID, int] = {}
+        self._claimed = 0
+        self._lanes: dict[uuid.UUID, asyncio.Semaphore] = {}
+        self._sending = asyncio.Semaphore(settings.webhook_concurrency)
         self._in_flight = 0
         self._more_due = False
         self._wake = asyncio.Event()
@@ -195,6 +222,7 @@ class WebhookDispatcher:
             await self._hand_back()
             for endpoint in self._endpoints.values():
                 endpoint.close()
+            await self._engine.dispose()
 
     async def _hand_back(self) -> None:
         """On shutdown: record finished attempts, and make interrupted ones due again at once."""
@@ -239,7 +267,8 @@ class WebhookDispatcher:
                 await self._close_unused_endpoints()
                 next_sweep = time.monotonic() + _KEEPALIVE_SECONDS
             self._wake.clear()
-            room = self._settings.webhook_concurrency - self._in_flight
+            capacity = self._capacity_during_backlog if self._intake_has_backlog() else self._capacity
+            room = capacity - self._claimed
             wait = self._settings.webhook_poll_interval_seconds
             claimed_at = time.monotonic()
             if room > 0:
@@ -261,13 +290,12 @@ class WebhookDispatcher:
             await asyncio.sleep(max(0.002, claimed_at + _CLAIM_INTERVAL_SECONDS - time.monotonic()))
 
     async def _claim(self, room: int) -> tuple[list[repository.ClaimedDelivery], datetime | None]:
-        busy = {sid: self._lane_size - n for sid, n in self._in_lane.items()}
+        busy = {sid: self._lane_capacity - n for sid, n in self._in_lane.items()}
         async with self._sessionmaker() as session, session.begin():
-            await repository.relax_durability(session)
             claimed = await repository.claim_due_deliveries(
                 session,
                 busy=busy,
-                lane_size=self._lane_size,
+                lane_size=self._lane_capacity,
                 total=room,
                 lease_seconds=self._settings.webhook_timeout_seconds + _LEASE_MARGIN_SECONDS,
             )
@@ -276,24 +304,23 @@ class WebhookDispatcher:
                 per_lane[delivery.subscription_id] = per_lane.get(delivery.subscription_id, 0) + 1
             # A lane (or the worker) that took all it had room for may have more waiting.
             self._more_due = len(claimed) >= room or any(
-                n >= busy.get(sid, self._lane_size) for sid, n in per_lane.items()
+                n >= busy.get(sid, self._lane_capacity) for sid, n in per_lane.items()
             )
             next_due = None if self._more_due else await repository.next_due_at(session)
         return claimed, next_due
 
     def _enter_lane(self, subscription_id: uuid.UUID) -> None:
         self._in_lane[subscription_id] = self._in_lane.get(subscription_id, 0) + 1
-        self._in_flight += 1
-        self._metrics.in_flight.set(self._in_flight)
+        self._claimed += 1
 
     def _leave_lane(self, subscription_id: uuid.UUID) -> None:
         left = self._in_lane.get(subscription_id, 1) - 1
         if left <= 0:
             self._in_lane.pop(subscription_id, None)
+            self._lanes.pop(subscription_id, None)
         else:
             self._in_lane[subscription_id] = left
-        self._in_flight -= 1
-        self._metrics.in_flight.set(self._in_flight)
+        self._claimed -= 1
         if self._more_due:
             self._wake.set()
 
@@ -307,21 +334,32 @@ class WebhookDispatcher:
             self._endpoints.pop(sid).close()
 
     async def _attempt(self, delivery: repository.ClaimedDelivery) -> None:
-        attempted_at = datetime.now(UTC)
-        started = time.perf_counter()
+        lane = self._lanes.get(delivery.subscription_id)
+        if lane is None:
+            lane = self._lanes[delivery.subscription_id] = asyncio.Semaphore(self._lane_size)
         status_code: int | None = None
         retry_after: float | None = None
         error: str | None = None
         try:
-            refusal = await self._guard.refusal(delivery.url)
-            if refusal is not None:
-                error = f"refused: {refusal}"
-            else:
-                status_code, retry_after = await self._post(delivery)
-        except TimeoutError:
-            error = f"timed out after {self._settings.webhook_timeout_seconds:g}s"
-        except EndpointError as exc:
-            error = str(exc)[:1000]
+            # The lane first: waiting on a slow endpoint must not hold one of the worker's slots.
+            async with lane, self._sending:
+                self._in_flight += 1
+                self._metrics.in_flight.set(self._in_flight)
+                attempted_at = datetime.now(UTC)
+                started = time.perf_counter()
+                try:
+                    refusal = await self._guard.refusal(delivery.url)
+                    if refusal is not None:
+                        error = f"refused: {refusal}"
+                    else:
+                        status_code, retry_after = await self._post(delivery)
+                except TimeoutError:
+                    error = f"timed out after {self._settings.webhook_timeout_seconds:g}s"
+                except EndpointError as exc:
+                    error = str(exc)[:1000]
+                finally:
+                    self._in_flight -= 1
+                    self._metrics.in_flight.set(self._in_flight)
         finally:
             self._leave_lane(delivery.subscription_id)
         if error is None and status_code is not None and not 200 <= status_code < 300:
@@ -403,7 +441,6 @@ class WebhookDispatcher:
 
     async def _write(self, batch: list[_Attempted]) -> None:
         async with self._sessionmaker() as session, session.begin():
-            await repository.relax_durability(session)
             await repository.record_outcomes(session, [a.outcome for a in batch])
             for subscription_id, reason in {(a.subscription_id, a.disable_reason) for a in batch if a.disable_reason}:
                 await disable(session, subscription_id, reason=reason)

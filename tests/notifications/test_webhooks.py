@@ -13,7 +13,6 @@ from standardwebhooks import Webhook
 from services.notifications.app import create_app
 from services.notifications.webhooks import WebhookDispatcher
 from shared import catalogue
-from shared.db import asyncpg_dsn
 from shared.events import CONTENT_TYPE
 from tests.notifications.conftest import RunningService, notifications_settings
 from tests.notifications.helpers import (
@@ -272,13 +271,10 @@ async def test_delivery_in_flight_when_the_worker_stops_is_sent_by_the_next_one(
     await asyncio.sleep(1.5)
     assert len(about(customer_id, receiver.received(url))) == 1
 
-    settings = notifications.settings
     runtime.spawn(
         "webhooks",
         WebhookDispatcher(
-            settings=settings,
-            sessionmaker=runtime.sessionmaker,
-            dsn=asyncpg_dsn(settings.database_url),
+            settings=notifications.settings,
             metrics=notifications.app.state.webhook_metrics,
             guard=notifications.app.state.address_guard,
         ).run(),
