@@ -70,4 +70,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.feed = feed
     app.state.webhook_metrics = webhook_metrics
     app.state.address_guard = guard
+    _document_departments(app, settings.departments)
     return app
+
+
+def _document_departments(app: FastAPI, departments: list[str]) -> None:
+    """Name the configured departments in the OpenAPI document wherever a department is asked for."""
+    document = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = document()
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                for parameter in operation.get("parameters", ()):
+                    if parameter.get("name") == "department":
+                        parameter["schema"]["enum"] = departments
+        components = schema.get("components", {}).get("schemas", {})
+        for name, field, where in (
+            ("SubscriptionIn", "department", None),
+            ("RoutingRuleIn", "departments", "items"),
+        ):
+            target = components.get(name, {}).get("properties", {}).get(field)
+            if target is not None:
+                (target[where] if where else target)["enum"] = departments
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

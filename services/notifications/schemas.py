@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from shared.catalogue import CATALOGUE, ROUTED_SOURCE_TOPICS
+from shared.types import SafeStr
 
 # The event types that reach departments: everything the three source topics carry.
 ROUTED_EVENT_TYPES = tuple(sorted(spec.type for spec in CATALOGUE.values() if spec.topic in ROUTED_SOURCE_TOPICS))
@@ -48,7 +49,7 @@ FieldPath = Annotated[
 Department = Annotated[
     str, StringConstraints(min_length=1, max_length=64), Field(description="One of the configured departments.")
 ]
-Scalar = str | int | float | bool | None
+Scalar = SafeStr | int | float | bool | None
 Operator = Literal["eq", "ne", "lt", "lte", "gt", "gte", "in", "not_in", "exists"]
 
 
@@ -122,7 +123,7 @@ NoneOf.model_rebuild()
 class RoutingRuleIn(_Strict):
     """Which events (types and a condition on their data) go to which departments."""
 
-    name: str = Field(min_length=1, max_length=200)
+    name: SafeStr = Field(min_length=1, max_length=200)
     event_types: list[EventTypePattern] = Field(min_length=1, max_length=50)
     condition: Condition | None = Field(default=None, description="Omit to match every event of the types.")
     departments: list[Department] = Field(default_factory=list, max_length=50)
