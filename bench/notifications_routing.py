@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import random
 import subprocess
 import sys
@@ -284,6 +285,7 @@ async def watch(
 
 
 def run(args: argparse.Namespace, result: Result) -> None:
+    load_before = os.getloadavg()[0]
     records, pairs = backlog(args.events)
     progress(f"routing: {args.events:,} events make {pairs:,} (event, department) pairs")
     with tempfile.TemporaryDirectory(prefix="cf-bench-") as data_dir, contextlib.ExitStack() as cleanup:
@@ -339,6 +341,7 @@ def run(args: argparse.Namespace, result: Result) -> None:
         }
         seen, cpu = asyncio.run(watch(dsn, events=args.events, pairs=pairs, pids=pids, give_up_after=args.timeout))
 
+    load_after = os.getloadavg()[0]
     routed = args.events / (seen["routed"] - seen["first_handled"])
     delivered = pairs / (seen["delivered"] - seen["first_attempt"]) if pairs else float("nan")
     progress(f"routing: {routed:,.0f} events/s routed, {delivered:,.0f} webhook deliveries/s (floor {floor:,.0f}/s)")
@@ -385,7 +388,8 @@ def run(args: argparse.Namespace, result: Result) -> None:
         "floor = a raw aiokafka consumer reading the same backlog and producing every message to another topic "
         "(acks=all), same broker, same run",
         f"machine: {psutil.cpu_count()} cores shared by PostgreSQL, the broker, the service, the receiver and "
-        "this benchmark",
+        f"this benchmark; 1-minute load average {load_before:.2f} before and {load_after:.2f} after (other work "
+        "on the machine slows every figure, the floor included)",
     ]
 
 
