@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from services.notifications.asyncapi import router as asyncapi_router
 from services.notifications.config import Settings
 from services.notifications.dashboard import router as dashboard_router
 from services.notifications.router import router
@@ -60,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "Routes every event to the departments it concerns: their Kafka topic, an inbox, "
             "a live stream and signed webhooks."
         ),
-        routers=[router, dashboard_router],
+        routers=[router, dashboard_router, asyncapi_router],
         workers=workers,
         on_startup=start_feed,
     )

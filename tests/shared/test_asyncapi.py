@@ -8,7 +8,10 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from services.notifications.app import create_app as create_notifications_app
+from services.notifications.config import Settings as NotificationsSettings
 from shared.asyncapi import build_asyncapi, render_yaml
+from tests.support.platform import Platform, serve
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACT_EVENT_TYPES = {
@@ -52,3 +55,15 @@ def test_committed_document_is_up_to_date() -> None:
     committed = (ROOT / "docs" / "asyncapi.yaml").read_text()
     assert committed == render_yaml(build_asyncapi()), "run `python -m shared.asyncapi` and commit docs/asyncapi.yaml"
     assert yaml.safe_load(committed)["asyncapi"] == "3.0.0"
+
+
+async def test_notifications_serves_the_document_for_its_departments_and_prefix(platform: Platform) -> None:
+    settings = platform.settings("notifications", run_workers=False, departments="sales,legal")
+    assert isinstance(settings, NotificationsSettings)
+    async with serve(create_notifications_app(settings)) as client:
+        response = await client.get("/asyncapi.json")
+    assert response.status_code == 200
+    document = response.json()
+    assert document == build_asyncapi(["sales", "legal"], topic_prefix=platform.topic_prefix)
+    addresses = {channel["address"] for channel in document["channels"].values()}
+    assert f"{platform.topic_prefix}notifications.legal" in addresses
