@@ -439,6 +439,16 @@ async def next_due_at(session: AsyncSession) -> datetime | None:
     return value
 
 
+async def count_pending_deliveries(session: AsyncSession) -> int:
+    """Deliveries waiting for an attempt: new ones and those between retries."""
+    return int(
+        await session.scalar(
+            select(func.count()).select_from(WebhookDelivery).where(WebhookDelivery.status == "pending")
+        )
+        or 0
+    )
+
+
 async def release_leases(session: AsyncSession, delivery_ids: Sequence[uuid.UUID]) -> None:
     """Make deliveries whose attempt was interrupted due again now."""
     await session.execute(

@@ -28,6 +28,7 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import asyncpg
+import orjson
 from prometheus_client import Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from standardwebhooks import Webhook
@@ -51,6 +52,7 @@ _ADDRESS_TTL_SECONDS = 60.0
 _KEEPALIVE_SECONDS = 30.0
 # Under load, claims and outcome writes are gathered over these windows, so each statement covers many deliveries.
 _CLAIM_INTERVAL_SECONDS = 0.01
+_QUEUE_DEPTH_INTERVAL_SECONDS = 5.0
 _OUTCOME_WINDOW_SECONDS = 0.02
 
 
@@ -150,6 +152,11 @@ class WebhookMetrics:
             "cf_webhook_attempts", "Webhook attempts by outcome.", ["outcome"], registry=metrics.registry
         )
         self.in_flight = Gauge("cf_webhook_in_flight", "Webhook requests in flight.", registry=metrics.registry)
+        self.queue_depth = Gauge(
+            "cf_webhook_pending_deliveries",
+            "Deliveries waiting for their first attempt or a retry (the retry queue).",
+            registry=metrics.registry,
+        )
 
 
 @dataclass
@@ -217,6 +224,7 @@ class WebhookDispatcher:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._listen())
                 tasks.create_task(self._write_outcomes())
+                tasks.create_task(self._report_queue_depth())
                 await self._dispatch(tasks)
         finally:
             await self._hand_back()
@@ -236,6 +244,16 @@ class WebhookDispatcher:
                         await repository.release_leases(session, list(self._leased))
         except Exception as exc:
             logger.warning("could not hand back webhook deliveries on shutdown (%s); their leases will expire", exc)
+
+    async def _report_queue_depth(self) -> None:
+        """Keep `cf_webhook_pending_deliveries` current (a partial index makes the count cheap)."""
+        while True:
+            try:
+                async with self._sessionmaker() as session:
+                    self._metrics.queue_depth.set(await repository.count_pending_deliveries(session))
+            except Exception as exc:
+                logger.info("webhook queue depth not read: %s", exc)
+            await asyncio.sleep(_QUEUE_DEPTH_INTERVAL_SECONDS)
 
     async def _listen(self) -> None:
         """Wake on every new delivery (a trigger notifies on insert)."""
@@ -410,13 +428,18 @@ class WebhookDispatcher:
         now = datetime.now(UTC)
         # The delivery id is the message id: the same on every retry, distinct per subscription.
         message_id = str(delivery.id)
-        return [
+        headers = [
             ("content-type", CONTENT_TYPE),
             ("user-agent", USER_AGENT),
             ("webhook-id", message_id),
             ("webhook-timestamp", str(int(now.timestamp()))),
             ("webhook-signature", signer.sign(message_id, now, delivery.body.decode())),
         ]
+        # The trace that caused the event continues into the receiver (W3C Trace Context).
+        traceparent = orjson.loads(delivery.body).get("traceparent")
+        if isinstance(traceparent, str):
+            headers.append(("traceparent", traceparent))
+        return headers
 
     async def _write_outcomes(self) -> None:
         """Write finished attempts in batches: the attempt log, the deliveries' new state, disabled subscriptions."""

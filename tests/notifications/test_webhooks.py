@@ -13,6 +13,7 @@ from standardwebhooks import Webhook
 from services.notifications.app import create_app
 from services.notifications.webhooks import WebhookDispatcher
 from shared import catalogue
+from shared.context import traceparent_var
 from shared.events import CONTENT_TYPE
 from tests.notifications.conftest import RunningService, notifications_settings
 from tests.notifications.helpers import (
@@ -118,6 +119,26 @@ async def test_webhook_is_signed_per_standard_webhooks_and_carries_the_cloudeven
         return found[0] if found and found[0]["status"] == "delivered" else None
 
     assert request.headers["webhook-id"] == (await eventually(delivered))["id"]
+
+
+async def test_webhook_request_continues_the_trace_of_its_event(
+    notifications: RunningService, publisher: EventPublisher, platform: Platform, receiver: Receiver
+) -> None:
+    url = receiver.endpoint()
+    await subscribe(notifications, platform, url, event_types=["feedback.*"])
+    customer_id = customer()
+    traceparent = f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01"
+    token = traceparent_var.set(traceparent)
+    try:
+        await publisher.publish(catalogue.FEEDBACK_RECEIVED, feedback(customer_id), customer_id=customer_id)
+    finally:
+        traceparent_var.reset(token)
+
+    [request] = await requests_about(receiver, url, customer_id, 1)
+    assert request.headers["traceparent"] == traceparent
+    metrics = (await notifications.client.get("/metrics")).text
+    assert "cf_webhook_pending_deliveries" in metrics
+    assert "cf_webhook_attempts_total" in metrics
 
 
 async def test_failed_delivery_is_retried_with_the_same_webhook_id(
