@@ -130,8 +130,11 @@ class OutboxRelay:
                     await self._ensure_topics_quietly()
                     continue
                 await self._maybe_maintain(conn)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that lands
+                # as the wake-up fires, and the relay then outlives its app (the lifespan hangs).
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._settings.outbox_sweep_interval_seconds)
+                    async with asyncio.timeout(self._settings.outbox_sweep_interval_seconds):
+                        await self._wake.wait()
         finally:
             await _close_quietly(conn)
 
