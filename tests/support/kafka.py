@@ -32,14 +32,7 @@ async def read_topic(
     found: list[Record] = []
     try:
         deadline = time.monotonic() + within
-        partitions: set[int] | None = None
-        while partitions is None:
-            partitions = consumer.partitions_for_topic(topic)
-            if partitions is None:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"topic {topic} does not exist")
-                await consumer._client.force_metadata_update()
-                await asyncio.sleep(0.1)
+        partitions = await _partitions_of(consumer, topic, deadline)
         assignment = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(assignment)
         await consumer.seek_to_beginning(*assignment)
@@ -61,15 +54,12 @@ async def read_to_end(
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False, fetch_max_wait_ms=10)
     await consumer.start()
     try:
-        await consumer.topics()  # loads the metadata of every topic
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        if not partitions:
-            return []
+        deadline = time.monotonic() + within
+        partitions = [TopicPartition(topic, p) for p in sorted(await _partitions_of(consumer, topic, deadline))]
         consumer.assign(partitions)
         ends = await consumer.end_offsets(partitions)
         await consumer.seek_to_beginning(*partitions)
         found: list[Record] = []
-        deadline = time.monotonic() + within
         remaining = set(partitions)
         while remaining:
             for tp in list(remaining):
@@ -84,3 +74,15 @@ async def read_to_end(
         return found
     finally:
         await consumer.stop()
+
+
+async def _partitions_of(consumer: AIOKafkaConsumer, topic: str, deadline: float) -> set[int]:
+    """The partitions of `topic`, refreshing the consumer's metadata until it knows them."""
+    while True:
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            return set(partitions)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topic {topic} does not exist")
+        await consumer._client.force_metadata_update()
+        await asyncio.sleep(0.1)
