@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Header
+from fastapi import Depends, Header, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 
 from shared.auth import Principal
-from shared.db import UnitOfWork, driver_connection
+from shared.db import DbSession, UnitOfWork, driver_connection
 from shared.errors import Conflict, Unprocessable
 
 IdempotencyKey = Annotated[
@@ -97,3 +98,41 @@ def _dump(model: BaseModel) -> bytes:
 
 def _json_response(status_code: int, content: bytes) -> Response:
     return Response(content=content, status_code=status_code, media_type="application/json")
+
+
+@dataclass(frozen=True)
+class IdempotentRequest:
+    """A creating request's Idempotency-Key, bound to its transaction, route and key lifetime."""
+
+    unit: UnitOfWork
+    key: str | None
+    route: str
+    ttl_hours: int
+
+    async def respond(
+        self,
+        principal: Principal,
+        *,
+        body: BaseModel | dict[str, Any] | None,
+        create: Callable[[], Awaitable[BaseModel]],
+        status_code: int = 201,
+    ) -> Response:
+        """Run `create` once for this key; replay its response for the same request."""
+        return await idempotent(
+            session=self.unit,
+            principal=principal,
+            key=self.key,
+            route=self.route,
+            body=body,
+            create=create,
+            status_code=status_code,
+            ttl_hours=self.ttl_hours,
+        )
+
+
+async def idempotent_request(request: Request, session: DbSession, key: IdempotencyKey = None) -> IdempotentRequest:
+    return IdempotentRequest(session, key, request.url.path, request.app.state.settings.idempotency_ttl_hours)
+
+
+# The request's session and Idempotency-Key header, ready to `respond(...)` once.
+Idempotency = Annotated[IdempotentRequest, Depends(idempotent_request)]

@@ -25,7 +25,7 @@ from services.commitments.schemas import (
 )
 from shared.auth import Principal, require_scope
 from shared.db import DbSession
-from shared.idempotency import IdempotencyKey, idempotent
+from shared.idempotency import Idempotency
 from shared.pagination import DEFAULT_LIMIT, Cursor, Limit, Page
 from shared.types import SafeStr
 
@@ -45,22 +45,14 @@ CommitmentSettings = Annotated[Settings, Depends(_settings)]
 
 @router.post("", status_code=201, response_model=Commitment, summary="Make a promise to a customer")
 async def create_commitment(
-    request: Request,
     new: NewCommitment,
     session: DbSession,
     settings: CommitmentSettings,
     principal: Writer,
-    idempotency_key: IdempotencyKey = None,
+    idempotency: Idempotency,
 ) -> Response:
-    return await idempotent(
-        session=session,
-        principal=principal,
-        key=idempotency_key,
-        route=request.url.path,
-        body=new,
-        create=lambda: service.create(session=session, settings=settings, new=new),
-        status_code=201,
-        ttl_hours=settings.idempotency_ttl_hours,
+    return await idempotency.respond(
+        principal, body=new, create=lambda: service.create(session=session, settings=settings, new=new), status_code=201
     )
 
 

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from services.expectations import schemas, service
 from shared.auth import Principal, require_scope
 from shared.db import DbSession
-from shared.idempotency import IdempotencyKey, idempotent
+from shared.idempotency import Idempotency
 from shared.pagination import DEFAULT_LIMIT, Cursor, Limit, Page
 from shared.types import SafeStr
 
@@ -28,20 +28,13 @@ CustomerIdPath = Annotated[SafeStr, Path(min_length=1, max_length=128, descripti
 )
 async def create_question(
     question: schemas.QuestionCreate,
-    request: Request,
     session: DbSession,
     principal: Writer,
-    idempotency_key: IdempotencyKey = None,
+    idempotency: Idempotency,
 ) -> Response:
     """Save a prepared question; it is classified open-ended or closed, with guidance to reopen a closed one."""
-    return await idempotent(
-        session=session,
-        principal=principal,
-        key=idempotency_key,
-        route=request.url.path,
-        body=question,
-        create=lambda: service.record_question(session, question=question),
-        ttl_hours=request.app.state.settings.idempotency_ttl_hours,
+    return await idempotency.respond(
+        principal, body=question, create=lambda: service.record_question(session, question=question)
     )
 
 
@@ -68,18 +61,14 @@ async def create_meeting(
     request: Request,
     session: DbSession,
     principal: Writer,
-    idempotency_key: IdempotencyKey = None,
+    idempotency: Idempotency,
 ) -> Response:
     """Record a meeting held by at least two distinct staff members (problem type `two-person-rule` otherwise)."""
     settings = request.app.state.settings
-    return await idempotent(
-        session=session,
-        principal=principal,
-        key=idempotency_key,
-        route=request.url.path,
+    return await idempotency.respond(
+        principal,
         body=meeting,
         create=lambda: service.record_meeting(session, meeting=meeting, departments=settings.departments),
-        ttl_hours=settings.idempotency_ttl_hours,
     )
 
 
@@ -109,20 +98,15 @@ async def list_meetings(
 async def create_expectation(
     meeting_id: uuid.UUID,
     expectation: schemas.ExpectationCreate,
-    request: Request,
     session: DbSession,
     principal: Writer,
-    idempotency_key: IdempotencyKey = None,
+    idempotency: Idempotency,
 ) -> Response:
     """Record the customer's words and our restatement; it stays `recorded` until the customer confirms."""
-    return await idempotent(
-        session=session,
-        principal=principal,
-        key=idempotency_key,
-        route=request.url.path,
+    return await idempotency.respond(
+        principal,
         body=expectation,
         create=lambda: service.record_expectation(session, meeting_id=meeting_id, expectation=expectation),
-        ttl_hours=request.app.state.settings.idempotency_ttl_hours,
     )
 
 
@@ -143,21 +127,16 @@ async def confirm_expectation(
 async def revise_expectation(
     expectation_id: uuid.UUID,
     expectation: schemas.ExpectationCreate,
-    request: Request,
     session: DbSession,
     principal: Writer,
-    idempotency_key: IdempotencyKey = None,
+    idempotency: Idempotency,
 ) -> Response:
     """Record a new version (`version` + 1, back to `recorded`); earlier versions stay in `history`."""
-    return await idempotent(
-        session=session,
-        principal=principal,
-        key=idempotency_key,
-        route=request.url.path,
+    return await idempotency.respond(
+        principal,
         body=expectation,
         create=lambda: service.revise_expectation(session, expectation_id=expectation_id, expectation=expectation),
         status_code=200,
-        ttl_hours=request.app.state.settings.idempotency_ttl_hours,
     )
 
 

@@ -28,7 +28,7 @@ from services.notifications.webhooks import AddressGuard
 from shared.auth import Principal, require_scope
 from shared.db import DbSession
 from shared.errors import ServiceUnavailable
-from shared.idempotency import IdempotencyKey, idempotent
+from shared.idempotency import Idempotency
 from shared.pagination import DEFAULT_LIMIT, Cursor, Limit, Page
 from shared.service import ServiceRuntime
 
@@ -67,13 +67,10 @@ async def list_routing_rules(
     summary="Add a routing rule",
 )
 async def create_routing_rule(
-    request: Request, session: DbSession, principal: Admin, body: RoutingRuleIn, key: IdempotencyKey = None
+    request: Request, session: DbSession, principal: Admin, body: RoutingRuleIn, idempotency: Idempotency
 ) -> Response:
-    return await idempotent(
-        session=session,
-        principal=principal,
-        key=key,
-        route=request.url.path,
+    return await idempotency.respond(
+        principal,
         body=body,
         create=lambda: service.create_rule(session, settings=_settings(request), principal=principal, body=body),
     )
@@ -204,14 +201,11 @@ async def stream_notifications(
     summary="Subscribe a webhook endpoint",
 )
 async def create_subscription(
-    request: Request, session: DbSession, principal: Admin, body: SubscriptionIn, key: IdempotencyKey = None
+    request: Request, session: DbSession, principal: Admin, body: SubscriptionIn, idempotency: Idempotency
 ) -> Response:
     guard: AddressGuard = request.app.state.address_guard
-    return await idempotent(
-        session=session,
-        principal=principal,
-        key=key,
-        route=request.url.path,
+    return await idempotency.respond(
+        principal,
         body=body,
         create=lambda: service.create_subscription(
             session, settings=_settings(request), guard=guard, principal=principal, body=body
