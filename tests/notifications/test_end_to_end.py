@@ -36,11 +36,12 @@ async def test_complaint_posted_to_the_feedback_service_reaches_support_and_mana
 
         async def in_inbox(department: str) -> dict[str, Any] | None:
             response = await notifications.client.get(
-                f"/v1/departments/{department}/notifications", params={"limit": 50}, headers=platform.auth()
+                f"/v1/departments/{department}/notifications", params={"limit": 200}, headers=platform.auth()
             )
             return next((n for n in response.json()["items"] if n["subject"] == feedback["id"]), None)
 
-        support = await eventually(lambda: in_inbox("support"), within=30)
+        # The consumer group may still be forming when this test starts (up to ~20 s on the embedded broker).
+        support = await eventually(lambda: in_inbox("support"), within=90)
         management = await eventually(lambda: in_inbox("management"), within=30)
 
     assert support["event_type"] == management["event_type"] == "feedback.received"
