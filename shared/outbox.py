@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 NOTIFY_CHANNEL = "outbox"
 BATCH_SIZE = 500
 PUBLISH_TIMEOUT_SECONDS = 30.0
+BACKLOG_REPORT_INTERVAL_SECONDS = 1.0
 _HEADERS = [("content-type", CONTENT_TYPE.encode())]
 
 
@@ -92,6 +93,7 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._maintenance = maintenance or []
         self._next_maintenance = 0.0
+        self._next_backlog_report = 0.0
         self.published = 0
 
     async def run(self) -> None:
@@ -144,9 +146,14 @@ class OutboxRelay:
     async def _drain(self, conn: asyncpg.Connection) -> None:
         while await self._publish_batch(conn) == BATCH_SIZE:
             pass
-        count, oldest = await conn.fetchrow(_BACKLOG)
-        self._metrics.outbox_pending.set(count)
-        self._metrics.outbox_oldest_seconds.set(float(oldest or 0.0))
+        # The backlog gauges are read at most once a second, not on every NOTIFY wake-up:
+        # under load the relay wakes once per committed request.
+        now = time.monotonic()
+        if now >= self._next_backlog_report:
+            self._next_backlog_report = now + BACKLOG_REPORT_INTERVAL_SECONDS
+            count, oldest = await conn.fetchrow(_BACKLOG)
+            self._metrics.outbox_pending.set(count)
+            self._metrics.outbox_oldest_seconds.set(float(oldest or 0.0))
 
     async def _publish_batch(self, conn: asyncpg.Connection) -> int:
         async with conn.transaction():
