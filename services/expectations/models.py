@@ -87,15 +87,9 @@ class MeetingQuestion(Base):
     __table_args__ = (Index("ix_meeting_question_question_id", "question_id"),)
 
 
-class Expectation(Base):
-    """The current version of an expectation; earlier versions live in `expectation_version`."""
+class ExpectationContent:
+    """What one version of an expectation says; the current row and each kept version share it."""
 
-    __tablename__ = "expectation"
-
-    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
-    meeting_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("meeting.id"))
-    customer_id: Mapped[str] = mapped_column(Text)
-    customer_kind: Mapped[str] = mapped_column(Text)
     version: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(Text)
     statement: Mapped[str] = mapped_column(Text)
@@ -109,6 +103,21 @@ class Expectation(Base):
     confirmation_note: Mapped[str | None] = mapped_column(Text)
     confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# The columns a revision copies from the current row into `expectation_version`.
+VERSION_FIELDS = tuple(name for name in ExpectationContent.__annotations__)
+
+
+class Expectation(ExpectationContent, Base):
+    """The current version of an expectation; earlier versions live in `expectation_version`."""
+
+    __tablename__ = "expectation"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    meeting_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("meeting.id"))
+    customer_id: Mapped[str] = mapped_column(Text)
+    customer_kind: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
@@ -126,7 +135,7 @@ class Expectation(Base):
     )
 
 
-class ExpectationVersion(Base):
+class ExpectationVersion(ExpectationContent, Base):
     """An earlier version of an expectation, kept as it was when a revision replaced it."""
 
     __tablename__ = "expectation_version"
@@ -135,18 +144,6 @@ class ExpectationVersion(Base):
         UUID(as_uuid=True), ForeignKey("expectation.id", ondelete="CASCADE"), primary_key=True
     )
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
-    status: Mapped[str] = mapped_column(Text)
-    statement: Mapped[str] = mapped_column(Text)
-    restatement: Mapped[str] = mapped_column(Text)
-    priority: Mapped[str] = mapped_column(Text)
-    key_point: Mapped[bool] = mapped_column(Boolean)
-    measure: Mapped[str | None] = mapped_column(Text)
-    capability: Mapped[str] = mapped_column(Text)
-    question_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), ForeignKey("question.id"))
-    confirmed_by: Mapped[str | None] = mapped_column(Text)
-    confirmation_note: Mapped[str | None] = mapped_column(Text)
-    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     superseded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (

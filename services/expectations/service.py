@@ -249,20 +249,8 @@ async def revise_expectation(
         session,
         models.ExpectationVersion(
             expectation_id=row.id,
-            version=row.version,
-            status=row.status,
-            statement=row.statement,
-            restatement=row.restatement,
-            priority=row.priority,
-            key_point=row.key_point,
-            measure=row.measure,
-            capability=row.capability,
-            question_id=row.question_id,
-            confirmed_by=row.confirmed_by,
-            confirmation_note=row.confirmation_note,
-            confirmed_at=row.confirmed_at,
-            recorded_at=row.recorded_at,
             superseded_at=now,
+            **{field: getattr(row, field) for field in models.VERSION_FIELDS},
         ),
     )
     for field, value in _heard(expectation).items():
