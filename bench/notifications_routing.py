@@ -260,9 +260,13 @@ async def watch(
                 ROUTER_GROUP,
             )
             now = time.time()
+            if "first" not in cpu and processed > 0:
+                # From here on the process routes (its start-up, imports included, is behind it).
+                cpu["first"] = cpu_seconds(pids)
             if "routed" not in seen and processed >= events and outbox == 0:
                 seen["routed"] = now
                 seen["notifications"] = notifications
+                seen["delivered_while_routing"] = delivered
                 cpu["routed"] = cpu_seconds(pids)
                 progress(f"routing: all {events:,} events routed into {notifications:,} notifications and published")
             if "routed" in seen and delivered >= pairs:
@@ -370,12 +374,17 @@ def run(args: argparse.Namespace, result: Result) -> None:
     result.add(Figure("events", args.events, "count"))
     result.add(Figure("notifications (event, department pairs)", seen["notifications"], "count"))
     result.add(Figure("webhook attempts", seen["attempts"], "count", goal=f"= {pairs}", met=seen["attempts"] == pairs))
+    result.add(Figure("webhook deliveries made while routing", seen["delivered_while_routing"], "count"))
     for name in cpu["start"]:
         total = cpu["delivered"][name] - cpu["start"][name]
+        routing = cpu["routed"][name] - cpu["first"][name]
         result.add(Figure(f"{name} CPU from start to last delivery", total, "CPU s"))
+        result.add(Figure(f"{name} CPU per routed event while routing", routing / args.events * 1e6, "µs"))
         progress(
-            f"cpu: {name} {cpu['routed'][name] - cpu['start'][name]:.1f} s until routed, {total:.1f} s until delivered"
+            f"cpu: {name} {routing:.1f} s from first event handled until routed "
+            f"({routing / args.events * 1e6:.0f} µs per event), {total:.1f} s from start until delivered"
         )
+    progress(f"routing: {seen['delivered_while_routing']:,.0f} webhook deliveries made while routing")
     result.add(
         Figure("wall time from first event handled to last delivery", seen["delivered"] - seen["first_handled"], "s")
     )

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Row, delete, func, select, text, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notifications.models import DeliveryAttempt, Notification, RoutingRule, Subscription, WebhookDelivery
+from shared.db import DriverConnection
 from shared.pagination import keyset_page
 
 # --- routing rules ---------------------------------------------------------------------------
@@ -21,6 +22,12 @@ from shared.pagination import keyset_page
 async def enabled_rules(session: AsyncSession) -> Sequence[RoutingRule]:
     statement = select(RoutingRule).where(RoutingRule.enabled).order_by(RoutingRule.created_at, RoutingRule.id)
     return (await session.scalars(statement)).all()
+
+
+async def enabled_rule_versions(connection: DriverConnection) -> list[tuple[uuid.UUID, datetime]]:
+    """(id, updated_at) of the enabled rules in order: enough to tell whether they changed."""
+    rows = await connection.fetch("SELECT id, updated_at FROM routing_rule WHERE enabled ORDER BY created_at, id")
+    return [(row[0], row[1]) for row in rows]
 
 
 async def list_rules(session: AsyncSession, *, cursor: str | None, limit: int) -> Sequence[RoutingRule]:
@@ -61,48 +68,73 @@ async def delete_rule(session: AsyncSession, rule_id: uuid.UUID) -> bool:
 # --- notifications ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class NewNotification:
-    id: uuid.UUID
-    event_id: uuid.UUID
-    department: str
-    event_type: str
-    subject: str | None
-    customer_id: str
-    occurred_at: datetime | None
-    value: bytes
+@dataclass
+class RoutedPairs:
+    """The (event, department) pairs of a batch, column by column, and the webhook deliveries each owes."""
+
+    event_ids: list[str] = field(default_factory=list)
+    departments: list[str] = field(default_factory=list)
+    event_types: list[str] = field(default_factory=list)
+    subjects: list[str | None] = field(default_factory=list)
+    customer_ids: list[str] = field(default_factory=list)
+    occurred_at: list[datetime | None] = field(default_factory=list)
+    # The CloudEvent as republished to the department's topic (with the `department` extension).
+    values: list[bytes] = field(default_factory=list)
+    topics: list[str] = field(default_factory=list)
+    # One entry per delivery: the pair's position (from 1) and the subscription it is owed to.
+    delivery_pairs: list[int] = field(default_factory=list)
+    delivery_subscriptions: list[uuid.UUID] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.event_ids)
 
 
-_INSERT_NOTIFICATIONS = text(
-    """
-    INSERT INTO notification (id, event_id, department, event_type, subject, customer_id, occurred_at, value)
+# One statement for the whole batch: the pairs not seen before (unique on event_id, department) become
+# notifications, each with its outbox row (keyed by the notification id, as outbox_event.event_id is
+# unique and every copy keeps the CloudEvent's id) and its webhook deliveries. Rows go in in the
+# batch's order, which the relay (outbox id) and the live stream (txid, seq) follow.
+_INSERT_ROUTED = """
+WITH pair AS (
     SELECT * FROM unnest(
-        CAST(:ids AS uuid[]), CAST(:event_ids AS uuid[]), CAST(:departments AS text[]), CAST(:event_types AS text[]),
-        CAST(:subjects AS text[]), CAST(:customer_ids AS text[]), CAST(:occurred_at AS timestamptz[]),
-        CAST(:values AS bytea[]))
+        $1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::bytea[], $8::text[]
+    ) WITH ORDINALITY AS p(event_id, department, event_type, subject, customer_id, occurred_at, value, topic, position)
+), notified AS (
+    INSERT INTO notification (id, event_id, department, event_type, subject, customer_id, occurred_at, value)
+    SELECT gen_random_uuid(), event_id, department, event_type, subject, customer_id, occurred_at, value
+    FROM pair ORDER BY position
     ON CONFLICT (event_id, department) DO NOTHING
-    RETURNING id
-    """
+    RETURNING id, event_id, department
+), new_pair AS (
+    SELECT notified.id, pair.* FROM notified JOIN pair USING (event_id, department)
+), published AS (
+    INSERT INTO outbox_event (event_id, topic, key, event_type, value)
+    SELECT id, topic, customer_id, event_type, value FROM new_pair ORDER BY position
+), queued AS (
+    INSERT INTO webhook_delivery (id, subscription_id, notification_id, event_id, event_type, next_attempt_at)
+    SELECT gen_random_uuid(), owed.subscription_id, new_pair.id, new_pair.event_id, new_pair.event_type, now()
+    FROM new_pair JOIN unnest($9::bigint[], $10::uuid[]) AS owed(position, subscription_id) USING (position)
+    ORDER BY new_pair.position
 )
+SELECT count(*) FROM new_pair
+"""
 
 
-async def insert_notifications(session: AsyncSession, rows: Sequence[NewNotification]) -> list[NewNotification]:
-    """Insert the (event, department) pairs not seen before; return those inserted."""
-    result = await session.execute(
-        _INSERT_NOTIFICATIONS,
-        {
-            "ids": [r.id for r in rows],
-            "event_ids": [r.event_id for r in rows],
-            "departments": [r.department for r in rows],
-            "event_types": [r.event_type for r in rows],
-            "subjects": [r.subject for r in rows],
-            "customer_ids": [r.customer_id for r in rows],
-            "occurred_at": [r.occurred_at for r in rows],
-            "values": [r.value for r in rows],
-        },
+async def insert_routed(connection: DriverConnection, pairs: RoutedPairs) -> int:
+    """Write the pairs not seen before with their outbox rows and deliveries; how many were new."""
+    inserted: int = await connection.fetchval(
+        _INSERT_ROUTED,
+        pairs.event_ids,
+        pairs.departments,
+        pairs.event_types,
+        pairs.subjects,
+        pairs.customer_ids,
+        pairs.occurred_at,
+        pairs.values,
+        pairs.topics,
+        pairs.delivery_pairs,
+        pairs.delivery_subscriptions,
     )
-    inserted = set(result.scalars().all())
-    return [r for r in rows if r.id in inserted]
+    return inserted
 
 
 async def list_notifications(
@@ -256,13 +288,13 @@ async def delete_subscription(session: AsyncSession, subscription_id: uuid.UUID)
     await session.execute(delete(Subscription).where(Subscription.id == subscription_id))
 
 
-async def active_subscriptions(
-    session: AsyncSession, departments: Iterable[str]
-) -> Sequence[Row[uuid.UUID, str, list[str]]]:
-    statement = select(Subscription.id, Subscription.department, Subscription.event_types).where(
-        Subscription.status == "active", Subscription.department.in_(list(departments))
-    )
-    return (await session.execute(statement)).all()
+async def active_subscriptions(connection: DriverConnection) -> list[tuple[uuid.UUID, str, list[str]]]:
+    """(id, department, event_types) of every active subscription."""
+    rows = await connection.fetch(_ACTIVE_SUBSCRIPTIONS)
+    return [(row[0], row[1], row[2]) for row in rows]
+
+
+_ACTIVE_SUBSCRIPTIONS = "SELECT id, department, event_types FROM subscription WHERE status = 'active' ORDER BY id"
 
 
 async def disable_subscription(
@@ -289,30 +321,6 @@ async def enable_subscription(session: AsyncSession, subscription_id: uuid.UUID)
 
 
 # --- webhook deliveries ----------------------------------------------------------------------
-
-_INSERT_DELIVERIES = text(
-    """
-    INSERT INTO webhook_delivery (id, subscription_id, notification_id, event_id, event_type, next_attempt_at)
-    SELECT d.*, now() FROM unnest(
-        CAST(:ids AS uuid[]), CAST(:subscription_ids AS uuid[]), CAST(:notification_ids AS uuid[]),
-        CAST(:event_ids AS uuid[]), CAST(:event_types AS text[])) AS d
-    """
-)
-
-
-async def insert_deliveries(session: AsyncSession, owed: Sequence[tuple[uuid.UUID, NewNotification]]) -> None:
-    if not owed:
-        return
-    await session.execute(
-        _INSERT_DELIVERIES,
-        {
-            "ids": [uuid.uuid4() for _ in owed],
-            "subscription_ids": [subscription_id for subscription_id, _ in owed],
-            "notification_ids": [n.id for _, n in owed],
-            "event_ids": [n.event_id for _, n in owed],
-            "event_types": [n.event_type for _, n in owed],
-        },
-    )
 
 
 async def list_deliveries(

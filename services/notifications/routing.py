@@ -10,7 +10,6 @@ event, a restart mid-batch or a second replica a no-op.
 
 from __future__ import annotations
 
-import dataclasses
 import fnmatch
 import logging
 import operator
@@ -29,8 +28,8 @@ from services.notifications.config import Settings
 from services.notifications.schemas import AllOf, AnyOf, Condition, FieldTest, NoneOf, RoutingRuleIn
 from shared.catalogue import department_topic
 from shared.consumer import ConsumedEvent
-from shared.events import OutboxRecord, with_extensions
-from shared.outbox import add_records
+from shared.db import driver_connection
+from shared.events import with_extensions
 
 logger = logging.getLogger(__name__)
 
@@ -168,11 +167,11 @@ class RuleBook:
         self._current = RuleSet([])
 
     async def current(self, session: AsyncSession) -> RuleSet:
-        rows = await repository.enabled_rules(session)
-        versions = tuple((row.id, row.updated_at) for row in rows)
+        versions = tuple(await repository.enabled_rule_versions(await driver_connection(session)))
         if versions != self._versions:
+            rows = await repository.enabled_rules(session)
             compiled = [CompiledRule.of(RoutingRuleIn.model_validate(row, from_attributes=True)) for row in rows]
-            self._versions, self._current = versions, RuleSet(compiled)
+            self._versions, self._current = tuple((row.id, row.updated_at) for row in rows), RuleSet(compiled)
         return self._current
 
     def departments_for(self, rules: RuleSet, event: ConsumedEvent) -> list[str]:
@@ -188,11 +187,28 @@ class RuleBook:
         return list(found)
 
 
-@dataclass(frozen=True)
-class SubscriptionFilter:
-    id: uuid.UUID
-    department: str
-    wants: Callable[[str], bool]
+class SubscriptionBook:
+    """The active subscriptions, read in every batch's transaction; which of them want each event type."""
+
+    def __init__(self) -> None:
+        self._rows: list[tuple[uuid.UUID, str, list[str]]] = []
+        self._wanted: dict[tuple[str, str], tuple[uuid.UUID, ...]] = {}
+
+    async def refresh(self, session: AsyncSession) -> None:
+        rows = await repository.active_subscriptions(await driver_connection(session))
+        if rows != self._rows:
+            self._rows, self._wanted = rows, {}
+
+    def wanting(self, department: str, event_type: str) -> tuple[uuid.UUID, ...]:
+        """The subscriptions of `department` whose patterns match `event_type`."""
+        found = self._wanted.get((department, event_type))
+        if found is None:
+            found = self._wanted[(department, event_type)] = tuple(
+                subscription_id
+                for subscription_id, subscribed, patterns in self._rows
+                if subscribed == department and compile_pattern(patterns)(event_type)
+            )
+        return found
 
 
 class EventRouter:
@@ -200,6 +216,8 @@ class EventRouter:
 
     def __init__(self, settings: Settings) -> None:
         self._rules = RuleBook(settings.departments)
+        self._subscriptions = SubscriptionBook()
+        self._topics = {department: department_topic(department) for department in settings.departments}
         self._backlog_batch = max(1, settings.router_batch_size // 4)
         self._backlog_until = 0.0
 
@@ -211,50 +229,32 @@ class EventRouter:
         if len(events) >= self._backlog_batch:
             self._backlog_until = time.monotonic() + 1.0
         rules = await self._rules.current(session)
-        pending: list[repository.NewNotification] = []
-        records: dict[tuple[uuid.UUID, str], OutboxRecord] = {}
+        await self._subscriptions.refresh(session)
+        pairs = repository.RoutedPairs()
         for event in events:
-            event_id = uuid.UUID(event.id)
-            for department in self._rules.departments_for(rules, event):
-                record = with_extensions(event.envelope, topic=department_topic(department), department=department)
-                # outbox_event.event_id is unique and the copies share the CloudEvent id, so each
-                # (event, department) row gets its own key; the message itself keeps the event's id.
-                record = dataclasses.replace(record, event_id=uuid.uuid5(event_id, department))
-                records[(event_id, department)] = record
-                pending.append(
-                    repository.NewNotification(
-                        id=uuid.uuid4(),
-                        event_id=event_id,
-                        department=department,
-                        event_type=event.type,
-                        subject=_text_or_none(event.envelope.get("subject")),
-                        customer_id=event.customer_id,
-                        occurred_at=_time_or_none(event.envelope.get("time")),
-                        value=record.value,
-                    )
-                )
-        if not pending:
-            return
-        created = await repository.insert_notifications(session, pending)
-        await add_records(session, [records[(n.event_id, n.department)] for n in created])
-        subscriptions = await self._subscriptions(session, {n.department for n in created})
-        await repository.insert_deliveries(
-            session,
-            [
-                (subscription.id, notification)
-                for notification in created
-                for subscription in subscriptions.get(notification.department, ())
-                if subscription.wants(notification.event_type)
-            ],
-        )
+            departments = self._rules.departments_for(rules, event)
+            if departments:
+                self._add_pairs(pairs, event, departments)
+        if pairs:
+            await repository.insert_routed(await driver_connection(session), pairs)
 
-    async def _subscriptions(self, session: AsyncSession, departments: set[str]) -> dict[str, list[SubscriptionFilter]]:
-        found: dict[str, list[SubscriptionFilter]] = {}
-        for row in await repository.active_subscriptions(session, departments):
-            found.setdefault(row.department, []).append(
-                SubscriptionFilter(row.id, row.department, compile_pattern(row.event_types))
-            )
-        return found
+    def _add_pairs(self, pairs: repository.RoutedPairs, event: ConsumedEvent, departments: list[str]) -> None:
+        envelope = event.envelope
+        subject = _text_or_none(envelope.get("subject"))
+        occurred_at = _time_or_none(envelope.get("time"))
+        for department in departments:
+            copy = with_extensions(envelope, topic=self._topics[department], department=department)
+            pairs.event_ids.append(event.id)
+            pairs.departments.append(department)
+            pairs.event_types.append(copy.event_type)
+            pairs.subjects.append(subject)
+            pairs.customer_ids.append(copy.key)
+            pairs.occurred_at.append(occurred_at)
+            pairs.values.append(copy.value)
+            pairs.topics.append(copy.topic)
+            for subscription_id in self._subscriptions.wanting(department, copy.event_type):
+                pairs.delivery_pairs.append(len(pairs))
+                pairs.delivery_subscriptions.append(subscription_id)
 
 
 def _text_or_none(value: Any) -> str | None:
