@@ -109,6 +109,19 @@ class TokenVerifier:
         return principal
 
 
+def authenticate(request: Request, scope: str, authorization: str | None = None) -> Principal:
+    """The caller of `request` if its bearer token is valid and carries `scope`."""
+    header = authorization if authorization is not None else request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("A bearer token is required.", error=None)
+    verifier: TokenVerifier = request.app.state.token_verifier
+    principal = verifier.verify(token.strip())
+    if scope not in principal.scopes:
+        raise Forbidden(f"The token lacks the scope '{scope}'.", slug="insufficient-scope")
+    return principal
+
+
 def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency that admits a valid token carrying `scope`."""
     if scope not in SCOPES:
@@ -118,12 +131,8 @@ def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Principal:
-        if credentials is None or credentials.scheme.lower() != "bearer":
+        if credentials is None:
             raise Unauthorized("A bearer token is required.", error=None)
-        verifier: TokenVerifier = request.app.state.token_verifier
-        principal = verifier.verify(credentials.credentials)
-        if scope not in principal.scopes:
-            raise Forbidden(f"The token lacks the scope '{scope}'.", slug="insufficient-scope")
-        return principal
+        return authenticate(request, scope, f"{credentials.scheme} {credentials.credentials}")
 
     return dependency

@@ -22,15 +22,33 @@ from shared.auth import Principal
 from shared.db import DbSession, UnitOfWork, driver_connection
 from shared.errors import Conflict, Unprocessable
 
+KEY_HEADER = "Idempotency-Key"
+_KEY_DESCRIPTION = "Replays the first response for the same key and body (kept 24 hours)."
+_KEY_MAX_LENGTH = 255
 IdempotencyKey = Annotated[
     str | None,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=255,
-        description="Replays the first response for the same key and body (kept 24 hours).",
-    ),
+    Header(alias=KEY_HEADER, min_length=1, max_length=_KEY_MAX_LENGTH, description=_KEY_DESCRIPTION),
 ]
+# The same header, for an endpoint that reads it with `idempotency_key_of` (shared/hotpath.py).
+KEY_PARAMETER = {
+    "name": KEY_HEADER,
+    "in": "header",
+    "required": False,
+    "description": _KEY_DESCRIPTION,
+    "schema": {"type": "string", "minLength": 1, "maxLength": _KEY_MAX_LENGTH},
+}
+
+
+def idempotency_key_of(request: Request) -> str | None:
+    """The request's `Idempotency-Key`, checked as `IdempotencyKey` would check it."""
+    key = request.headers.get(KEY_HEADER)
+    if key is not None and not 1 <= len(key) <= _KEY_MAX_LENGTH:
+        raise Unprocessable(
+            f"{KEY_HEADER}: must be 1 to {_KEY_MAX_LENGTH} characters",
+            errors=[{"loc": ["header", KEY_HEADER], "msg": f"must be 1 to {_KEY_MAX_LENGTH} characters"}],
+        )
+    return key
+
 
 _LOCK = "SELECT pg_try_advisory_xact_lock(hashtextextended($1 || ' ' || $2, 0))"
 # A separate statement after the lock, so its snapshot sees a first request

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 import uuid
 from typing import Any
@@ -57,14 +58,33 @@ async def add_records(session: UnitOfWork, records: list[OutboxRecord]) -> None:
         return
     # Every write path passes here: straight to the driver, in the session's transaction.
     connection = await driver_connection(session)
-    rows = [(r.event_id, r.topic, r.key, r.event_type, r.value) for r in records]
+    rows = [outbox_values(record) for record in records]
     if len(rows) == 1:
         await connection.execute(_INSERT, *rows[0])
     else:
         await connection.executemany(_INSERT, rows)
 
 
-_INSERT = "INSERT INTO outbox_event (event_id, topic, key, event_type, value) VALUES ($1, $2, $3, $4, $5)"
+_COLUMNS = "outbox_event (event_id, topic, key, event_type, value)"
+_INSERT = f"INSERT INTO {_COLUMNS} VALUES ($1, $2, $3, $4, $5)"
+_PARAMETER = re.compile(r"\$(\d+)")
+
+
+def outbox_values(record: OutboxRecord) -> tuple[uuid.UUID, str, str, str, bytes]:
+    """The parameters a statement from `with_outbox_row` takes after its own."""
+    return record.event_id, record.topic, record.key, record.event_type, record.value
+
+
+def with_outbox_row(change: str) -> str:
+    """`change` (one INSERT, UPDATE or DELETE) and its event's outbox row as one statement.
+
+    One statement is atomic without BEGIN and COMMIT, so a request whose only
+    write this is saves two round trips. Pass the change's parameters, then
+    `outbox_values(record)`.
+    """
+    first = max((int(number) for number in _PARAMETER.findall(change)), default=0) + 1
+    placeholders = ", ".join(f"${number}" for number in range(first, first + 5))
+    return f"WITH change AS ({change}) INSERT INTO {_COLUMNS} VALUES ({placeholders})"
 
 
 _CLAIM = """

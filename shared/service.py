@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import time
@@ -17,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Seque
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -29,8 +31,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from shared.auth import TokenVerifier
 from shared.backoff import Backoff
 from shared.config import PlatformSettings
-from shared.db import create_engine, create_sessionmaker
+from shared.db import create_driver_pool, create_engine, create_sessionmaker
 from shared.errors import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA, install_problem_handlers
+from shared.hotpath import add_body_schemas
 from shared.idempotency import PURGE_EXPIRED
 from shared.kafka import create_producer, ensure_topics
 from shared.observability import Metrics, RequestContextMiddleware, configure_logging
@@ -46,6 +49,7 @@ class ServiceRuntime:
     settings: PlatformSettings
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
+    pool: asyncpg.Pool
     producer: AIOKafkaProducer
     metrics: Metrics
     producer_ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -82,6 +86,7 @@ def build_service_app(
             settings=settings,
             engine=engine,
             sessionmaker=create_sessionmaker(engine),
+            pool=await create_driver_pool(settings.database_url, pool_size=settings.database_pool_size),
             producer=create_producer(settings),
             metrics=metrics,
         )
@@ -93,6 +98,10 @@ def build_service_app(
             await on_startup(runtime)
         if settings.run_workers:
             runtime.spawn("workers", _start_workers(runtime, workers))
+        # What startup built (routes, models, the VADER lexicon, ...) lives as long as the process:
+        # frozen, the collector's full passes skip it, and their pauses stay out of the p99.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
@@ -103,6 +112,10 @@ def build_service_app(
                 await on_shutdown(runtime)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(runtime.producer.stop(), 5)
+            try:
+                await asyncio.wait_for(runtime.pool.close(), 5)
+            except TimeoutError:
+                runtime.pool.terminate()
             await engine.dispose()
 
     app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
@@ -244,6 +257,7 @@ def _document_problems(app: FastAPI) -> None:
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components["Problem"] = PROBLEM_SCHEMA
+        add_body_schemas(components)
         components.pop("HTTPValidationError", None)
         components.pop("ValidationError", None)
         problem = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}

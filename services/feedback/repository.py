@@ -27,6 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.feedback.models import FeedbackRow, StatusChangeRow
 from shared.db import UnitOfWork, driver_connection
+from shared.events import OutboxRecord
+from shared.outbox import outbox_values, with_outbox_row
 from shared.pagination import keyset_page
 
 
@@ -57,33 +59,30 @@ class NewFeedback(NamedTuple):
     rating_value: int | None
     product: str | None
     tags: list[str]
-    occurred_at: datetime | None
+    occurred_at: datetime
     status: str
     sentiment_score: float
     sentiment_label: str
     sentiment_source: str
     themes: list[str]
-
-
-class StoredTimes(NamedTuple):
-    occurred_at: datetime
     created_at: datetime
-    updated_at: datetime
 
 
-_INSERT_FEEDBACK = """
-INSERT INTO feedback (id, customer_id, customer_kind, channel, kind, text, rating_scale, rating_value, product,
-    tags, occurred_at, status, sentiment_score, sentiment_label, sentiment_source, themes)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, coalesce($11, now()), $12, $13, $14, $15, $16)
-RETURNING occurred_at, created_at, updated_at
-"""
+# The row and its event in one statement: the ingest hot path's only round trip.
+_INSERT_FEEDBACK = with_outbox_row(
+    """
+    INSERT INTO feedback (id, customer_id, customer_kind, channel, kind, text, rating_scale, rating_value, product,
+        tags, occurred_at, status, sentiment_score, sentiment_label, sentiment_source, themes, created_at, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17)
+    """
+)
 
 
-async def insert_feedback(unit: UnitOfWork, feedback: NewFeedback) -> StoredTimes:
-    """Insert one feedback; return the times the database gave it."""
-    # The ingest hot path goes straight to the driver (bench/feedback_ingest.py measures why).
+async def insert_feedback(unit: UnitOfWork, feedback: NewFeedback, event: OutboxRecord) -> None:
+    """Insert one feedback and its `feedback.received` event."""
+    # Straight to the driver (bench/feedback_ingest.py measures why).
     connection = await driver_connection(unit)
-    return StoredTimes(*await connection.fetchrow(_INSERT_FEEDBACK, *feedback))
+    await connection.execute(_INSERT_FEEDBACK, *feedback, *outbox_values(event))
 
 
 async def get_feedback(

@@ -43,6 +43,7 @@ from shared.auth import Principal
 from shared.catalogue import FEEDBACK_RECEIVED, FEEDBACK_STATUS_CHANGED
 from shared.db import UnitOfWork
 from shared.errors import Conflict, NotFound, Unprocessable, field_error
+from shared.events import build_event
 from shared.outbox import add_event
 from shared.pagination import page_of
 
@@ -69,7 +70,29 @@ async def capture(unit: UnitOfWork, *, draft: FeedbackDraft, triage: Triage, set
     themes = triage.themes(draft.text)
     tags = list(dict.fromkeys(draft.tags))
     rating = draft.rating
-    stored = await repository.insert_feedback(
+    # Stamped here rather than by the database, so the row and its event go in one statement.
+    now = datetime.now(UTC)
+    occurred_at = draft.occurred_at.astimezone(UTC) if draft.occurred_at is not None else now
+    feedback = Feedback(
+        id=feedback_id,
+        customer_id=draft.customer_id,
+        customer_kind=draft.customer_kind,
+        channel=draft.channel,
+        kind=draft.kind,
+        text=draft.text,
+        rating=draft.rating,
+        product=draft.product,
+        tags=tags,
+        occurred_at=occurred_at,
+        status=S.NEW,
+        sentiment=sentiment,
+        themes=themes,
+        history=[],
+        created_at=now,
+        updated_at=now,
+    )
+    event = build_event(FEEDBACK_RECEIVED, data=feedback, subject=str(feedback_id), customer_id=draft.customer_id)
+    await repository.insert_feedback(
         unit,
         NewFeedback(
             id=feedback_id,
@@ -82,33 +105,16 @@ async def capture(unit: UnitOfWork, *, draft: FeedbackDraft, triage: Triage, set
             rating_value=rating.value if rating else None,
             product=draft.product,
             tags=tags,
-            occurred_at=draft.occurred_at,
+            occurred_at=occurred_at,
             status=S.NEW.value,
             sentiment_score=sentiment.score,
             sentiment_label=sentiment.label.value,
             sentiment_source=sentiment.source.value,
             themes=themes,
+            created_at=now,
         ),
+        event,
     )
-    feedback = Feedback(
-        id=feedback_id,
-        customer_id=draft.customer_id,
-        customer_kind=draft.customer_kind,
-        channel=draft.channel,
-        kind=draft.kind,
-        text=draft.text,
-        rating=draft.rating,
-        product=draft.product,
-        tags=tags,
-        occurred_at=stored.occurred_at,
-        status=S.NEW,
-        sentiment=sentiment,
-        themes=themes,
-        history=[],
-        created_at=stored.created_at,
-        updated_at=stored.updated_at,
-    )
-    await add_event(unit, FEEDBACK_RECEIVED, data=feedback, subject=str(feedback_id), customer_id=draft.customer_id)
     return feedback
 
 

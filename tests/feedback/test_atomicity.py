@@ -1,25 +1,31 @@
-"""Capture is one transaction: the feedback row and its event row commit or roll back together.
+"""Capture is atomic: the feedback row and its event row commit or roll back together.
 
-The capture path writes through the asyncpg driver under the request's session
-(for speed); these tests prove that those statements are inside the session's
-transaction. No app runs here, so no relay drains the outbox meanwhile.
+The capture writes both rows in one statement through the asyncpg driver: on
+its own (no Idempotency-Key), or inside the request's transaction. These
+tests prove both. No app runs here, so no relay drains the outbox meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
+import asyncpg
+import pytest
 import pytest_asyncio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.feedback import service
+from services.feedback import repository, service
 from services.feedback.app import create_app
 from services.feedback.config import DEFAULT_TAXONOMY_FILE
 from services.feedback.schemas import FeedbackDraft
 from services.feedback.triage import Taxonomy, Triage
+from shared.catalogue import FEEDBACK_RECEIVED
 from shared.db import create_engine, create_sessionmaker
+from shared.events import build_event
 from tests.feedback.conftest import complaint, feedback_settings, new_customer, stored_count
 from tests.support.platform import Platform, serve
 
@@ -67,8 +73,49 @@ async def test_a_committed_capture_leaves_the_feedback_and_its_event(
     assert await _events_for(platform, customer) == 1
 
 
+async def test_a_capture_whose_event_cannot_be_written_stores_no_feedback_without_a_transaction(
+    platform: Platform,
+) -> None:
+    # The event id is unique in the outbox: a second row with the same id fails the statement.
+    customer = new_customer()
+    event = build_event(FEEDBACK_RECEIVED, data={"id": "x"}, subject="x", customer_id=customer)
+    connection = await asyncpg.connect(platform.dsn("feedback"))
+    try:
+        await repository.insert_feedback(connection, _row(customer), event)
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await repository.insert_feedback(connection, _row(customer), event)
+        assert not connection.is_in_transaction()
+    finally:
+        await connection.close()
+    assert await stored_count(platform, customer) == 1
+    assert await _events_for(platform, customer) == 1
+
+
+def _row(customer_id: str) -> repository.NewFeedback:
+    now = datetime.now(UTC)
+    return repository.NewFeedback(
+        id=uuid.uuid4(),
+        customer_id=customer_id,
+        customer_kind="external",
+        channel="email",
+        kind="complaint",
+        text="Late again.",
+        rating_scale=None,
+        rating_value=None,
+        product=None,
+        tags=[],
+        occurred_at=now,
+        status="new",
+        sentiment_score=0.0,
+        sentiment_label="neutral",
+        sentiment_source="text",
+        themes=[],
+        created_at=now,
+    )
+
+
 async def test_more_concurrent_captures_than_pooled_connections_return_every_connection(platform: Platform) -> None:
-    # Pool of 2 (+2 overflow): overflow connections are closed on return, which must not fail or leak.
+    # Pools of 2 (+2 overflow): more requests than connections wait their turn, and none leaks.
     settings = feedback_settings(platform, database_pool_size=2, run_workers=False)
     customer = new_customer()
     pool_errors = _Collect()

@@ -36,6 +36,15 @@ async def test_complaint_is_stored_with_triage_and_status_new(client: httpx.Asyn
     assert fetched.json() == created
 
 
+async def test_an_occurred_at_in_another_zone_is_returned_as_stored_in_utc(
+    client: httpx.AsyncClient, platform: Platform
+) -> None:
+    created = await capture(client, platform, complaint(new_customer(), occurred_at="2026-11-01T11:30:00.123456+02:00"))
+    assert created["occurred_at"] == "2026-11-01T09:30:00.123456Z"
+    fetched = await client.get(f"/v1/feedback/{created['id']}", headers=platform.auth("feedback:read"))
+    assert fetched.json() == created
+
+
 async def test_customer_kind_internal_and_every_channel_and_kind_are_accepted(
     client: httpx.AsyncClient, platform: Platform
 ) -> None:

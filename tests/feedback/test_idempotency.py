@@ -64,3 +64,16 @@ async def test_a_rejected_request_does_not_use_up_its_key(client: httpx.AsyncCli
     accepted = await client.post("/v1/feedback", json=complaint(customer), headers=headers)
     assert accepted.status_code == 201
     assert "idempotent-replayed" not in accepted.headers
+
+
+async def test_a_key_longer_than_255_characters_is_a_422_naming_the_header(
+    client: httpx.AsyncClient, platform: Platform
+) -> None:
+    customer = new_customer()
+    headers = {**platform.auth("feedback:write"), "Idempotency-Key": "k" * 256}
+    response = await client.post("/v1/feedback", json=complaint(customer), headers=headers)
+
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["errors"][0]["loc"] == ["header", "Idempotency-Key"]
+    assert await stored_count(platform, customer) == 0
