@@ -87,9 +87,11 @@ def with_outbox_row(change: str) -> str:
     return f"WITH change AS ({change}) INSERT INTO {_COLUMNS} VALUES ({placeholders})"
 
 
+# Claimed and deleted in one statement; the rows come back if the transaction rolls back
+# (a failed publish), and SKIP LOCKED leaves rows another relay holds alone.
 _CLAIM = """
-SELECT id, topic, key, value FROM outbox_event
-ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+DELETE FROM outbox_event WHERE id IN (SELECT id FROM outbox_event ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
+RETURNING id, topic, key, value
 """
 _BACKLOG = "SELECT count(*), extract(epoch FROM now() - min(created_at)) FROM outbox_event"
 _LEADER_LOCK = 7_246_001  # one active relay per service database keeps per-key order
@@ -177,7 +179,7 @@ class OutboxRelay:
 
     async def _publish_batch(self, conn: asyncpg.Connection) -> int:
         async with conn.transaction():
-            rows = await conn.fetch(_CLAIM, BATCH_SIZE)
+            rows = sorted(await conn.fetch(_CLAIM, BATCH_SIZE), key=lambda row: row["id"])  # publish in id order
             if not rows:
                 return 0
             # Bounded: a broker paused mid-request can leave a send or a delivery unanswered.
@@ -192,7 +194,6 @@ class OutboxRelay:
                     for row in rows
                 ]
                 await asyncio.gather(*deliveries)
-            await conn.execute("DELETE FROM outbox_event WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
         self.published += len(rows)
         self._metrics.outbox_published.inc(len(rows))
         return len(rows)
