@@ -13,8 +13,9 @@ from typing import Annotated, Any, TypeAlias
 
 import asyncpg
 from fastapi import Depends, Request
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
@@ -38,7 +39,7 @@ class Base(DeclarativeBase):
 
 
 def create_engine(database_url: str, *, pool_size: int = 10, **kwargs: Any) -> AsyncEngine:
-    return create_async_engine(
+    engine = create_async_engine(
         database_url,
         pool_size=pool_size,
         max_overflow=pool_size,
@@ -47,6 +48,21 @@ def create_engine(database_url: str, *, pool_size: int = 10, **kwargs: Any) -> A
         connect_args={"command_timeout": 30, "timeout": 5},
         **kwargs,
     )
+    event.listen(engine.sync_engine, "checkout", _replace_if_closed)
+    return engine
+
+
+def _replace_if_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Never hand out a connection the server has closed (a restart, a failover).
+
+    Statements sent straight to the driver (`driver_connection`) bypass
+    SQLAlchemy's disconnect detection, so without this check a pool kept its
+    dead connections after PostgreSQL restarted, and every later transaction
+    failed (tests/shared/test_consumer_database_outage.py). The check costs no
+    round trip; on `DisconnectionError` the pool connects afresh.
+    """
+    if dbapi_connection.driver_connection.is_closed():
+        raise DisconnectionError("PostgreSQL closed this pooled connection")
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -1,0 +1,108 @@
+"""The consumer while its database is down: it waits, dead-letters nothing, and
+handles every event once when the database is back.
+
+Runs on a PostgreSQL cluster of its own, so that stopping it leaves the rest of
+the suite alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest_asyncio
+from aiokafka import AIOKafkaProducer
+
+from shared.consumer import EventConsumer
+from shared.db import asyncpg_dsn, create_engine, create_sessionmaker
+from shared.embedded import EmbeddedPostgres
+from shared.kafka import ensure_topics
+from shared.migrations import upgrade
+from shared.observability import Metrics
+from tests.shared.test_consumer import EFFECT_TABLE, Harness, record_effect
+from tests.support.kafka import read_topic
+from tests.support.platform import Platform
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def own_postgres(tmp_path: Path) -> AsyncIterator[EmbeddedPostgres]:
+    postgres = EmbeddedPostgres(tmp_path / "pg")
+    await asyncio.to_thread(postgres.start)
+    try:
+        await asyncio.to_thread(postgres.create_database, "outage")
+        await asyncio.to_thread(upgrade, "feedback", postgres.url("outage"))
+        yield postgres
+    finally:
+        await asyncio.to_thread(postgres.stop)
+
+
+async def _effects(postgres: EmbeddedPostgres, run: str) -> list[int]:
+    conn = await asyncpg.connect(asyncpg_dsn(postgres.url("outage")))
+    try:
+        rows = await conn.fetch("SELECT n FROM consumer_effect WHERE consumer = $1 ORDER BY n", run)
+    finally:
+        await conn.close()
+    return [row["n"] for row in rows]
+
+
+async def _wait_for(postgres: EmbeddedPostgres, run: str, count: int, within: float = 60) -> list[int]:
+    for _ in range(int(within * 5)):
+        found = await _effects(postgres, run)
+        if len(found) >= count:
+            await asyncio.sleep(1.0)  # a duplicate would show up by now
+            return await _effects(postgres, run)
+        await asyncio.sleep(0.2)
+    return await _effects(postgres, run)
+
+
+async def test_events_that_arrive_while_the_database_is_down_wait_and_are_handled_once(
+    own_postgres: EmbeddedPostgres, platform: Platform
+) -> None:
+    conn = await asyncpg.connect(asyncpg_dsn(own_postgres.url("outage")))
+    await conn.execute(EFFECT_TABLE)
+    await conn.close()
+    run = uuid.uuid4().hex[:8]
+    settings = platform.settings("feedback", topic_prefix=f"d{run}.", database_url=own_postgres.url("outage"))
+    await ensure_topics(settings)
+    producer = AIOKafkaProducer(bootstrap_servers=platform.bootstrap_servers, acks="all")
+    await producer.start()
+    harness = Harness(settings, producer, run, platform)
+    engine = create_engine(settings.database_url, pool_size=2)
+    consumer = EventConsumer(
+        settings=settings,
+        sessionmaker=create_sessionmaker(engine),
+        producer=producer,
+        metrics=Metrics("probe"),
+        name=f"probe-{run}",
+        topics=["feedback.events"],
+        handler=record_effect,
+        retry_delays=(0.01, 0.02),  # a handler error would be dead-lettered within milliseconds
+    )
+    task = asyncio.create_task(consumer.run())
+    try:
+        await harness.publish(harness.event(1))
+        assert await _wait_for(own_postgres, run, 1) == [1]
+
+        await asyncio.to_thread(own_postgres.stop)
+        for n in range(2, 7):
+            await harness.publish(harness.event(n))
+        await asyncio.sleep(5)  # the consumer meets the outage many times over
+        dead = await read_topic(
+            platform.bootstrap_servers,
+            settings.topic("feedback.events.dlq"),
+            until=lambda found: len(found) > 0,
+            within=2,
+        )
+        assert dead == [], "nothing is dead-lettered while the database is down"
+        assert not task.done(), "the consumer rides out the outage"
+
+        await asyncio.to_thread(own_postgres.start)
+        assert await _wait_for(own_postgres, run, 6) == [1, 2, 3, 4, 5, 6]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await producer.stop()
+        await engine.dispose()
