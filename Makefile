@@ -57,6 +57,7 @@ test-faults: install ## the full fault-injection suite (10,000 complaints)
 
 bench: install ## every benchmark; results in bench/results/
 	$(call need_tool,wrk,wrk)
+	$(call need_tool,hey,hey)
 	$(BIN)/python -m bench.run
 
 clean:
