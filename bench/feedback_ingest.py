@@ -347,8 +347,9 @@ def report(
     result.notes += [
         f"wrk: {args.connections} connections, {args.rounds} alternating rounds of {args.seconds} s per app, "
         "complaints from 500 rotating bodies, bearer token, no Idempotency-Key",
-        "service: full path (auth, validation, VADER sentiment, themes, row + outbox row in one transaction) "
-        "with its outbox relay publishing to the embedded broker; each round ends when the outbox is drained",
+        "service: full path (auth, validation, VADER sentiment, themes, the row and its outbox row in one "
+        "statement) with its outbox relay publishing to the embedded broker; each round ends when the outbox "
+        "is drained",
         "floor: FastAPI + raw asyncpg pool, pydantic validation, the same two inserts in one transaction",
         f"errors (non-2xx or socket): service {service.errors}, floor {floor.errors}; "
         f"feedback stored by the service: {stored}",
