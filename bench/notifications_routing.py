@@ -265,6 +265,8 @@ async def watch(
             if "first" not in cpu and processed > 0:
                 # From here on the process routes (its start-up, imports included, is behind it).
                 cpu["first"] = cpu_seconds(pids)
+            if processed >= events and "consumed" not in seen:
+                seen["consumed"] = time.time()
             if processed >= events and not publishing:
                 seen["routed"] = time.time()
                 cpu["routed"] = cpu_seconds(pids)
@@ -402,6 +404,10 @@ def run(args: argparse.Namespace, result: Result) -> None:
             f"({routing / args.events * 1e6:.0f} µs per event), {total:.1f} s from start until delivered"
         )
     progress(f"routing: {seen['delivered_while_routing']:,.0f} webhook deliveries made while routing")
+    progress(
+        f"routing: every event consumed after {seen['consumed'] - seen['first_handled']:.2f} s, "
+        f"every copy published after {seen['routed'] - seen['first_handled']:.2f} s"
+    )
     result.add(
         Figure("wall time from first event handled to last delivery", seen["delivered"] - seen["first_handled"], "s")
     )

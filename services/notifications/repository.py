@@ -13,7 +13,6 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notifications.models import DeliveryAttempt, Notification, RoutingRule, Subscription, WebhookDelivery
-from shared.db import DriverConnection
 from shared.pagination import keyset_page
 
 # --- routing rules ---------------------------------------------------------------------------
@@ -24,10 +23,11 @@ async def enabled_rules(session: AsyncSession) -> Sequence[RoutingRule]:
     return (await session.scalars(statement)).all()
 
 
-async def enabled_rule_versions(connection: DriverConnection) -> list[tuple[uuid.UUID, datetime]]:
+async def enabled_rule_versions(session: AsyncSession) -> list[tuple[uuid.UUID, datetime]]:
     """(id, updated_at) of the enabled rules in order: enough to tell whether they changed."""
-    rows = await connection.fetch("SELECT id, updated_at FROM routing_rule WHERE enabled ORDER BY created_at, id")
-    return [(row[0], row[1]) for row in rows]
+    statement = select(RoutingRule.id, RoutingRule.updated_at).where(RoutingRule.enabled)
+    rows = await session.execute(statement.order_by(RoutingRule.created_at, RoutingRule.id))
+    return [(row.id, row.updated_at) for row in rows]
 
 
 async def list_rules(session: AsyncSession, *, cursor: str | None, limit: int) -> Sequence[RoutingRule]:
@@ -93,10 +93,13 @@ class RoutedPairs:
 # notifications, each with its outbox row (keyed by the notification id, as outbox_event.event_id is
 # unique and every copy keeps the CloudEvent's id) and its webhook deliveries. Rows go in in the
 # batch's order, which the relay (outbox id) and the live stream (txid, seq) follow.
-_INSERT_ROUTED = """
+_INSERT_ROUTED = text(
+    """
 WITH pair AS (
     SELECT * FROM unnest(
-        $1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::bytea[], $8::text[]
+        CAST(:event_ids AS uuid[]), CAST(:departments AS text[]), CAST(:event_types AS text[]),
+        CAST(:subjects AS text[]), CAST(:customer_ids AS text[]), CAST(:occurred_at AS timestamptz[]),
+        CAST(:values AS bytea[]), CAST(:topics AS text[])
     ) WITH ORDINALITY AS p(event_id, department, event_type, subject, customer_id, occurred_at, value, topic, position)
 ), notified AS (
     INSERT INTO notification (id, event_id, department, event_type, subject, customer_id, occurred_at, value)
@@ -112,29 +115,20 @@ WITH pair AS (
 ), queued AS (
     INSERT INTO webhook_delivery (id, subscription_id, notification_id, event_id, event_type, next_attempt_at)
     SELECT gen_random_uuid(), owed.subscription_id, new_pair.id, new_pair.event_id, new_pair.event_type, now()
-    FROM new_pair JOIN unnest($9::bigint[], $10::uuid[]) AS owed(position, subscription_id) USING (position)
+    FROM new_pair
+    JOIN unnest(CAST(:delivery_pairs AS bigint[]), CAST(:delivery_subscriptions AS uuid[]))
+        AS owed(position, subscription_id) USING (position)
     ORDER BY new_pair.position
 )
 SELECT count(*) FROM new_pair
 """
+)
 
 
-async def insert_routed(connection: DriverConnection, pairs: RoutedPairs) -> int:
+async def insert_routed(session: AsyncSession, pairs: RoutedPairs) -> int:
     """Write the pairs not seen before with their outbox rows and deliveries; how many were new."""
-    inserted: int = await connection.fetchval(
-        _INSERT_ROUTED,
-        pairs.event_ids,
-        pairs.departments,
-        pairs.event_types,
-        pairs.subjects,
-        pairs.customer_ids,
-        pairs.occurred_at,
-        pairs.values,
-        pairs.topics,
-        pairs.delivery_pairs,
-        pairs.delivery_subscriptions,
-    )
-    return inserted
+    inserted = await session.scalar(_INSERT_ROUTED, vars(pairs))
+    return int(inserted or 0)
 
 
 async def list_notifications(
@@ -288,13 +282,11 @@ async def delete_subscription(session: AsyncSession, subscription_id: uuid.UUID)
     await session.execute(delete(Subscription).where(Subscription.id == subscription_id))
 
 
-async def active_subscriptions(connection: DriverConnection) -> list[tuple[uuid.UUID, str, list[str]]]:
+async def active_subscriptions(session: AsyncSession) -> list[tuple[uuid.UUID, str, list[str]]]:
     """(id, department, event_types) of every active subscription."""
-    rows = await connection.fetch(_ACTIVE_SUBSCRIPTIONS)
-    return [(row[0], row[1], row[2]) for row in rows]
-
-
-_ACTIVE_SUBSCRIPTIONS = "SELECT id, department, event_types FROM subscription WHERE status = 'active' ORDER BY id"
+    statement = select(Subscription.id, Subscription.department, Subscription.event_types)
+    rows = await session.execute(statement.where(Subscription.status == "active").order_by(Subscription.id))
+    return [(row.id, row.department, row.event_types) for row in rows]
 
 
 async def disable_subscription(
@@ -385,28 +377,28 @@ class ClaimedDelivery:
 
 _CLAIM_DUE = text(
     """
-    WITH lane AS (
-        SELECT s.id, s.url, s.secret, coalesce(f.free, :lane_size) AS free
-        FROM subscription s
-        LEFT JOIN unnest(CAST(:busy_ids AS uuid[]), CAST(:busy_free AS int[])) AS f(id, free) ON f.id = s.id
-        WHERE s.status = 'active' AND coalesce(f.free, :lane_size) > 0
-    ), due AS (
-        SELECT lane.url, lane.secret, picked.id
-        FROM lane CROSS JOIN LATERAL (
-            SELECT d.id, d.next_attempt_at FROM webhook_delivery d
-            WHERE d.subscription_id = lane.id AND d.status = 'pending' AND d.next_attempt_at <= now()
-                AND (d.leased_until IS NULL OR d.leased_until <= now())
-            ORDER BY d.next_attempt_at LIMIT lane.free
-            FOR UPDATE SKIP LOCKED
-        ) AS picked
-        ORDER BY picked.next_attempt_at  -- oldest first across subscriptions when :total is the limit
-        LIMIT :total
-    )
-    UPDATE webhook_delivery d SET leased_until = now() + make_interval(secs => :lease_seconds)
-    FROM due, notification n
-    WHERE d.id = due.id AND n.id = d.notification_id
-    RETURNING d.id, d.subscription_id, due.url, due.secret, d.schedule_step, n.value
-    """
+WITH lane AS (
+    SELECT s.id, s.url, s.secret, coalesce(f.free, :lane_size) AS free
+    FROM subscription s
+    LEFT JOIN unnest(CAST(:busy_ids AS uuid[]), CAST(:busy_free AS int[])) AS f(id, free) ON f.id = s.id
+    WHERE s.status = 'active' AND coalesce(f.free, :lane_size) > 0
+), due AS (
+    SELECT lane.url, lane.secret, picked.id
+    FROM lane CROSS JOIN LATERAL (
+        SELECT d.id, d.next_attempt_at FROM webhook_delivery d
+        WHERE d.subscription_id = lane.id AND d.status = 'pending' AND d.next_attempt_at <= now()
+            AND (d.leased_until IS NULL OR d.leased_until <= now())
+        ORDER BY d.next_attempt_at LIMIT lane.free
+        FOR UPDATE SKIP LOCKED
+    ) AS picked
+    ORDER BY picked.next_attempt_at  -- oldest first across subscriptions when :total is the limit
+    LIMIT :total
+)
+UPDATE webhook_delivery d SET leased_until = now() + make_interval(secs => :lease_seconds)
+FROM due, notification n
+WHERE d.id = due.id AND n.id = d.notification_id
+RETURNING d.id, d.subscription_id, due.url, due.secret, d.schedule_step, n.value
+"""
 )
 
 
@@ -430,20 +422,22 @@ async def claim_due_deliveries(
     ]
 
 
+_NEXT_DUE_AT = text(
+    """
+SELECT min(first.next_attempt_at) FROM subscription s CROSS JOIN LATERAL (
+    SELECT d.next_attempt_at FROM webhook_delivery d
+    WHERE d.subscription_id = s.id AND d.status = 'pending'
+        AND (d.leased_until IS NULL OR d.leased_until <= now())
+    ORDER BY d.next_attempt_at LIMIT 1
+) AS first
+WHERE s.status = 'active'
+"""
+)
+
+
 async def next_due_at(session: AsyncSession) -> datetime | None:
     """When the next delivery not in flight falls due (each active subscription's first, by its index)."""
-    statement = text(
-        """
-        SELECT min(first.next_attempt_at) FROM subscription s CROSS JOIN LATERAL (
-            SELECT d.next_attempt_at FROM webhook_delivery d
-            WHERE d.subscription_id = s.id AND d.status = 'pending'
-                AND (d.leased_until IS NULL OR d.leased_until <= now())
-            ORDER BY d.next_attempt_at LIMIT 1
-        ) AS first
-        WHERE s.status = 'active'
-        """
-    )
-    value: datetime | None = (await session.execute(statement)).scalar_one()
+    value: datetime | None = await session.scalar(_NEXT_DUE_AT)
     return value
 
 
@@ -481,29 +475,29 @@ class Outcome:
     next_attempt_at: datetime | None
 
 
-_RECORD_ATTEMPTS = text(
+# One statement: each delivery moves on (delivered, retry later, or failed) and its attempt joins the log,
+# only for deliveries that still exist (a subscription deleted meanwhile took its deliveries with it).
+_RECORD_OUTCOMES = text(
     """
-    INSERT INTO delivery_attempt (delivery_id, attempted_at, status_code, duration_ms, error)
-    SELECT a.* FROM unnest(
-        CAST(:ids AS uuid[]), CAST(:attempted_at AS timestamptz[]), CAST(:status_codes AS int[]),
-        CAST(:durations AS float8[]), CAST(:errors AS text[]))
-        AS a(delivery_id, attempted_at, status_code, duration_ms, error)
-    WHERE EXISTS (SELECT 1 FROM webhook_delivery d WHERE d.id = a.delivery_id)
-    """
-)
-_APPLY_OUTCOMES = text(
-    """
+WITH outcome AS (
+    SELECT * FROM unnest(
+        CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:steps AS int[]), CAST(:next_at AS timestamptz[]),
+        CAST(:status_codes AS int[]), CAST(:errors AS text[]), CAST(:attempted_at AS timestamptz[]),
+        CAST(:durations AS float8[])
+    ) AS o(id, status, schedule_step, next_attempt_at, status_code, error, attempted_at, duration_ms)
+), settled AS (
     UPDATE webhook_delivery d SET
         status = o.status, schedule_step = o.schedule_step, next_attempt_at = o.next_attempt_at, leased_until = NULL,
         attempt_count = d.attempt_count + 1, last_status_code = o.status_code, last_error = o.error,
         delivered_at = CASE WHEN o.status = 'delivered' THEN o.attempted_at ELSE d.delivered_at END,
         updated_at = clock_timestamp()
-    FROM unnest(
-        CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:steps AS int[]), CAST(:next_at AS timestamptz[]),
-        CAST(:status_codes AS int[]), CAST(:errors AS text[]), CAST(:attempted_at AS timestamptz[]))
-        AS o(id, status, schedule_step, next_attempt_at, status_code, error, attempted_at)
+    FROM outcome o
     WHERE d.id = o.id
-    """
+    RETURNING d.id
+)
+INSERT INTO delivery_attempt (delivery_id, attempted_at, status_code, duration_ms, error)
+SELECT o.id, o.attempted_at, o.status_code, o.duration_ms, o.error FROM outcome o JOIN settled USING (id)
+"""
 )
 
 
@@ -511,29 +505,16 @@ async def record_outcomes(session: AsyncSession, outcomes: Sequence[Outcome]) ->
     """Log every attempt and move each delivery on (delivered, retry later, or failed)."""
     if not outcomes:
         return
-    ids = [o.delivery_id for o in outcomes]
-    status_codes = [o.status_code for o in outcomes]
-    errors = [o.error for o in outcomes]
-    attempted_at = [o.attempted_at for o in outcomes]
     await session.execute(
-        _RECORD_ATTEMPTS,
+        _RECORD_OUTCOMES,
         {
-            "ids": ids,
-            "attempted_at": attempted_at,
-            "status_codes": status_codes,
-            "durations": [o.duration_ms for o in outcomes],
-            "errors": errors,
-        },
-    )
-    await session.execute(
-        _APPLY_OUTCOMES,
-        {
-            "ids": ids,
+            "ids": [o.delivery_id for o in outcomes],
             "statuses": [o.status for o in outcomes],
             "steps": [o.schedule_step for o in outcomes],
             "next_at": [o.next_attempt_at for o in outcomes],
-            "status_codes": status_codes,
-            "errors": errors,
-            "attempted_at": attempted_at,
+            "status_codes": [o.status_code for o in outcomes],
+            "errors": [o.error for o in outcomes],
+            "attempted_at": [o.attempted_at for o in outcomes],
+            "durations": [o.duration_ms for o in outcomes],
         },
     )

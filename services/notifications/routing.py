@@ -28,7 +28,6 @@ from services.notifications.config import Settings
 from services.notifications.schemas import AllOf, AnyOf, Condition, FieldTest, NoneOf, RoutingRuleIn
 from shared.catalogue import department_topic
 from shared.consumer import ConsumedEvent
-from shared.db import driver_connection
 from shared.events import with_extensions
 
 logger = logging.getLogger(__name__)
@@ -167,7 +166,7 @@ class RuleBook:
         self._current = RuleSet([])
 
     async def current(self, session: AsyncSession) -> RuleSet:
-        versions = tuple(await repository.enabled_rule_versions(await driver_connection(session)))
+        versions = tuple(await repository.enabled_rule_versions(session))
         if versions != self._versions:
             rows = await repository.enabled_rules(session)
             compiled = [CompiledRule.of(RoutingRuleIn.model_validate(row, from_attributes=True)) for row in rows]
@@ -195,7 +194,7 @@ class SubscriptionBook:
         self._wanted: dict[tuple[str, str], tuple[uuid.UUID, ...]] = {}
 
     async def refresh(self, session: AsyncSession) -> None:
-        rows = await repository.active_subscriptions(await driver_connection(session))
+        rows = await repository.active_subscriptions(session)
         if rows != self._rows:
             self._rows, self._wanted = rows, {}
 
@@ -236,7 +235,7 @@ class EventRouter:
             if departments:
                 self._add_pairs(pairs, event, departments)
         if pairs:
-            await repository.insert_routed(await driver_connection(session), pairs)
+            await repository.insert_routed(session, pairs)
 
     def _add_pairs(self, pairs: repository.RoutedPairs, event: ConsumedEvent, departments: list[str]) -> None:
         envelope = event.envelope
