@@ -19,7 +19,7 @@ from shared.events import parse_event
 from shared.replay import parse_since
 from shared.stack import Stack
 from tests.ops.support import post_complaint, wait_for_inbox
-from tests.support.kafka import read_to_end
+from tests.support.kafka import read_topic
 
 runner = CliRunner()
 
@@ -31,8 +31,12 @@ async def replay(stack: Stack, *arguments: str) -> Result:
     return await asyncio.to_thread(lambda: runner.invoke(app, ["replay", *arguments], env=env))
 
 
-async def published_for(stack: Stack, department: str, customer_id: str) -> list[bytes]:
-    """Every message of the department's topic about the customer, once the outbox holds none of theirs."""
+async def published_for(stack: Stack, department: str, customer_id: str, *, expected: int) -> list[bytes]:
+    """Every message of the department's topic about the customer, once the outbox holds none of theirs.
+
+    Read until `expected` have come, then a moment longer: the embedded broker's end offsets can lag
+    a just-acknowledged message under load, so reading "to the end offsets" could stop short.
+    """
     connection = await asyncpg.connect(asyncpg_dsn(stack.database_urls["notifications"]))
     try:
         deadline = time.monotonic() + 15
@@ -41,8 +45,11 @@ async def published_for(stack: Stack, department: str, customer_id: str) -> list
             await asyncio.sleep(0.05)
     finally:
         await connection.close()
-    records = await read_to_end(
-        stack.bootstrap_servers, department_topic(department), where=lambda r: r.key == customer_id.encode()
+    topic, where = department_topic(department), lambda r: r.key == customer_id.encode()
+    await read_topic(stack.bootstrap_servers, topic, until=lambda found: len(found) >= expected, where=where)
+    await asyncio.sleep(0.5)  # one more would have arrived by now
+    records = await read_topic(
+        stack.bootstrap_servers, topic, until=lambda found: len(found) > expected, where=where, within=1
     )
     return [bytes(r.value) for r in records]
 
@@ -59,7 +66,7 @@ async def test_replay_sends_a_department_s_notifications_again_with_their_event_
     assert result.exit_code == 0, result.output
     assert "replayed 2 support notifications" in result.output
     assert "to notifications.support" in result.output
-    messages = await published_for(stack, "support", customer)
+    messages = await published_for(stack, "support", customer, expected=4)
     copies = Counter(messages)
     assert len(copies) == 2
     assert set(copies.values()) == {2}
@@ -80,7 +87,7 @@ async def test_replay_dry_run_counts_and_sends_nothing(stack: Stack) -> None:
     assert "dry run: nothing was written" in dry.output
     assert real.exit_code == 0, real.output
     # The original and the real replay's copy; a dry run that wrote would have added a third.
-    assert len(await published_for(stack, "management", customer)) == 2
+    assert len(await published_for(stack, "management", customer, expected=2)) == 2
 
 
 async def test_replay_of_a_period_without_notifications_says_so(stack: Stack) -> None:
