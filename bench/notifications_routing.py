@@ -308,7 +308,12 @@ def run(args: argparse.Namespace, result: Result) -> None:
             base_port=0,
             broker_port=0,
             services=["notifications"],
-            environment={"CF_LOG_LEVEL": "WARNING", "CF_WEBHOOK_ALLOW_PRIVATE": "true", "CF_TOPIC_PREFIX": "bench."},
+            environment={
+                "CF_LOG_LEVEL": "WARNING",
+                "CF_WEBHOOK_ALLOW_PRIVATE": "true",
+                "CF_TOPIC_PREFIX": "bench.",
+                "CF_WEBHOOKS_IN_PROCESS": str(args.webhooks_in_process).lower(),
+            },
         )
         stack = Stack(options, out=cleanup.enter_context(open("/dev/null", "w")))
         cleanup.callback(stack.stop)
@@ -340,6 +345,16 @@ def run(args: argparse.Namespace, result: Result) -> None:
         asyncio.run(produce(bootstrap, [(f"bench.{r.topic}", r.key.encode(), r.value) for r in records]))
         progress("routing: backlog written; starting the notifications service")
 
+        if not args.webhooks_in_process:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "services.notifications.webhook_worker"],
+                env=stack.service_environment("notifications"),
+            )
+            cleanup.callback(worker.wait, 10)
+            cleanup.callback(worker.terminate)
+            pids_of_workers = {"webhook worker": worker.pid}
+        else:
+            pids_of_workers = {}
         stack.start_services()
         service = stack.services["notifications"]
         assert service.pid is not None
@@ -352,6 +367,7 @@ def run(args: argparse.Namespace, result: Result) -> None:
             "postgres": stack.postgres.pid,
             "broker": stack.broker.process.pid,
             "receiver": receiver.pid,
+            **pids_of_workers,
         }
         seen, cpu = asyncio.run(watch(dsn, events=args.events, pids=pids, give_up_after=args.timeout))
 
@@ -430,6 +446,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=30_000, help="events in the backlog")
     parser.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
     parser.add_argument("--no-webhooks", action="store_true", help="diagnosis: route without any subscription")
+    parser.add_argument(
+        "--webhooks-in-process",
+        action="store_true",
+        help="send webhooks from the service process (its default) instead of a webhook worker process",
+    )
     args = parser.parse_args()
     result = Result("notifications_routing")
     run(args, result)

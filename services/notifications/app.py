@@ -41,15 +41,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             for _ in range(settings.router_consumers)
         ]
+        runtime.extras["consumers"] = consumers
+        routers = [(f"router-{n}", consumer.run()) for n, consumer in enumerate(consumers, 1)]
+        if not settings.webhooks_in_process:
+            return routers
         dispatcher = WebhookDispatcher(
             settings=settings, metrics=webhook_metrics, guard=guard, intake_has_backlog=event_router.has_backlog
         )
-        runtime.extras["consumers"] = consumers
         runtime.extras["dispatcher"] = dispatcher
-        return [
-            *((f"router-{n}", consumer.run()) for n, consumer in enumerate(consumers, 1)),
-            ("webhooks", dispatcher.run()),
-        ]
+        return [*routers, ("webhooks", dispatcher.run())]
 
     async def start_feed(runtime: ServiceRuntime) -> None:
         runtime.spawn("stream-feed", feed.run())

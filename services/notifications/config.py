@@ -24,6 +24,13 @@ class Settings(PlatformSettings):
     router_batch_size: int = Field(
         default=1000, ge=1, le=10_000, description="Events routed per database transaction, at most."
     )
+    webhooks_in_process: bool = Field(
+        default=True,
+        description=(
+            "Send webhooks from the service process; false leaves them to "
+            "`python -m services.notifications.webhook_worker` processes."
+        ),
+    )
     webhook_retry_schedule: Annotated[list[float], NoDecode] = Field(
         default_factory=lambda: list(DEFAULT_RETRY_SCHEDULE),
         description="Seconds before each webhook retry after the first attempt (comma-separated), each ±20 %.",

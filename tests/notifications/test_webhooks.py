@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import uuid
 from typing import Any
 
@@ -493,3 +495,60 @@ async def test_read_scope_cannot_subscribe(notifications: RunningService, platfo
         headers=platform.auth("notifications:read"),
     )
     assert response.status_code == 403
+
+
+async def test_service_without_in_process_webhooks_leaves_them_to_a_webhook_worker_process(
+    notifications: RunningService, publisher: EventPublisher, platform: Platform, receiver: Receiver
+) -> None:
+    routing_only = create_app(notifications_settings(platform, webhooks_in_process=False))
+    async with serve(routing_only):
+        extras = routing_only.state.runtime.extras
+
+        async def workers_started() -> bool:
+            return "consumers" in extras
+
+        await eventually(workers_started)
+        assert "dispatcher" not in extras
+
+    # The suite's service stops sending, so only the worker process can deliver.
+    runtime = notifications.app.state.runtime
+    [in_process] = [task for task in runtime.tasks if task.get_name() == "webhooks"]
+    in_process.cancel()
+    await asyncio.gather(in_process, return_exceptions=True)
+    runtime.tasks.remove(in_process)
+    settings = notifications.settings
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.notifications.webhook_worker",
+        env={
+            **os.environ,
+            "CF_NOTIFICATIONS_DATABASE_URL": settings.database_url,
+            "CF_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+            "CF_TOPIC_PREFIX": settings.topic_prefix,
+            "CF_AUTH_SECRET": settings.auth_secret.get_secret_value(),
+            "CF_WEBHOOK_ALLOW_PRIVATE": "true",
+        },
+    )
+    try:
+        url = receiver.endpoint()
+        await subscribe(notifications, platform, url, department="sales", event_types=["meeting.recorded"])
+        customer_id = customer()
+        record = await publisher.publish(
+            catalogue.MEETING_RECORDED, {"id": str(uuid.uuid4()), "customer_id": customer_id}, customer_id=customer_id
+        )
+        # The group rebalances after the routing-only app left, which can take a session timeout.
+        await publisher.processed(record, within=60)
+        await requests_about(receiver, url, customer_id, 1)
+    finally:
+        worker.terminate()
+        exit_code = await asyncio.wait_for(worker.wait(), 15)
+        runtime.spawn(
+            "webhooks",
+            WebhookDispatcher(
+                settings=settings,
+                metrics=notifications.app.state.webhook_metrics,
+                guard=notifications.app.state.address_guard,
+            ).run(),
+        )
+    assert exit_code == 0
