@@ -435,6 +435,10 @@ def run(args: argparse.Namespace, result: Result) -> None:
         "webhook deliveries/s = deliveries ÷ (last delivered − first attempt), running beside the routing",
         "floor = a raw aiokafka consumer reading the same backlog and producing every message to another topic "
         "(acks=all), same broker, same run",
+        "webhooks sent by the service process itself (--webhooks-in-process)"
+        if args.webhooks_in_process
+        else "webhooks sent by a separate `python -m services.notifications.webhook_worker` process "
+        "(CF_WEBHOOKS_IN_PROCESS=false on the service)",
         f"machine: {psutil.cpu_count()} cores shared by PostgreSQL, the broker, the service, the receiver and "
         f"this benchmark; 1-minute load average {load_before:.2f} before and {load_after:.2f} after (other work "
         "on the machine slows every figure, the floor included)",
