@@ -9,7 +9,7 @@ request writes.
 from __future__ import annotations
 
 import logging
-import secrets
+import random
 import sys
 import time
 import uuid
@@ -76,7 +76,7 @@ class RequestContextMiddleware:
                 correlation_id = value.decode("latin-1")
             elif name in _TRACE_HEADERS:
                 trace_headers[name.decode("latin-1")] = value.decode("latin-1")
-        correlation_id = correlation_id or str(uuid.uuid4())
+        correlation_id = correlation_id or _new_correlation_id()
         traceparent = incoming_or_new_traceparent(trace_headers)
         token_c = correlation_id_var.set(correlation_id)
         token_t = traceparent_var.set(traceparent)
@@ -117,11 +117,17 @@ class RequestContextMiddleware:
 _TRACE_HEADERS = (b"traceparent", b"tracestate")
 
 
+# Request ids need to be unique, not secret: drawn as OpenTelemetry's RandomIdGenerator draws them (the
+# random module, reseeded in a forked child), without the system call per id of uuid4 and secrets.
+def _new_correlation_id() -> str:
+    return str(uuid.UUID(int=random.getrandbits(128), version=4))
+
+
 def incoming_or_new_traceparent(headers: dict[str, str]) -> str:
     """The request's W3C `traceparent`, or a new trace when it has none."""
     if "traceparent" not in headers:
         # The common case, without the propagator's round trip through a span context.
-        return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+        return f"00-{random.getrandbits(128) or 1:032x}-{random.getrandbits(64) or 1:016x}-01"
     context = _propagator.extract(headers)
     span_context = trace.get_current_span(context).get_span_context()
     if not span_context.is_valid:

@@ -73,7 +73,8 @@ async def capture(unit: UnitOfWork, *, draft: FeedbackDraft, triage: Triage, set
     # Stamped here rather than by the database, so the row and its event go in one statement.
     now = datetime.now(UTC)
     occurred_at = draft.occurred_at.astimezone(UTC) if draft.occurred_at is not None else now
-    feedback = Feedback(
+    # Built from the validated draft and values made here: validating them again would only cost time.
+    feedback = Feedback.model_construct(
         id=feedback_id,
         customer_id=draft.customer_id,
         customer_kind=draft.customer_kind,

@@ -123,7 +123,8 @@ class Triage:
         """From the customer's words when there are any, else from the rating."""
         if text and text.strip():
             score = float(self._analyzer.polarity_scores(text)["compound"])
-            return Sentiment(score=score, label=_label_of_score(score), source=SentimentSource.TEXT)
+            # VADER's compound score is within [-1, 1] by construction: no need to validate it again.
+            return Sentiment.model_construct(score=score, label=_label_of_score(score), source=SentimentSource.TEXT)
         if rating is not None:
             return _sentiment_of_rating(rating)
         return Sentiment(score=0.0, label=SentimentLabel.NEUTRAL, source=SentimentSource.TEXT)
