@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import hmac
 import ipaddress
 import logging
 import random
@@ -33,6 +32,7 @@ import asyncpg
 import orjson
 from prometheus_client import Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from standardwebhooks import Webhook
 
 from services.notifications import repository
 from services.notifications.config import Settings
@@ -65,18 +65,6 @@ def new_secret() -> str:
 
 def subscription_view(row: object) -> Subscription:
     return Subscription.model_validate(row, from_attributes=True)
-
-
-class Signer:
-    """Standard Webhooks signatures with one secret: what `standardwebhooks.Webhook.sign` gives, signing bytes."""
-
-    def __init__(self, secret: str) -> None:
-        # Padded as the library does, in case the base64 came without it (extra padding is skipped).
-        self._key = base64.b64decode(secret.removeprefix("whsec_") + "==")
-
-    def sign(self, message_id: str, timestamp: int, body: bytes) -> str:
-        digest = hmac.digest(self._key, f"{message_id}.{timestamp}.".encode() + body, "sha256")
-        return "v1," + base64.b64encode(digest).decode()
 
 
 class AddressGuard:
@@ -228,7 +216,7 @@ class WebhookDispatcher:
         self._wake = asyncio.Event()
         self._attempted: list[_Attempted] = []
         self._attempted_ready = asyncio.Event()
-        self._signers: dict[str, Signer] = {}
+        self._signers: dict[str, Webhook] = {}
         self._leased: set[uuid.UUID] = set()
         self._endpoints: dict[uuid.UUID, Endpoint] = {}
         self.delivered = 0
@@ -442,7 +430,7 @@ class WebhookDispatcher:
     def _headers(self, delivery: repository.ClaimedDelivery) -> list[tuple[str, str]]:
         signer = self._signers.get(delivery.secret)
         if signer is None:
-            signer = self._signers[delivery.secret] = Signer(delivery.secret)
+            signer = self._signers[delivery.secret] = Webhook(delivery.secret)
         timestamp = int(time.time())
         # The delivery id is the message id: the same on every retry, distinct per subscription.
         message_id = str(delivery.id)
@@ -451,7 +439,11 @@ class WebhookDispatcher:
             ("user-agent", USER_AGENT),
             ("webhook-id", message_id),
             ("webhook-timestamp", str(timestamp)),
-            ("webhook-signature", signer.sign(message_id, timestamp, delivery.body)),
+            # Signed by the Standard Webhooks library itself, over the exact bytes sent.
+            (
+                "webhook-signature",
+                signer.sign(message_id, datetime.fromtimestamp(timestamp, UTC), delivery.body.decode()),
+            ),
         ]
         # The trace that caused the event continues into the receiver (W3C Trace Context).
         traceparent = orjson.loads(delivery.body).get("traceparent")
