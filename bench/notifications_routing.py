@@ -312,7 +312,7 @@ def run(args: argparse.Namespace, result: Result) -> None:
                 "CF_LOG_LEVEL": "WARNING",
                 "CF_WEBHOOK_ALLOW_PRIVATE": "true",
                 "CF_TOPIC_PREFIX": "bench.",
-                "CF_WEBHOOKS_IN_PROCESS": str(args.webhooks_in_process).lower(),
+                "CF_WEBHOOKS_IN_PROCESS": str(not args.webhook_worker).lower(),
             },
         )
         stack = Stack(options, out=cleanup.enter_context(open("/dev/null", "w")))
@@ -345,7 +345,7 @@ def run(args: argparse.Namespace, result: Result) -> None:
         asyncio.run(produce(bootstrap, [(f"bench.{r.topic}", r.key.encode(), r.value) for r in records]))
         progress("routing: backlog written; starting the notifications service")
 
-        if not args.webhooks_in_process:
+        if args.webhook_worker:
             worker = subprocess.Popen(
                 [sys.executable, "-m", "services.notifications.webhook_worker"],
                 env=stack.service_environment("notifications"),
@@ -435,10 +435,10 @@ def run(args: argparse.Namespace, result: Result) -> None:
         "webhook deliveries/s = deliveries ÷ (last delivered − first attempt), running beside the routing",
         "floor = a raw aiokafka consumer reading the same backlog and producing every message to another topic "
         "(acks=all), same broker, same run",
-        "webhooks sent by the service process itself (--webhooks-in-process)"
-        if args.webhooks_in_process
-        else "webhooks sent by a separate `python -m services.notifications.webhook_worker` process "
-        "(CF_WEBHOOKS_IN_PROCESS=false on the service)",
+        "webhooks sent by a separate `python -m services.notifications.webhook_worker` process "
+        "(CF_WEBHOOKS_IN_PROCESS=false on the service, --webhook-worker)"
+        if args.webhook_worker
+        else "webhooks sent by the service process itself, as deployed by default",
         f"machine: {psutil.cpu_count()} cores shared by PostgreSQL, the broker, the service, the receiver and "
         f"this benchmark; 1-minute load average {load_before:.2f} before and {load_after:.2f} after (other work "
         "on the machine slows every figure, the floor included)",
@@ -451,9 +451,10 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
     parser.add_argument("--no-webhooks", action="store_true", help="diagnosis: route without any subscription")
     parser.add_argument(
-        "--webhooks-in-process",
+        "--webhook-worker",
         action="store_true",
-        help="send webhooks from the service process (its default) instead of a webhook worker process",
+        help="send webhooks from a webhook worker process (CF_WEBHOOKS_IN_PROCESS=false) instead of the service "
+        "process, its default",
     )
     args = parser.parse_args()
     result = Result("notifications_routing")
