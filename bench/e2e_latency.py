@@ -106,12 +106,12 @@ async def drive(stack: Stack, *, rate: int, seconds: float) -> tuple[list[float]
     # Measure the pipeline running, not the stack starting (consumer groups forming, first metadata):
     # one complaint has to come through end to end first.
     async with httpx.AsyncClient(headers={"Authorization": f"Bearer {stack.admin_token()}"}) as client:
-        accepted = await client.post(
+        response = await client.post(
             f"{stack.url('feedback')}/v1/feedback",
             content=complaint(warm_up),
             headers={"content-type": "application/json"},
         )
-        accepted.raise_for_status()
+        response.raise_for_status()
     started = time.monotonic()
     await asyncio.wait_for(warmed_up.wait(), timeout=120)
     progress(f"e2e: the first complaint came through after {time.monotonic() - started:.1f} s; measuring")
