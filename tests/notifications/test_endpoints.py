@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
+import subprocess
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import uvloop
@@ -153,3 +156,54 @@ async def test_refused_connection_is_an_endpoint_error() -> None:
     await server.stop()
     with pytest.raises(EndpointError, match="cannot connect"):
         await Endpoint(url).post([], b"{}")
+
+
+def _certificates(folder: Path) -> tuple[Path, Path, Path]:
+    """A CA and a certificate it signed for 127.0.0.1 and localhost (openssl, as a receiver's admin would)."""
+    ca_key, ca, key, request, cert = (folder / n for n in ("ca.key", "ca.pem", "r.key", "r.csr", "r.pem"))
+    extensions = folder / "san.cnf"
+    extensions.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test receiver CA",
+            "-keyout", str(ca_key), "-out", str(ca))  # fmt: skip
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(request))
+    openssl("x509", "-req", "-in", str(request), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
+            "-days", "2", "-extfile", str(extensions), "-out", str(cert))  # fmt: skip
+    return ca, cert, key
+
+
+class TlsServer(RawServer):
+    def __init__(self, answer: bytes, certificate: Path, key: Path) -> None:
+        super().__init__(answer)
+        self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self._context.load_cert_chain(certificate, key)
+
+    @property
+    def url(self) -> str:
+        return super().url.replace("http://", "https://")
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self._context)
+
+
+async def test_https_receiver_with_a_trusted_certificate_gets_the_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ca, certificate, key = await asyncio.to_thread(_certificates, tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca))  # the trust store a receiver's CA would be in
+    async with running(TlsServer(b"HTTP/1.1 204 No Content\r\n\r\n", certificate, key)) as server:
+        assert await post_twice(server) == [204, 204]
+    assert server.bodies == [b'{"n": 1}', b'{"n": 2}']
+    assert server.connections == 1, "kept alive over TLS"
+
+
+async def test_https_receiver_whose_certificate_is_not_trusted_is_refused(tmp_path: Path) -> None:
+    _, certificate, key = await asyncio.to_thread(_certificates, tmp_path)
+    async with running(TlsServer(b"HTTP/1.1 204 No Content\r\n\r\n", certificate, key)) as server:
+        endpoint = Endpoint(server.url)
+        with pytest.raises(EndpointError, match=r"cannot connect.*CERTIFICATE_VERIFY_FAILED"):
+            await endpoint.post([], b"{}")
+    assert server.bodies == []
