@@ -27,17 +27,19 @@ from shared.backoff import Backoff
 from shared.catalogue import dead_letter_topic
 from shared.config import PlatformSettings
 from shared.context import causation_id_var, correlation_id_var, traceparent_var
-from shared.db import driver_connection
 from shared.errors import is_unavailable
 from shared.events import MalformedEvent, parse_event
 from shared.observability import Metrics
 
 logger = logging.getLogger(__name__)
 
-_CLAIM = """
-INSERT INTO processed_event (consumer, event_id) SELECT $1, unnest($2::text[])
-ON CONFLICT DO NOTHING RETURNING event_id
-"""
+_CLAIM = text(
+    """
+    INSERT INTO processed_event (consumer, event_id)
+    SELECT :consumer, unnest(CAST(:ids AS text[]))
+    ON CONFLICT DO NOTHING RETURNING event_id
+    """
+)
 _MARK = text(
     "INSERT INTO processed_event (consumer, event_id, outcome) VALUES (:consumer, :id, :outcome) ON CONFLICT DO NOTHING"
 )
@@ -202,9 +204,10 @@ class EventConsumer:
 
     async def _apply_batch(self, events: list[ConsumedEvent]) -> None:
         async with self._sessionmaker() as session, session.begin():
-            # Straight to the driver, in the session's transaction: this runs once per batch on the hot path.
-            connection = await driver_connection(session)
-            fresh = {row[0] for row in await connection.fetch(_CLAIM, self.group_id, [e.id for e in events])}
+            # Through the session, not its driver connection: cancelled mid-statement on the driver (a replica
+            # stopping), the session's rollback then waited forever (tests/notifications/test_replicas.py).
+            claimed = await session.execute(_CLAIM, {"consumer": self.group_id, "ids": [e.id for e in events]})
+            fresh = set(claimed.scalars().all())
             new: list[ConsumedEvent] = []
             for event in events:
                 if event.id in fresh:

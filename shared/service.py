@@ -105,9 +105,7 @@ def build_service_app(
         try:
             yield
         finally:
-            for task in runtime.tasks:
-                task.cancel()
-            await asyncio.gather(*runtime.tasks, return_exceptions=True)
+            await _stop_tasks(runtime.tasks)
             if on_shutdown is not None:
                 await on_shutdown(runtime)
             with contextlib.suppress(Exception):
@@ -138,6 +136,25 @@ def build_service_app(
         app.include_router(router)
     _document_problems(app)
     return app
+
+
+TASK_STOP_SECONDS = 10.0
+
+
+async def _stop_tasks(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel the service's tasks and wait for them, but not forever: a shutdown always ends.
+
+    A task cancelled in the middle of a database statement can wait on its
+    connection's cleanup for good; the process exits anyway, so it is named
+    in the log and left behind rather than hanging the stop.
+    """
+    for task in tasks:
+        task.cancel()
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=TASK_STOP_SECONDS)
+    for task in pending:
+        logger.error("task %s did not stop within %.0f s of its cancellation", task.get_name(), TASK_STOP_SECONDS)
 
 
 def _dump_tasks_on_sigusr1() -> None:
