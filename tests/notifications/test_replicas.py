@@ -62,7 +62,8 @@ async def test_two_more_replicas_and_one_stopped_mid_stream_give_each_department
                 consumers: list[EventConsumer] = leaving.state.runtime.extras.get("consumers", [])
                 return sum(c.processed for c in consumers) >= 20
 
-            await eventually(leaving_has_routed, within=45)
+            # Generous: the embedded broker re-forms a consumer group slowly (README, "Honest limits").
+            await eventually(leaving_has_routed, within=120)
             # Its consumer is cancelled wherever it is: before, inside or after a batch's transaction.
             await leaving_context.__aexit__(None, None, None)
             await asyncio.sleep(1.0)  # events keep coming while its partitions move
@@ -75,7 +76,7 @@ async def test_two_more_replicas_and_one_stopped_mid_stream_give_each_department
         async def all_handled() -> bool:
             return await handled(platform, sent) >= len(sent)
 
-        await eventually(all_handled, within=60)
+        await eventually(all_handled, within=120)
 
     event_ids = {str(r.event_id) for r in sent}
     keys = {c.encode() for c in customers}
