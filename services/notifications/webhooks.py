@@ -216,6 +216,7 @@ class WebhookDispatcher:
         self._wake = asyncio.Event()
         self._attempted: list[_Attempted] = []
         self._attempted_ready = asyncio.Event()
+        self._writing: asyncio.Future[bool] | None = None
         self._signers: dict[str, Webhook] = {}
         self._leased: set[uuid.UUID] = set()
         self._endpoints: dict[uuid.UUID, Endpoint] = {}
@@ -238,6 +239,9 @@ class WebhookDispatcher:
         """On shutdown: record finished attempts, and make interrupted ones due again at once."""
         try:
             async with asyncio.timeout(5):
+                if self._writing is not None:
+                    # A batch of outcomes being written when the stop came: let it land (or come back).
+                    await self._writing
                 if self._attempted:
                     await self._write(self._attempted)
                     self._attempted = []
@@ -459,18 +463,29 @@ class WebhookDispatcher:
             await asyncio.sleep(_OUTCOME_WINDOW_SECONDS)
             self._attempted_ready.clear()
             batch, self._attempted = self._attempted, []
-            try:
-                await self._write(batch)
-                backoff.reset()
-            except Exception as exc:
-                logger.warning("recording webhook outcomes failed (%s); retrying", exc)
-                self._attempted = batch + self._attempted
-                self._attempted_ready.set()
+            # Shielded: a stop arriving mid-write lets the write finish (`_hand_back` waits for it).
+            # Cancelled, the batch would be lost, its deliveries left leased and not due again for the lease.
+            self._writing = asyncio.ensure_future(self._write_or_keep(batch))
+            written = await asyncio.shield(self._writing)
+            self._writing = None
+            if not written:
                 await asyncio.sleep(backoff.next())
                 continue
+            backoff.reset()
             self.delivered += sum(1 for a in batch if a.outcome.status == "delivered")
             if any(a.outcome.status == "pending" for a in batch):
                 self._wake.set()
+
+    async def _write_or_keep(self, batch: list[_Attempted]) -> bool:
+        """Write a batch of outcomes; if that fails, put it back to be written again."""
+        try:
+            await self._write(batch)
+        except Exception as exc:
+            logger.warning("recording webhook outcomes failed (%s); retrying", exc)
+            self._attempted = batch + self._attempted
+            self._attempted_ready.set()
+            return False
+        return True
 
     async def _write(self, batch: list[_Attempted]) -> None:
         async with self._sessionmaker() as session, session.begin():

@@ -8,6 +8,7 @@ import sys
 import uuid
 from typing import Any
 
+import asyncpg
 import orjson
 import pytest
 from standardwebhooks import Webhook
@@ -16,6 +17,7 @@ from services.notifications.app import create_app
 from services.notifications.webhooks import WebhookDispatcher
 from shared import catalogue
 from shared.context import traceparent_var
+from shared.db import asyncpg_dsn
 from shared.events import CONTENT_TYPE
 from tests.notifications.conftest import RunningService, notifications_settings
 from tests.notifications.helpers import (
@@ -310,6 +312,60 @@ async def test_delivery_in_flight_when_the_worker_stops_is_sent_by_the_next_one(
         return delivery if delivery["status"] == "delivered" else None
 
     assert (await eventually(delivered))["attempt_count"] == 1
+
+
+async def test_outcome_being_written_when_the_worker_stops_is_recorded_not_lost(
+    notifications: RunningService, publisher: EventPublisher, platform: Platform, receiver: Receiver
+) -> None:
+    url = receiver.endpoint(Answer(204, delay=1.0))
+    created = await subscribe(notifications, platform, url, department="sales", event_types=["meeting.recorded"])
+    customer_id = customer()
+    await publisher.publish(
+        catalogue.MEETING_RECORDED, {"id": str(uuid.uuid4()), "customer_id": customer_id}, customer_id=customer_id
+    )
+    await requests_about(receiver, url, customer_id, 1)
+
+    # While the receiver takes its time, a transaction of ours locks the delivery, so the 204's outcome,
+    # once the worker writes it, waits in PostgreSQL; the worker is stopped in the middle of that write.
+    blocker = await asyncpg.connect(asyncpg_dsn(notifications.settings.database_url))
+    try:
+        locked = blocker.transaction()
+        await locked.start()
+        [row] = await blocker.fetch(
+            "SELECT attempt_count FROM webhook_delivery WHERE subscription_id = $1 FOR UPDATE",
+            uuid.UUID(created["id"]),
+        )
+        assert row["attempt_count"] == 0
+
+        async def outcome_waits() -> bool:
+            waiting: int = await blocker.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            return waiting > 0
+
+        await eventually(outcome_waits)
+        runtime = notifications.app.state.runtime
+        [worker] = [task for task in runtime.tasks if task.get_name() == "webhooks"]
+        worker.cancel()
+        await asyncio.sleep(0.3)
+        await locked.rollback()
+        await asyncio.gather(worker, return_exceptions=True)
+        runtime.tasks.remove(worker)
+    finally:
+        await blocker.close()
+
+    # Recorded as delivered, once: nothing is left leased to be sent again.
+    [delivery] = await deliveries(notifications, platform, created["id"])
+    assert (delivery["status"], delivery["attempt_count"]) == ("delivered", 1)
+    assert [a["status_code"] for a in delivery["attempts"]] == [204]
+    runtime.spawn(
+        "webhooks",
+        WebhookDispatcher(
+            settings=notifications.settings,
+            metrics=notifications.app.state.webhook_metrics,
+            guard=notifications.app.state.address_guard,
+        ).run(),
+    )
 
 
 async def test_endpoint_that_does_not_answer_in_time_is_retried(
