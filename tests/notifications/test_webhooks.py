@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
+import time
 import uuid
 from typing import Any
 
@@ -14,7 +16,8 @@ import pytest
 from standardwebhooks import Webhook
 
 from services.notifications.app import create_app
-from services.notifications.webhooks import WebhookDispatcher
+from services.notifications.config import Settings
+from services.notifications.webhooks import _LEASE_MARGIN_SECONDS, WebhookDispatcher
 from shared import catalogue
 from shared.context import traceparent_var
 from shared.db import asyncpg_dsn
@@ -99,6 +102,47 @@ async def announced_disabled(platform: Platform, subscription_id: str) -> dict[s
     assert len(found) == 1
     event: dict[str, Any] = orjson.loads(found[0].value)
     return event
+
+
+async def stop_in_process_webhooks(service: RunningService) -> None:
+    """Stop the suite's service sending webhooks (its dispatcher hands back what it had leased)."""
+    runtime = service.app.state.runtime
+    [worker] = [task for task in runtime.tasks if task.get_name() == "webhooks"]
+    worker.cancel()
+    await asyncio.gather(worker, return_exceptions=True)
+    runtime.tasks.remove(worker)
+
+
+def restart_in_process_webhooks(service: RunningService) -> None:
+    """Let the suite's service send webhooks again, with a dispatcher of its own settings."""
+    service.app.state.runtime.spawn(
+        "webhooks",
+        WebhookDispatcher(
+            settings=service.settings,
+            metrics=service.app.state.webhook_metrics,
+            guard=service.app.state.address_guard,
+        ).run(),
+    )
+
+
+async def start_webhook_worker(settings: Settings) -> asyncio.subprocess.Process:
+    """A `python -m services.notifications.webhook_worker` process with the suite's database, broker and webhooks."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.notifications.webhook_worker",
+        env={
+            **os.environ,
+            "CF_NOTIFICATIONS_DATABASE_URL": settings.database_url,
+            "CF_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+            "CF_TOPIC_PREFIX": settings.topic_prefix,
+            "CF_AUTH_SECRET": settings.auth_secret.get_secret_value(),
+            "CF_WEBHOOK_ALLOW_PRIVATE": "true" if settings.webhook_allow_private else "false",
+            "CF_WEBHOOK_TIMEOUT_SECONDS": str(settings.webhook_timeout_seconds),
+            "CF_WEBHOOK_RETRY_SCHEDULE": ",".join(str(delay) for delay in settings.webhook_retry_schedule),
+            "CF_WEBHOOK_CONCURRENCY_PER_SUBSCRIPTION": str(settings.webhook_concurrency_per_subscription),
+        },
+    )
 
 
 async def test_webhook_is_signed_per_standard_webhooks_and_carries_the_cloudevent(
@@ -285,25 +329,14 @@ async def test_delivery_in_flight_when_the_worker_stops_is_sent_by_the_next_one(
     )
     [interrupted] = await requests_about(receiver, url, customer_id, 1)
 
-    runtime = notifications.app.state.runtime
-    [worker] = [task for task in runtime.tasks if task.get_name() == "webhooks"]
-    worker.cancel()
-    await asyncio.gather(worker, return_exceptions=True)
-    runtime.tasks.remove(worker)
+    await stop_in_process_webhooks(notifications)
     # Handed back to PostgreSQL, due at once, and nothing sends it while no worker runs.
     [waiting] = await deliveries(notifications, platform, created["id"])
     assert (waiting["status"], waiting["attempt_count"]) == ("pending", 0)
     await asyncio.sleep(1.5)
     assert len(about(customer_id, receiver.received(url))) == 1
 
-    runtime.spawn(
-        "webhooks",
-        WebhookDispatcher(
-            settings=notifications.settings,
-            metrics=notifications.app.state.webhook_metrics,
-            guard=notifications.app.state.address_guard,
-        ).run(),
-    )
+    restart_in_process_webhooks(notifications)
     _, resent = await requests_about(receiver, url, customer_id, 2)
     assert resent.headers["webhook-id"] == interrupted.headers["webhook-id"] == waiting["id"]
 
@@ -358,14 +391,7 @@ async def test_outcome_being_written_when_the_worker_stops_is_recorded_not_lost(
     [delivery] = await deliveries(notifications, platform, created["id"])
     assert (delivery["status"], delivery["attempt_count"]) == ("delivered", 1)
     assert [a["status_code"] for a in delivery["attempts"]] == [204]
-    runtime.spawn(
-        "webhooks",
-        WebhookDispatcher(
-            settings=notifications.settings,
-            metrics=notifications.app.state.webhook_metrics,
-            guard=notifications.app.state.address_guard,
-        ).run(),
-    )
+    restart_in_process_webhooks(notifications)
 
 
 async def test_endpoint_that_does_not_answer_in_time_is_retried(
@@ -553,6 +579,66 @@ async def test_read_scope_cannot_subscribe(notifications: RunningService, platfo
     assert response.status_code == 403
 
 
+# Ahead of the next test, whose routing-only app leaves the router group rebalancing for a while.
+async def test_deliveries_leased_by_a_killed_webhook_worker_are_sent_again_once_their_lease_expires(
+    notifications: RunningService, publisher: EventPublisher, platform: Platform, receiver: Receiver
+) -> None:
+    # Three requests the receiver sits on (longer than the worker would wait); what comes after is answered at once.
+    url = receiver.endpoint(*[Answer(204, delay=10)] * 3, Answer(204))
+    created = await subscribe(notifications, platform, url, department="sales", event_types=["meeting.recorded"])
+    await stop_in_process_webhooks(notifications)
+    worker = await start_webhook_worker(notifications.settings)
+    try:
+        customer_id = customer()
+        for _ in range(3):
+            await publisher.publish(
+                catalogue.MEETING_RECORDED,
+                {"id": str(uuid.uuid4()), "customer_id": customer_id},
+                customer_id=customer_id,
+            )
+        interrupted = await requests_about(receiver, url, customer_id, 3, within=30)
+        # Killed with its three requests in flight: nothing is handed back and no outcome is written.
+        worker.kill()
+        assert await asyncio.wait_for(worker.wait(), 15) == -signal.SIGKILL
+    finally:
+        if worker.returncode is None:
+            worker.kill()
+            await worker.wait()
+        # Another worker runs from now on, and must leave the leased deliveries alone until their lease ends.
+        restart_in_process_webhooks(notifications)
+
+    leases = await platform.fetch(
+        "notifications",
+        "SELECT id, status, attempt_count, extract(epoch FROM leased_until - clock_timestamp())::float8 AS remaining"
+        " FROM webhook_delivery WHERE subscription_id = $1",
+        uuid.UUID(created["id"]),
+    )
+    looked_at = time.monotonic()
+    ids = {r.headers["webhook-id"] for r in interrupted}
+    assert ids == {str(lease["id"]) for lease in leases}
+    assert all((lease["status"], lease["attempt_count"]) == ("pending", 0) for lease in leases)
+    lease_seconds = notifications.settings.webhook_timeout_seconds + _LEASE_MARGIN_SECONDS
+    assert all(lease_seconds - 5 < lease["remaining"] <= lease_seconds for lease in leases), leases
+    expires = looked_at + min(lease["remaining"] for lease in leases)
+
+    requests = await requests_about(receiver, url, customer_id, 6, within=lease_seconds + 10)
+    resent = requests[3:]
+    assert sorted(r.headers["webhook-id"] for r in resent) == sorted(ids)
+    assert all(r.at >= expires - 0.5 for r in resent), [round(r.at - expires, 2) for r in resent]
+    for request in resent:
+        Webhook(created["secret"]).verify(request.body, request.headers)
+
+    async def all_delivered() -> list[dict[str, Any]] | None:
+        found = await deliveries(notifications, platform, created["id"])
+        return found if len(found) == 3 and all(d["status"] == "delivered" for d in found) else None
+
+    for delivery in await eventually(all_delivered):
+        assert delivery["attempt_count"] == 1
+        assert [(a["status_code"], a["error"]) for a in delivery["attempts"]] == [(204, None)]
+    await asyncio.sleep(1.0)  # a third send of any of them would show by now
+    assert len(about(customer_id, receiver.received(url))) == 6
+
+
 async def test_service_without_in_process_webhooks_leaves_them_to_a_webhook_worker_process(
     notifications: RunningService, publisher: EventPublisher, platform: Platform, receiver: Receiver
 ) -> None:
@@ -567,25 +653,8 @@ async def test_service_without_in_process_webhooks_leaves_them_to_a_webhook_work
         assert "dispatcher" not in extras
 
     # The suite's service stops sending, so only the worker process can deliver.
-    runtime = notifications.app.state.runtime
-    [in_process] = [task for task in runtime.tasks if task.get_name() == "webhooks"]
-    in_process.cancel()
-    await asyncio.gather(in_process, return_exceptions=True)
-    runtime.tasks.remove(in_process)
-    settings = notifications.settings
-    worker = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "services.notifications.webhook_worker",
-        env={
-            **os.environ,
-            "CF_NOTIFICATIONS_DATABASE_URL": settings.database_url,
-            "CF_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-            "CF_TOPIC_PREFIX": settings.topic_prefix,
-            "CF_AUTH_SECRET": settings.auth_secret.get_secret_value(),
-            "CF_WEBHOOK_ALLOW_PRIVATE": "true",
-        },
-    )
+    await stop_in_process_webhooks(notifications)
+    worker = await start_webhook_worker(notifications.settings)
     try:
         url = receiver.endpoint()
         await subscribe(notifications, platform, url, department="sales", event_types=["meeting.recorded"])
@@ -599,12 +668,5 @@ async def test_service_without_in_process_webhooks_leaves_them_to_a_webhook_work
     finally:
         worker.terminate()
         exit_code = await asyncio.wait_for(worker.wait(), 15)
-        runtime.spawn(
-            "webhooks",
-            WebhookDispatcher(
-                settings=settings,
-                metrics=notifications.app.state.webhook_metrics,
-                guard=notifications.app.state.address_guard,
-            ).run(),
-        )
+        restart_in_process_webhooks(notifications)
     assert exit_code == 0
