@@ -1,5 +1,9 @@
-"""The consumer while its database is down: it waits, dead-letters nothing, and
-handles every event once when the database is back.
+"""While the database is down, and after it is back.
+
+The consumer waits, dead-letters nothing, and handles every event once when
+the database is back. Requests on the driver pool (`pooled_connection`) get a
+503 problem while it is down and succeed again once it has restarted, on the
+same service.
 
 Runs on a PostgreSQL cluster of its own, so that stopping it leaves the rest of
 the suite alone.
@@ -13,18 +17,21 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest_asyncio
 from aiokafka import AIOKafkaProducer
 
 from shared.consumer import EventConsumer
 from shared.db import asyncpg_dsn, create_engine, create_sessionmaker
 from shared.embedded import EmbeddedPostgres
+from shared.errors import PROBLEM_BASE, PROBLEM_MEDIA_TYPE
 from shared.kafka import ensure_topics
 from shared.migrations import upgrade
 from shared.observability import Metrics
+from tests.shared.probe_app import CREATE_TABLE, create_probe_app
 from tests.shared.test_consumer import EFFECT_TABLE, Harness, record_effect
 from tests.support.kafka import read_topic
-from tests.support.platform import Platform
+from tests.support.platform import Platform, serve
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -106,3 +113,44 @@ async def test_events_that_arrive_while_the_database_is_down_wait_and_are_handle
         await asyncio.gather(task, return_exceptions=True)
         await producer.stop()
         await engine.dispose()
+
+
+async def test_pooled_connections_serve_requests_again_after_postgres_restarts(
+    own_postgres: EmbeddedPostgres, platform: Platform
+) -> None:
+    database_url = own_postgres.url("outage")
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    await conn.execute(CREATE_TABLE)
+    await conn.close()
+    settings = platform.settings("feedback", database_url=database_url, run_workers=False)
+    app = create_probe_app(settings)
+    writer = platform.auth("feedback:write")
+    async with serve(app) as client:
+
+        async def create(name: str) -> httpx.Response:
+            return await client.post("/probes/pooled", json={"name": name}, headers=writer)
+
+        before = await asyncio.gather(*(create(f"before-{n}") for n in range(4)))
+        assert [r.status_code for r in before] == [201] * 4, [r.text for r in before]
+        pool: asyncpg.Pool = app.state.runtime.pool
+        assert pool.get_size() >= 2, "the pool holds several connections when PostgreSQL goes away"
+
+        await asyncio.to_thread(own_postgres.stop)
+        down = await create("during")
+        assert down.status_code == 503, down.text
+        assert down.headers["content-type"] == PROBLEM_MEDIA_TYPE
+        assert down.headers["retry-after"] == "1"
+        assert down.json()["type"] == PROBLEM_BASE + "service-unavailable"
+
+        await asyncio.to_thread(own_postgres.start)
+        # As many at once as the pool holds at most: every slot is used again, those whose connection died too.
+        after = await asyncio.gather(*(create(f"after-{n}") for n in range(2 * settings.database_pool_size)))
+        assert [r.status_code for r in after] == [201] * len(after), [r.text for r in after]
+        assert (await create("later")).status_code == 201
+
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        names = {row["name"] for row in await conn.fetch("SELECT name FROM probe")}
+    finally:
+        await conn.close()
+    assert names == {r.json()["name"] for r in before + after} | {"later"}, "the failed request wrote nothing"
