@@ -85,7 +85,7 @@ async def idempotent(
 ) -> Response:
     """Run `create` once per (sub, key); replay its response for the same request."""
     if key is None:
-        return _json_response(status_code, _dump(await create()))
+        return json_response(status_code, await create())
     request_print = fingerprint(route, body)
     # On the driver, in the request's transaction: this runs on every keyed POST.
     connection = await driver_connection(session)
@@ -112,6 +112,11 @@ async def idempotent(
 
 def _dump(model: BaseModel) -> bytes:
     return model.__pydantic_serializer__.to_json(model)
+
+
+def json_response(status_code: int, model: BaseModel) -> Response:
+    """`model` as the JSON response, written by pydantic's serializer (no validation, no encoder pass)."""
+    return _json_response(status_code, _dump(model))
 
 
 def _json_response(status_code: int, content: bytes) -> Response:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 import uuid
 from typing import Any
@@ -26,6 +25,7 @@ from shared.catalogue import EventSpec
 from shared.config import PlatformSettings
 from shared.db import UnitOfWork, asyncpg_dsn, driver_connection
 from shared.events import CONTENT_TYPE, OutboxRecord, build_event
+from shared.group_commit import highest_parameter, repeat_rows
 from shared.kafka import ensure_topics
 from shared.observability import Metrics
 
@@ -67,24 +67,28 @@ async def add_records(session: UnitOfWork, records: list[OutboxRecord]) -> None:
 
 _COLUMNS = "outbox_event (event_id, topic, key, event_type, value)"
 _INSERT = f"INSERT INTO {_COLUMNS} VALUES ($1, $2, $3, $4, $5)"
-_PARAMETER = re.compile(r"\$(\d+)")
 
 
 def outbox_values(record: OutboxRecord) -> tuple[uuid.UUID, str, str, str, bytes]:
-    """The parameters a statement from `with_outbox_row` takes after its own."""
+    """The parameters a statement from `with_outbox_rows` takes after each row's own."""
     return record.event_id, record.topic, record.key, record.event_type, record.value
 
 
-def with_outbox_row(change: str) -> str:
-    """`change` (one INSERT, UPDATE or DELETE) and its event's outbox row as one statement.
+def with_outbox_rows(insert: str, row: str, rows: int = 1) -> str:
+    """`insert` with `rows` VALUES tuples like `row`, and each row's event in the outbox, as one statement.
 
     One statement is atomic without BEGIN and COMMIT, so a request whose only
-    write this is saves two round trips. Pass the change's parameters, then
-    `outbox_values(record)`.
+    write this is saves two round trips (and `shared.group_commit` can send
+    many requests' rows at once). `row` is numbered from `$1`; pass each row's
+    parameters, then `outbox_values(record)` of its event, one row after another.
     """
-    first = max((int(number) for number in _PARAMETER.findall(change)), default=0) + 1
-    placeholders = ", ".join(f"${number}" for number in range(first, first + 5))
-    return f"WITH change AS ({change}) INSERT INTO {_COLUMNS} VALUES ({placeholders})"
+    own = highest_parameter(row)
+    event = "(" + ", ".join(f"${own + number}" for number in range(1, 6)) + ")"
+    # Numbered alike, so that row i's event takes the parameters right after row i's own.
+    return (
+        f"WITH change AS ({insert} VALUES {repeat_rows(row, rows, stride=own + 5)}) "
+        f"INSERT INTO {_COLUMNS} VALUES {repeat_rows(event, rows, stride=own + 5)}"
+    )
 
 
 # Claimed and deleted in one statement; the rows come back if the transaction rolls back

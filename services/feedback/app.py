@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.feedback.config import Settings
+from services.feedback.repository import feedback_inserts
 from services.feedback.router import router
 from services.feedback.triage import Taxonomy, Triage
 from shared.service import build_service_app
@@ -24,4 +25,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         routers=[router],
     )
     app.state.triage = triage
+    app.state.feedback_inserts = feedback_inserts()
     return app

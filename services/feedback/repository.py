@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
+import asyncpg
 from sqlalchemy import (
     ColumnElement,
     DateTime,
@@ -28,7 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.feedback.models import FeedbackRow, StatusChangeRow
 from shared.db import UnitOfWork, driver_connection
 from shared.events import OutboxRecord
-from shared.outbox import outbox_values, with_outbox_row
+from shared.group_commit import GroupCommit
+from shared.outbox import outbox_values, with_outbox_rows
 from shared.pagination import keyset_page
 
 
@@ -47,7 +49,7 @@ class FeedbackFilter:
 
 
 class NewFeedback(NamedTuple):
-    """A feedback row to insert, in the column order of `_INSERT_FEEDBACK`."""
+    """A feedback row to insert, in the column order of `_INSERT`."""
 
     id: uuid.UUID
     customer_id: str
@@ -68,21 +70,43 @@ class NewFeedback(NamedTuple):
     created_at: datetime
 
 
-# The row and its event in one statement: the ingest hot path's only round trip.
-_INSERT_FEEDBACK = with_outbox_row(
-    """
+_INSERT = """
     INSERT INTO feedback (id, customer_id, customer_kind, channel, kind, text, rating_scale, rating_value, product,
         tags, occurred_at, status, sentiment_score, sentiment_label, sentiment_source, themes, created_at, updated_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17)
-    """
-)
+"""
+_ROW = "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17)"
 
 
-async def insert_feedback(unit: UnitOfWork, feedback: NewFeedback, event: OutboxRecord) -> None:
+def _insert_feedback(rows: int) -> str:
+    """`rows` feedback rows and their events in one statement: the ingest hot path's only round trip."""
+    return with_outbox_rows(_INSERT, _ROW, rows)
+
+
+_INSERT_ONE = _insert_feedback(1)
+
+
+def feedback_inserts() -> GroupCommit:
+    """Captures without an Idempotency-Key, written together while others are in flight."""
+    return GroupCommit(_insert_feedback)
+
+
+@dataclass(frozen=True)
+class Grouped:
+    """Insert by group commit (`shared/group_commit.py`): on the pool, with concurrent captures' rows."""
+
+    inserts: GroupCommit
+    pool: asyncpg.Pool
+
+
+async def insert_feedback(unit: UnitOfWork | Grouped, feedback: NewFeedback, event: OutboxRecord) -> None:
     """Insert one feedback and its `feedback.received` event."""
+    parameters = (*feedback, *outbox_values(event))
+    if isinstance(unit, Grouped):
+        await unit.inserts.write(unit.pool, parameters)
+        return
     # Straight to the driver (bench/feedback_ingest.py measures why).
     connection = await driver_connection(unit)
-    await connection.execute(_INSERT_FEEDBACK, *feedback, *outbox_values(event))
+    await connection.execute(_INSERT_ONE, *parameters)
 
 
 async def get_feedback(

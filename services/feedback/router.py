@@ -11,7 +11,7 @@ from pydantic import AwareDatetime
 
 from services.feedback import service
 from services.feedback.config import Settings
-from services.feedback.repository import FeedbackFilter
+from services.feedback.repository import FeedbackFilter, Grouped
 from services.feedback.schemas import (
     Bucket,
     Channel,
@@ -29,7 +29,7 @@ from services.feedback.triage import Triage
 from shared.auth import Principal, authenticate, require_scope
 from shared.db import DbSession, pooled_connection
 from shared.hotpath import documented_request, json_body
-from shared.idempotency import KEY_PARAMETER, idempotency_key_of, idempotent
+from shared.idempotency import KEY_PARAMETER, idempotency_key_of, idempotent, json_response
 from shared.pagination import DEFAULT_LIMIT, Cursor, Limit
 from shared.types import CustomerId
 
@@ -76,8 +76,12 @@ async def capture_feedback(request: Request) -> Response:
     draft = await json_body(request, FeedbackDraft)
     key = idempotency_key_of(request)
     settings, triage = _settings_of(request), _triage_of(request)
-    # Without a key the capture is one statement, atomic on its own: no BEGIN and COMMIT.
-    async with pooled_connection(request, transaction=key is not None) as connection:
+    if key is None:
+        # One statement, atomic on its own, sent with the rows of captures in flight beside it.
+        grouped = Grouped(request.app.state.feedback_inserts, request.app.state.runtime.pool)
+        created = await service.capture(grouped, draft=draft, triage=triage, settings=settings)
+        return json_response(201, created)
+    async with pooled_connection(request) as connection:
         return await idempotent(
             session=connection,
             principal=principal,

@@ -62,8 +62,10 @@ NEXT_STATUSES: dict[FeedbackStatus, frozenset[FeedbackStatus]] = {
 _rating_of = TypeAdapter(Rating)
 
 
-async def capture(unit: UnitOfWork, *, draft: FeedbackDraft, triage: Triage, settings: Settings) -> Feedback:
-    """Store new feedback with its sentiment and themes, and announce it."""
+async def capture(
+    unit: UnitOfWork | repository.Grouped, *, draft: FeedbackDraft, triage: Triage, settings: Settings
+) -> Feedback:
+    """Store new feedback with its sentiment and themes, and announce it (in `unit`'s transaction, or grouped)."""
     _check_capture_rules(draft, settings)
     feedback_id = uuid.uuid4()
     sentiment = triage.sentiment(draft.text, draft.rating)

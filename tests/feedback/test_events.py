@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -94,3 +95,26 @@ async def test_rejected_feedback_publishes_nothing(client: httpx.AsyncClient, pl
 
 
 _TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+async def test_concurrent_captures_each_store_one_row_and_publish_their_own_event(
+    client: httpx.AsyncClient, platform: Platform
+) -> None:
+    # Arriving together, captures are written several to a statement (shared/group_commit.py): each
+    # still gets its own row, its own event and a 201 that matches both.
+    customer = new_customer()
+    texts = [f"Parcel {n} arrived late and damaged." for n in range(60)]
+    created = await asyncio.gather(*(capture(client, platform, complaint(customer, text=text)) for text in texts))
+
+    assert sorted(c["text"] for c in created) == sorted(texts)
+    rows = await platform.fetch("feedback", "SELECT id, text FROM feedback WHERE customer_id = $1", customer)
+    assert {str(row["id"]): row["text"] for row in rows} == {c["id"]: c["text"] for c in created}
+    records = await read_topic(
+        platform.bootstrap_servers,
+        platform.topic("feedback.events"),
+        where=lambda r: r.key == customer.encode(),
+        until=lambda found: len(found) >= len(texts),
+    )
+    assert sorted((_data(record) for record in records), key=lambda d: d["id"]) == sorted(
+        created, key=lambda c: c["id"]
+    )
