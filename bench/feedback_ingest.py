@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import asyncpg
@@ -252,6 +253,7 @@ def main() -> None:
             for name in APPS:
                 progress(f"warming up {name}")
                 load(name, 3)
+            commits_before = group_commits(ports["feedback"])
             measured: dict[str, list[WrkRun]] = {name: [] for name in APPS}
             cpu_ms: dict[str, list[float]] = {name: [] for name in APPS}
             for round_number in range(1, args.rounds + 1):
@@ -265,6 +267,9 @@ def main() -> None:
                         f"CPU {1000 * cpu:.0f} µs/request, errors {run.errors}"
                     )
             published = asyncio.run(_count(feedback_dsn))
+            rows_after, statements_after = group_commits(ports["feedback"])
+            rows_per_statement = (rows_after - commits_before[0]) / max(statements_after - commits_before[1], 1)
+            progress(f"group commit: {rows_per_statement:.1f} captures per statement in the measured rounds")
             if args.py_spy:
                 progress("profiling the service with py-spy (not measured)")
                 folded = profile(
@@ -284,7 +289,26 @@ def main() -> None:
             postgres.stop()
 
     machine_load = (load_before, os.getloadavg()[0])
-    report(measured, {name: statistics.mean(values) for name, values in cpu_ms.items()}, args, published, machine_load)
+    report(
+        measured,
+        {name: statistics.mean(values) for name, values in cpu_ms.items()},
+        args,
+        published,
+        machine_load,
+        rows_per_statement,
+    )
+
+
+def group_commits(port: int) -> tuple[float, float]:
+    """Rows and statements group commit has sent so far (the service's own metric)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    found = dict.fromkeys(("cf_group_commit_rows_sum", "cf_group_commit_rows_count"), 0.0)
+    for line in text.splitlines():
+        name, _, value = line.partition("{")
+        if name in found and 'writer="feedback"' in value:
+            found[name] = float(value.rsplit(" ", 1)[1])
+    return found["cf_group_commit_rows_sum"], found["cf_group_commit_rows_count"]
 
 
 async def _count(dsn: str) -> int:
@@ -306,6 +330,7 @@ def report(
     args: argparse.Namespace,
     stored: int,
     load: tuple[float, float],
+    rows_per_statement: float,
 ) -> None:
     floor, service = summarise(measured["floor"]), summarise(measured["feedback"])
     throughput_ratio = service.requests_per_second / floor.requests_per_second
@@ -344,12 +369,13 @@ def report(
             ratio=cpu_ms["feedback"] / cpu_ms["floor"],
         )
     )
+    result.add(Figure("captures per statement (group commit)", rows_per_statement, "rows"))
     result.notes += [
         f"wrk: {args.connections} connections, {args.rounds} alternating rounds of {args.seconds} s per app, "
         "complaints from 500 rotating bodies, bearer token, no Idempotency-Key",
         "service: full path (auth, validation, VADER sentiment, themes, the row and its outbox row in one "
-        "statement) with its outbox relay publishing to the embedded broker; each round ends when the outbox "
-        "is drained",
+        "statement, with the rows of concurrent captures: group commit) with its outbox relay publishing to "
+        "the embedded broker; each round ends when the outbox is drained",
         "floor: FastAPI + raw asyncpg pool, pydantic validation, the same two inserts in one transaction",
         f"errors (non-2xx or socket): service {service.errors}, floor {floor.errors}; "
         f"feedback stored by the service: {stored}",

@@ -49,7 +49,11 @@ def repeat_rows(template: str, rows: int, *, stride: int | None = None) -> str:
 
 
 class GroupCommit:
-    """Writes rows through `statement_for(n)`, a statement taking n rows' parameters one row after another."""
+    """Writes rows through `statement_for(n)`, a statement taking n rows' parameters one row after another.
+
+    At most `max_in_flight` statements at a time, each of at most `max_rows`
+    rows; `observe` hears the rows of each statement sent (a metric).
+    """
 
     def __init__(
         self,
@@ -57,8 +61,10 @@ class GroupCommit:
         *,
         max_rows: int = 64,
         max_in_flight: int = 2,
+        observe: Callable[[int], None] = lambda _: None,
     ) -> None:
         self._statement_for = statement_for
+        self._observe = observe
         self._statements: dict[int, str] = {}
         self._max_rows = max_rows
         self._max_in_flight = max_in_flight
@@ -128,6 +134,7 @@ class GroupCommit:
         async with pool.acquire() as connection:
             await connection.execute(statement, *parameters)
         self.statements_sent += 1
+        self._observe(len(batch))
 
 
 def _settle(batch: list[tuple[Sequence[Any], asyncio.Future[None]]], error: BaseException | None) -> None:

@@ -54,6 +54,13 @@ class Metrics:
         self.consumer_events = Counter(
             "cf_consumer_events", "Consumed events by outcome.", ["topic", "outcome"], registry=r
         )
+        self.group_commit_rows = Histogram(
+            "cf_group_commit_rows",
+            "Rows per statement sent by group commit (shared/group_commit.py), by writer.",
+            ["writer"],
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=r,
+        )
 
 
 class RequestContextMiddleware:

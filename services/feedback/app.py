@@ -25,5 +25,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         routers=[router],
     )
     app.state.triage = triage
-    app.state.feedback_inserts = feedback_inserts()
+    app.state.feedback_inserts = feedback_inserts(app.state.metrics)
     return app

@@ -30,6 +30,7 @@ from services.feedback.models import FeedbackRow, StatusChangeRow
 from shared.db import UnitOfWork, driver_connection
 from shared.events import OutboxRecord
 from shared.group_commit import GroupCommit
+from shared.observability import Metrics
 from shared.outbox import outbox_values, with_outbox_rows
 from shared.pagination import keyset_page
 
@@ -85,9 +86,9 @@ def _insert_feedback(rows: int) -> str:
 _INSERT_ONE = _insert_feedback(1)
 
 
-def feedback_inserts() -> GroupCommit:
+def feedback_inserts(metrics: Metrics) -> GroupCommit:
     """Captures without an Idempotency-Key, written together while others are in flight."""
-    return GroupCommit(_insert_feedback)
+    return GroupCommit(_insert_feedback, observe=metrics.group_commit_rows.labels("feedback").observe)
 
 
 @dataclass(frozen=True)
