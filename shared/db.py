@@ -137,23 +137,18 @@ async def _nothing_to_reset(_: DriverConnection) -> None:
 
 
 @contextlib.asynccontextmanager
-async def pooled_connection(request: Request, *, transaction: bool = True) -> AsyncIterator[DriverConnection]:
-    """A driver connection from the service's pool, for hot paths.
+async def pooled_connection(request: Request) -> AsyncIterator[DriverConnection]:
+    """A driver connection from the service's pool, in a transaction, for hot paths.
 
-    With `transaction` (the default), the same promise as `session_dependency`
-    (committed on success, rolled back on error, before the response) without
-    the ORM session, whose lifecycle costs about 200 µs of CPU per request
-    (bench/feedback_ingest.py). Without it, each statement commits on its own:
-    for a request whose writes are one statement, atomic by itself, which
-    saves the BEGIN and COMMIT round trips.
+    The same promise as `session_dependency` (committed on success, rolled
+    back on error, before the response) without the ORM session, whose
+    lifecycle costs about 200 µs of CPU per request (bench/feedback_ingest.py).
+    A request whose only write is one statement, atomic on its own, can skip
+    the transaction: `shared.group_commit` writes such rows on the pool.
     """
     pool: asyncpg.Pool = request.app.state.runtime.pool
-    async with pool.acquire() as connection:
-        if not transaction:
-            yield connection
-            return
-        async with connection.transaction():
-            yield connection
+    async with pool.acquire() as connection, connection.transaction():
+        yield connection
 
 
 async def connection_dependency(request: Request) -> AsyncIterator[DriverConnection]:

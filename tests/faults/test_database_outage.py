@@ -29,15 +29,20 @@ async def _outage(stack: Stack) -> dict[str, object]:
     statuses: Counter[int] = Counter()
     problem_types: Counter[str] = Counter()
     accepted: set[str] = set()
+    # Captures without an Idempotency-Key go by group commit (shared/group_commit.py).
+    accepted_without_key: set[str] = set()
     readyz_during: list[int] = []
     done = 0
 
-    async def client(numbers: list[int]) -> None:
+    async def client(numbers: list[int], *, keyed: bool = True) -> None:
         nonlocal done
+        customer = f"outage-{run}" if keyed else f"outage-{run}-unkeyed"
         async with httpx.AsyncClient(timeout=10) as http:
             for n in numbers:
-                body = {"customer_id": f"outage-{run}", "channel": "phone", "kind": "complaint", "text": f"#{n}"}
-                headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": f"outage-{run}-{n}"}
+                body = {"customer_id": customer, "channel": "phone", "kind": "complaint", "text": f"#{n}"}
+                headers = {"Authorization": f"Bearer {token}"}
+                if keyed:
+                    headers["Idempotency-Key"] = f"outage-{run}-{n}"
                 while True:
                     try:
                         response = await http.post(url, json=body, headers=headers)
@@ -47,14 +52,18 @@ async def _outage(stack: Stack) -> dict[str, object]:
                         continue
                     statuses[response.status_code] += 1
                     if response.status_code == 201:
-                        accepted.add(response.json()["id"])
-                        done += 1
+                        if keyed:
+                            accepted.add(response.json()["id"])
+                            done += 1
+                        else:
+                            accepted_without_key.add(response.json()["id"])
                         break
                     if response.headers.get("content-type") == "application/problem+json":
                         problem_types[response.json()["type"].rsplit("/", 1)[-1]] += 1
                     await asyncio.sleep(0.05)
 
     clients = [asyncio.create_task(client(list(range(i, COMPLAINTS, 6)))) for i in range(6)]
+    clients += [asyncio.create_task(client(list(range(i, COMPLAINTS, 2)), keyed=False)) for i in range(2)]
     while done < COMPLAINTS // 4:  # noqa: ASYNC110 - waits for the load to get going
         await asyncio.sleep(0.02)
     await asyncio.to_thread(stack.stop_postgres)
@@ -70,6 +79,10 @@ async def _outage(stack: Stack) -> dict[str, object]:
     conn = await asyncpg.connect(asyncpg_dsn(stack.database_urls["feedback"]))
     try:
         stored = await conn.fetchval("SELECT count(*) FROM feedback WHERE customer_id = $1", f"outage-{run}")
+        stored_without_key = {
+            str(row["id"])
+            for row in await conn.fetch("SELECT id FROM feedback WHERE customer_id = $1", f"outage-{run}-unkeyed")
+        }
     finally:
         await conn.close()
     return {
@@ -79,6 +92,11 @@ async def _outage(stack: Stack) -> dict[str, object]:
         "readyz_after": readyz_after,
         "accepted": len(accepted),
         "stored": stored,
+        "accepted_without_key": len(accepted_without_key),
+        # A 201 without a key is stored; a 503 whose statement was lost may be stored too (unknown to
+        # the client without a key, which is why keys exist).
+        "accepted_without_key_not_stored": len(accepted_without_key - stored_without_key),
+        "stored_without_key": len(stored_without_key),
     }
 
 
@@ -93,3 +111,5 @@ def test_database_outage_gives_503_problems_and_retries_succeed_without_duplicat
     assert figures["readyz_after"] == 200
     assert figures["accepted"] == COMPLAINTS
     assert figures["stored"] == COMPLAINTS, "no complaint stored twice"
+    assert figures["accepted_without_key"] == COMPLAINTS
+    assert figures["accepted_without_key_not_stored"] == 0, "every 201 without a key is stored"
