@@ -30,7 +30,7 @@ from shared.config import SERVICES
 from shared.db import asyncpg_dsn
 from shared.stack import Stack
 from tests.faults.conftest import FULL, report, start_stack
-from tests.support.kafka import read_to_end
+from tests.support.kafka import Record, read_to_end
 from tests.support.platform import private_directory
 
 pytestmark = pytest.mark.faults
@@ -181,14 +181,16 @@ async def _crash_test(stack: Stack) -> None:
     )
 
     say("reading feedback.events and notifications.support")
-    received = await read_to_end(
-        stack.bootstrap_servers, "feedback.events", where=lambda r: r.key.decode().startswith(f"crash-{load.run}-")
-    )
-    support = await read_to_end(
-        stack.bootstrap_servers,
-        "notifications.support",
-        where=lambda r: r.key.decode().startswith(f"crash-{load.run}-"),
-    )
+
+    def mine(record: Record) -> bool:
+        return bool(record.key.decode().startswith(f"crash-{load.run}-"))
+
+    def every_accepted(records: list[Record]) -> bool:
+        # Read on past stale end offsets (see read_to_end) until every accepted complaint is seen.
+        return accepted <= {str(orjson.loads(r.value).get("data", {}).get("id")) for r in records}
+
+    received = await read_to_end(stack.bootstrap_servers, "feedback.events", where=mine, until=every_accepted)
+    support = await read_to_end(stack.bootstrap_servers, "notifications.support", where=mine, until=every_accepted)
     figures: dict[str, Any] = {
         "complaints": COMPLAINTS,
         "clients": CLIENTS,

@@ -48,10 +48,27 @@ async def read_topic(
 
 
 async def read_to_end(
-    bootstrap_servers: str, topic: str, *, where: Callable[[Record], bool] = lambda _: True, within: float = 60.0
+    bootstrap_servers: str,
+    topic: str,
+    *,
+    where: Callable[[Record], bool] = lambda _: True,
+    until: Callable[[list[Record]], bool] | None = None,
+    within: float = 60.0,
 ) -> list[Record]:
-    """Every record of `topic` up to the end offsets as they are now, that matches `where`."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False, fetch_max_wait_ms=10)
+    """Every record of `topic` up to the end offsets as they are now, that matches `where`.
+
+    With `until`, reading goes on past those offsets (asking the broker for its end offsets again)
+    until `until` holds, and what was found is returned at the deadline: the embedded broker, after
+    a pause, can report end offsets behind what it has acknowledged.
+    """
+    # Earliest, like `read_topic`: with "latest", a fetch the broker answers "out of range" would skip
+    # to the end and read nothing.
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        enable_auto_commit=False,
+        fetch_max_wait_ms=10,
+        auto_offset_reset="earliest",
+    )
     await consumer.start()
     try:
         deadline = time.monotonic() + within
@@ -61,15 +78,20 @@ async def read_to_end(
         await consumer.seek_to_beginning(*partitions)
         found: list[Record] = []
         remaining = set(partitions)
-        while remaining:
+        while True:
             for tp in list(remaining):
                 if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
             if not remaining:
-                break
+                if until is None or until(found):
+                    break
+                ends = await consumer.end_offsets(partitions)
+                remaining = {tp for tp in partitions if await consumer.position(tp) < ends[tp]}
             if time.monotonic() > deadline:
+                if until is not None:
+                    return found
                 raise TimeoutError(f"{topic}: could not read to the end offsets {ends} within {within:.0f}s")
-            for records in (await consumer.getmany(*remaining, timeout_ms=200)).values():
+            for records in (await consumer.getmany(*(remaining or partitions), timeout_ms=200)).values():
                 found.extend(r for r in records if where(r))
         return found
     finally:
