@@ -117,12 +117,17 @@ class EventConsumer:
         self._prefix = settings.topic_prefix
         self._next_lag_report = 0.0
         self.processed = 0
+        self._current: AIOKafkaConsumer | None = None
+
+    def assigned(self) -> set[TopicPartition]:
+        """The partitions this consumer holds in its group now (none while it joins or rebalances)."""
+        return set(self._current.assignment()) if self._current is not None else set()
 
     async def run(self) -> None:
         """Consume until cancelled, reconnecting to the broker as needed."""
         backoff = Backoff()
         while True:
-            consumer = self._new_consumer()
+            consumer = self._current = self._new_consumer()
             try:
                 await consumer.start()
                 backoff.reset()

@@ -7,6 +7,7 @@ from collections import Counter
 
 import orjson
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 
 from services.notifications.app import create_app
 from shared import catalogue
@@ -16,6 +17,19 @@ from tests.notifications.conftest import notifications_settings
 from tests.notifications.helpers import ROUTER_GROUP, EventPublisher, customer, eventually, feedback
 from tests.support.kafka import read_topic
 from tests.support.platform import Platform, serve
+
+
+def customers_on_every_partition(partitions: int, *, each: int = 2) -> list[str]:
+    """Customers whose events land on every partition (`each` per partition), so that whichever
+    partitions a replica holds, events come its way."""
+    partitioner = DefaultPartitioner()
+    found: dict[int, list[str]] = {p: [] for p in range(partitions)}
+    while any(len(c) < each for c in found.values()):
+        candidate = customer()
+        partition = partitioner(candidate.encode(), list(range(partitions)), list(range(partitions)))
+        if len(found[partition]) < each:
+            found[partition].append(candidate)
+    return [c for chosen in found.values() for c in chosen]
 
 
 async def handled(platform: Platform, records: list[OutboxRecord]) -> int:
@@ -33,7 +47,7 @@ async def test_two_more_replicas_and_one_stopped_mid_stream_give_each_department
     publisher: EventPublisher, platform: Platform
 ) -> None:
     settings = notifications_settings(platform, router_consumers=1)
-    customers = [customer() for _ in range(12)]
+    customers = customers_on_every_partition(settings.kafka_topic_partitions)
     sent: list[OutboxRecord] = []
     stop_publishing = asyncio.Event()
 
@@ -58,12 +72,20 @@ async def test_two_more_replicas_and_one_stopped_mid_stream_give_each_department
         publishing = asyncio.create_task(keep_publishing())
         try:
 
+            def consumers() -> list[EventConsumer]:
+                running: list[EventConsumer] = leaving.state.runtime.extras.get("consumers", [])
+                return running
+
             async def leaving_has_routed() -> bool:
-                consumers: list[EventConsumer] = leaving.state.runtime.extras.get("consumers", [])
-                return sum(c.processed for c in consumers) >= 20
+                return sum(c.processed for c in consumers()) >= 20
 
             # Generous: the embedded broker re-forms a consumer group slowly (README, "Honest limits").
-            await eventually(leaving_has_routed, within=120)
+            try:
+                await eventually(leaving_has_routed, within=120)
+            except AssertionError as exc:
+                held = sorted((tp.topic, tp.partition) for c in consumers() for tp in c.assigned())
+                processed = sum(c.processed for c in consumers())
+                raise AssertionError(f"the second replica routed {processed} events, holding {held}") from exc
             # Its consumer is cancelled wherever it is: before, inside or after a batch's transaction.
             await leaving_context.__aexit__(None, None, None)
             await asyncio.sleep(1.0)  # events keep coming while its partitions move
