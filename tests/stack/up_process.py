@@ -27,9 +27,13 @@ KAFKA = re.compile(r"^\s+kafka\s+(\S+)", re.MULTILINE)
 
 
 def free_port_range(count: int) -> int:
-    """The first of `count` consecutive free ports."""
+    """The first of `count` consecutive free ports, below Linux's ephemeral range (32768 up).
+
+    A port in that range that is free now can become the source port of any outgoing connection
+    before `up` binds it (a fresh-clone CI run lost the feedback port that way).
+    """
     for _ in range(200):
-        base = random.randint(20_000, 60_000)
+        base = random.randint(20_000, 32_000)
         if all(port_is_free("127.0.0.1", base + offset) for offset in range(count)):
             return base
     raise RuntimeError("no range of free ports found")
