@@ -318,16 +318,25 @@ async def test_slow_endpoint_does_not_delay_another_subscription(
         await notifications.client.delete(f"/v1/subscriptions/{created['id']}", headers=platform.auth())
 
 
-async def test_delivery_in_flight_when_the_worker_stops_is_sent_by_the_next_one(
+async def slow_delivery_in_flight(
     notifications: RunningService, publisher: EventPublisher, platform: Platform, receiver: Receiver
-) -> None:
+) -> tuple[str, dict[str, Any], str, Received]:
+    """A subscription whose receiver takes a second to answer, and its first delivery's request, in flight:
+    the url, the subscription, the customer and the request."""
     url = receiver.endpoint(Answer(204, delay=1.0))
     created = await subscribe(notifications, platform, url, department="sales", event_types=["meeting.recorded"])
     customer_id = customer()
     await publisher.publish(
         catalogue.MEETING_RECORDED, {"id": str(uuid.uuid4()), "customer_id": customer_id}, customer_id=customer_id
     )
-    [interrupted] = await requests_about(receiver, url, customer_id, 1)
+    [in_flight] = await requests_about(receiver, url, customer_id, 1)
+    return url, created, customer_id, in_flight
+
+
+async def test_delivery_in_flight_when_the_worker_stops_is_sent_by_the_next_one(
+    notifications: RunningService, publisher: EventPublisher, platform: Platform, receiver: Receiver
+) -> None:
+    url, created, customer_id, interrupted = await slow_delivery_in_flight(notifications, publisher, platform, receiver)
 
     await stop_in_process_webhooks(notifications)
     # Handed back to PostgreSQL, due at once, and nothing sends it while no worker runs.
@@ -350,13 +359,7 @@ async def test_delivery_in_flight_when_the_worker_stops_is_sent_by_the_next_one(
 async def test_outcome_being_written_when_the_worker_stops_is_recorded_not_lost(
     notifications: RunningService, publisher: EventPublisher, platform: Platform, receiver: Receiver
 ) -> None:
-    url = receiver.endpoint(Answer(204, delay=1.0))
-    created = await subscribe(notifications, platform, url, department="sales", event_types=["meeting.recorded"])
-    customer_id = customer()
-    await publisher.publish(
-        catalogue.MEETING_RECORDED, {"id": str(uuid.uuid4()), "customer_id": customer_id}, customer_id=customer_id
-    )
-    await requests_about(receiver, url, customer_id, 1)
+    _, created, _, _ = await slow_delivery_in_flight(notifications, publisher, platform, receiver)
 
     # While the receiver takes its time, a transaction of ours locks the delivery, so the 204's outcome,
     # once the worker writes it, waits in PostgreSQL; the worker is stopped in the middle of that write.
