@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -123,6 +124,15 @@ def restart_in_process_webhooks(service: RunningService) -> None:
             guard=service.app.state.address_guard,
         ).run(),
     )
+
+
+@pytest.fixture(autouse=True)
+async def webhooks_running_after_each_test(notifications: RunningService) -> AsyncIterator[None]:
+    """A test that stopped the in-process dispatcher and failed before restarting it leaves it running again,
+    so that one failure does not fail every webhook test after it."""
+    yield
+    if not any(task.get_name() == "webhooks" and not task.done() for task in notifications.app.state.runtime.tasks):
+        restart_in_process_webhooks(notifications)
 
 
 async def start_webhook_worker(settings: Settings) -> asyncio.subprocess.Process:
