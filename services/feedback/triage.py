@@ -7,14 +7,13 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
 from services.feedback.schemas import (
     RatingModel,
     Sentiment,
     SentimentLabel,
     SentimentSource,
 )
+from services.feedback.vader import LinearSentimentAnalyzer
 
 # VADER's own cut-offs for its compound score.
 POSITIVE_FROM = 0.05
@@ -117,7 +116,8 @@ class Triage:
 
     def __init__(self, taxonomy: Taxonomy) -> None:
         self.taxonomy = taxonomy
-        self._analyzer = SentimentIntensityAnalyzer()
+        # VADER's scores, in time linear in the text and bounded (`vader.py`): triage runs on the event loop.
+        self._analyzer = LinearSentimentAnalyzer()
 
     def sentiment(self, text: str | None, rating: RatingModel | None) -> Sentiment:
         """From the customer's words when there are any, else from the rating."""
