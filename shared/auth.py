@@ -109,14 +109,18 @@ class TokenVerifier:
         return principal
 
 
+def bearer_principal(authorization: str, verifier: TokenVerifier) -> Principal:
+    """The caller named by an `Authorization` header value, if it holds a valid bearer token (else 401)."""
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("A bearer token is required.", error=None)
+    return verifier.verify(token.strip())
+
+
 def authenticate(request: Request, scope: str, authorization: str | None = None) -> Principal:
     """The caller of `request` if its bearer token is valid and carries `scope`."""
     header = authorization if authorization is not None else request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("A bearer token is required.", error=None)
-    verifier: TokenVerifier = request.app.state.token_verifier
-    principal = verifier.verify(token.strip())
+    principal = bearer_principal(header, request.app.state.token_verifier)
     if scope not in principal.scopes:
         raise Forbidden(f"The token lacks the scope '{scope}'.", slug="insufficient-scope")
     return principal

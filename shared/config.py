@@ -62,6 +62,11 @@ class PlatformSettings(BaseSettings):
     run_workers: bool = Field(default=True, description="Run the relay, consumers and schedulers in this process.")
     log_level: str = Field(default="INFO", description="Python log level.")
     log_json: bool = Field(default=True, description="Structured JSON logs (else plain text).")
+    max_body_bytes: int = Field(
+        default=1_048_576,
+        ge=1,
+        description="Largest request body in bytes; a larger one is a 413, refused before parsing and authentication.",
+    )
     cors_allow_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["*"],
         description="Origins whose pages may call the API (CORS), comma-separated; `*` for any.",

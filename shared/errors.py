@@ -89,6 +89,10 @@ class Conflict(Problem):
     status, slug, title = 409, "conflict", "Conflict"
 
 
+class PayloadTooLarge(Problem):
+    status, slug, title = 413, "payload-too-large", "Content too large"
+
+
 class Unprocessable(Problem):
     status, slug, title = 422, "validation-error", "Unprocessable content"
 
@@ -188,9 +192,13 @@ def install_problem_handlers(app: FastAPI) -> None:
             )
         problem = Problem(str(exc.detail), headers=dict(exc.headers or {}))
         problem.status = exc.status_code
-        problem.slug = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized", 403: "forbidden"}.get(
-            exc.status_code, "http-error"
-        )
+        problem.slug = {
+            404: "not-found",
+            405: "method-not-allowed",
+            401: "unauthorized",
+            403: "forbidden",
+            413: PayloadTooLarge.slug,
+        }.get(exc.status_code, "http-error")
         problem.title = _reason(exc.status_code)
         return problem_response(problem)
 

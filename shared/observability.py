@@ -10,20 +10,16 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import sys
 import time
 import uuid
 
-from opentelemetry import trace
-from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pythonjsonlogger.json import JsonFormatter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.context import correlation_id_var, traceparent_var
-
-_propagator = TraceContextTextMapPropagator()
 
 
 class Metrics:
@@ -48,6 +44,11 @@ class Metrics:
             "cf_outbox_oldest_pending_seconds", "Age of the oldest unpublished event.", registry=r
         )
         self.outbox_published = Counter("cf_outbox_published_events", "Events published by the relay.", registry=r)
+        self.outbox_dead = Gauge(
+            "cf_outbox_dead_events",
+            "Events set aside because the broker refused them for good (`customer-focus outbox dead`).",
+            registry=r,
+        )
         self.consumer_lag = Gauge(
             "cf_consumer_lag", "Messages behind the end of each partition.", ["topic", "partition"], registry=r
         )
@@ -77,14 +78,14 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         correlation_id = ""
-        trace_headers: dict[str, str] = {}
+        traceparent = ""
         for name, value in scope["headers"]:
             if name == b"x-correlation-id":
-                correlation_id = value.decode("latin-1")
-            elif name in _TRACE_HEADERS:
-                trace_headers[name.decode("latin-1")] = value.decode("latin-1")
+                correlation_id = value.decode("latin-1") if _CORRELATION_ID.fullmatch(value) else ""
+            elif name == b"traceparent":
+                traceparent = value.decode("latin-1")
         correlation_id = correlation_id or _new_correlation_id()
-        traceparent = incoming_or_new_traceparent(trace_headers)
+        traceparent = incoming_or_new_traceparent(traceparent)
         token_c = correlation_id_var.set(correlation_id)
         token_t = traceparent_var.set(traceparent)
         status = 500
@@ -121,7 +122,10 @@ class RequestContextMiddleware:
             traceparent_var.reset(token_t)
 
 
-_TRACE_HEADERS = (b"traceparent", b"tracestate")
+# What a client may name its request by (contract §1): 1-128 visible ASCII characters; anything else is replaced.
+_CORRELATION_ID = re.compile(rb"[\x21-\x7e]{1,128}")
+# W3C Trace Context: version (not ff), trace-id and parent-id (neither all zeros), flags; lower-case hex.
+_TRACEPARENT = re.compile(r"(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
 
 
 # Request ids need to be unique, not secret: drawn as OpenTelemetry's RandomIdGenerator draws them (the
@@ -130,23 +134,16 @@ def _new_correlation_id() -> str:
     return str(uuid.UUID(int=random.getrandbits(128), version=4))
 
 
-def incoming_or_new_traceparent(headers: dict[str, str]) -> str:
-    """The request's W3C `traceparent`, or a new trace when it has none."""
-    if "traceparent" not in headers:
-        # The common case, without the propagator's round trip through a span context.
-        return f"00-{random.getrandbits(128) or 1:032x}-{random.getrandbits(64) or 1:016x}-01"
-    context = _propagator.extract(headers)
-    span_context = trace.get_current_span(context).get_span_context()
-    if not span_context.is_valid:
-        span_context = SpanContext(
-            trace_id=uuid.uuid4().int & ((1 << 128) - 1),
-            span_id=uuid.uuid4().int & ((1 << 64) - 1),
-            is_remote=False,
-            trace_flags=TraceFlags(TraceFlags.SAMPLED),
-        )
-    carrier: dict[str, str] = {}
-    _propagator.inject(carrier, context=trace.set_span_in_context(NonRecordingSpan(span_context)))
-    return carrier["traceparent"]
+def is_traceparent(value: str) -> bool:
+    """Whether `value` is a W3C `traceparent` (the version-00 form, 55 characters)."""
+    return len(value) == 55 and _TRACEPARENT.fullmatch(value) is not None
+
+
+def incoming_or_new_traceparent(incoming: str) -> str:
+    """The request's `traceparent` when it is W3C-shaped, else the start of a new trace."""
+    if is_traceparent(incoming):
+        return incoming
+    return f"00-{random.getrandbits(128) or 1:032x}-{random.getrandbits(64) or 1:016x}-01"
 
 
 def trace_id_of(traceparent: str | None) -> str | None:

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from sqlalchemy import ColumnElement, Select, tuple_
 
 from shared.errors import field_error
+from shared.types import in_utc
 
 T = TypeVar("T")
 
@@ -38,10 +39,12 @@ def encode_cursor(created_at: datetime, item_id: uuid.UUID | int) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """The `(created_at, id)` a cursor holds; a 422 unless it is one this API could have returned."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         created_at, item_id = orjson.loads(base64.urlsafe_b64decode(padded))
-        return datetime.fromisoformat(created_at), str(item_id)
+        # An instant in UTC, as encoded: a crafted cursor's date-time must not reach the database driver.
+        return in_utc(datetime.fromisoformat(created_at)), str(item_id)
     except Exception as exc:
         raise field_error(["query", "cursor"], "is not a cursor this API returned") from exc
 

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.auth import TokenVerifier
 from shared.backoff import Backoff
+from shared.boundary import RequestBoundary
 from shared.config import PlatformSettings
 from shared.db import create_driver_pool, create_engine, create_sessionmaker
 from shared.errors import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA, install_problem_handlers
@@ -37,7 +38,7 @@ from shared.hotpath import add_body_schemas
 from shared.idempotency import PURGE_EXPIRED
 from shared.kafka import create_producer, ensure_topics
 from shared.observability import Metrics, RequestContextMiddleware, configure_logging
-from shared.outbox import OutboxRelay
+from shared.outbox import MAX_EVENT_BYTES_INFO, OutboxRelay
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +91,8 @@ def build_service_app(
             producer=create_producer(settings),
             metrics=metrics,
         )
+        # Every session knows how large an event may be (shared.outbox.add_records checks it).
+        runtime.sessionmaker.configure(info={MAX_EVENT_BYTES_INFO: settings.max_event_bytes})
         app.state.runtime = runtime
         app.state.sessionmaker = runtime.sessionmaker
         runtime.spawn("producer", _start_producer(runtime))
@@ -121,6 +124,8 @@ def build_service_app(
     app.state.token_verifier = TokenVerifier(settings.auth_secret.get_secret_value())
     app.state.metrics = metrics
     install_problem_handlers(app)
+    # Inside the request context, so that a 413 or an early 401 carries the correlation id and is counted.
+    app.add_middleware(RequestBoundary, max_body_bytes=settings.max_body_bytes, verifier=app.state.token_verifier)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     # Added last, so outermost: preflights are answered before auth and metrics see them.
     app.add_middleware(

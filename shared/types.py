@@ -2,14 +2,18 @@
 
 PostgreSQL `text` cannot hold NUL characters, and lone UTF-16 surrogates
 cannot be encoded at all; rejecting them at validation time turns what would
-be a database error into a 422 that names the field.
+be a database error into a 422 that names the field. Likewise a date-time
+with a zone can name a moment outside years 1-9999 once it is in UTC
+(`0001-01-01T00:00:00+23:59`), which Python cannot convert and PostgreSQL's
+driver cannot send: `Instant` rejects it where it is read.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, StringConstraints
 
 
 def storable(value: str) -> str:
@@ -25,3 +29,17 @@ def storable(value: str) -> str:
 
 SafeStr = Annotated[str, AfterValidator(storable)]
 CustomerId = Annotated[SafeStr, StringConstraints(min_length=1, max_length=128)]
+
+
+def in_utc(moment: datetime) -> datetime:
+    """`moment` converted to UTC; a ValueError when it has no zone or falls outside years 1-9999 in UTC."""
+    if moment.utcoffset() is None:
+        raise ValueError("must have a time zone")
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is outside years 1-9999 once converted to UTC") from None
+
+
+# Every date-time a client sends (body, query): with a zone, in years 1-9999 in UTC, given back in UTC.
+Instant = Annotated[AwareDatetime, AfterValidator(in_utc)]

@@ -21,13 +21,12 @@ from services.commitments.schemas import (
     Rescheduling,
     SourceType,
     Status,
-    UtcDatetime,
 )
 from shared.auth import Principal, require_scope
 from shared.db import DbSession
 from shared.idempotency import Idempotency
 from shared.pagination import DEFAULT_LIMIT, Cursor, Limit, Page
-from shared.types import SafeStr
+from shared.types import Instant, SafeStr
 
 router = APIRouter(prefix="/v1/commitments", tags=["commitments"])
 
@@ -65,7 +64,7 @@ async def list_commitments(
     department: SafeStr | None = None,
     owner_id: SafeStr | None = None,
     status: Annotated[list[Status] | None, Query(description="Repeat to match any of several.")] = None,
-    due_before: Annotated[UtcDatetime | None, Query(description="Only promises due strictly before this.")] = None,
+    due_before: Annotated[Instant | None, Query(description="Only promises due strictly before this.")] = None,
     source_type: SourceType | None = None,
     source_id: SafeStr | None = None,
     limit: Limit = DEFAULT_LIMIT,
@@ -91,8 +90,8 @@ async def commitment_metrics(
     session: DbSession,
     settings: CommitmentSettings,
     _: Reader,
-    since: Annotated[UtcDatetime | None, Query(description="Promises due at or after this.")] = None,
-    until: Annotated[UtcDatetime | None, Query(description="Promises due before this.")] = None,
+    since: Annotated[Instant | None, Query(description="Promises due at or after this.")] = None,
+    until: Annotated[Instant | None, Query(description="Promises due before this.")] = None,
     department: SafeStr | None = None,
     owner_id: SafeStr | None = None,
 ) -> CommitmentMetrics:

@@ -3,26 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from typing import Annotated, Literal, Self
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from shared.types import SafeStr, storable
+from shared.types import Instant, SafeStr, storable
 
 CustomerKind = Literal["external", "internal"]
 SourceType = Literal["feedback", "expectation", "meeting", "manual"]
 Status = Literal["open", "due_soon", "overdue", "met_on_time", "met_late", "cancelled"]
 
 
-def _in_utc(moment: datetime) -> datetime:
-    try:
-        return moment.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("is outside the representable range of dates") from None
-
-
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_utc)]
 # Constraints before `storable`: after it, pydantic checks min_length before stripping.
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128), AfterValidator(storable)]
 Reason = Annotated[
@@ -55,12 +46,12 @@ class NewCommitment(BaseModel):
     description: Note | None = None
     owner_id: Name
     department: SafeStr = Field(description="One of the configured departments (`CF_DEPARTMENTS`).")
-    due_at: UtcDatetime = Field(description="When the promise is due; must be in the future.")
+    due_at: Instant = Field(description="When the promise is due; must be in the future.")
     source: CommitmentSource = CommitmentSource(type="manual")
 
 
 class Rescheduling(BaseModel):
-    due_at: UtcDatetime = Field(description="The new due date; must be in the future.")
+    due_at: Instant = Field(description="The new due date; must be in the future.")
     reason: Reason = Field(description="Why the date moved; required.")
 
 
@@ -77,9 +68,9 @@ class EarlierDueDate(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    due_at: UtcDatetime
+    due_at: Instant
     reason: str
-    rescheduled_at: UtcDatetime
+    rescheduled_at: Instant
 
 
 class Commitment(BaseModel):
@@ -94,24 +85,24 @@ class Commitment(BaseModel):
     description: str | None
     owner_id: str
     department: str
-    due_at: UtcDatetime
-    due_soon_at: UtcDatetime = Field(description="`due_at` minus the due-soon lead time.")
+    due_at: Instant
+    due_soon_at: Instant = Field(description="`due_at` minus the due-soon lead time.")
     source: CommitmentSource
     status: Status
     renegotiations: int = Field(description="How many times the due date was moved.")
     history: list[EarlierDueDate] = Field(description="Every earlier due date, oldest first.")
-    completed_at: UtcDatetime | None
+    completed_at: Instant | None
     completion_note: str | None
-    cancelled_at: UtcDatetime | None
+    cancelled_at: Instant | None
     cancellation_reason: str | None
-    created_at: UtcDatetime
-    updated_at: UtcDatetime
+    created_at: Instant
+    updated_at: Instant
 
 
 class CommitmentRescheduled(Commitment):
     """The payload of `commitment.rescheduled`: the commitment and its previous due date."""
 
-    previous_due_at: UtcDatetime
+    previous_due_at: Instant
 
 
 class Accountability(BaseModel):
@@ -141,9 +132,9 @@ class OwnerAccountability(Accountability):
 class CommitmentMetrics(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    since: UtcDatetime | None
-    until: UtcDatetime | None
-    as_of: UtcDatetime = Field(description="The moment `overdue` and `open` were judged at.")
+    since: Instant | None
+    until: Instant | None
+    as_of: Instant = Field(description="The moment `overdue` and `open` were judged at.")
     total: Accountability
     departments: list[DepartmentAccountability]
     owners: list[OwnerAccountability]

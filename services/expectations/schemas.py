@@ -7,24 +7,15 @@ catalogue names them), so they are frozen and exactly what the API returns.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from services.expectations.questions import Rule
-from shared.types import CustomerId, storable
+from shared.types import CustomerId, Instant, storable
 
-
-def _in_utc(value: datetime) -> datetime:
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:
-        raise ValueError("is outside the range of dates this API can store") from None
-
-
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_utc)]
 # After the constraints, so that text of only spaces is stripped before its length is checked.
 Storable = AfterValidator(storable)
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Storable]
@@ -103,7 +94,7 @@ class CustomerParticipant(Input):
 class MeetingCreate(Input):
     customer_id: CustomerId
     customer_kind: CustomerKind = CustomerKind.EXTERNAL
-    held_at: UtcDatetime = Field(description="When the meeting was held; not in the future.")
+    held_at: Instant = Field(description="When the meeting was held; not in the future.")
     attendees: list[Attendee] = Field(
         max_length=50, description="Our staff: at least two distinct `staff_id`s, one asks while the other listens."
     )

@@ -7,7 +7,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
-from pydantic import AwareDatetime
 
 from services.feedback import service
 from services.feedback.config import Settings
@@ -31,7 +30,7 @@ from shared.db import DbSession, pooled_connection
 from shared.hotpath import documented_request, json_body
 from shared.idempotency import KEY_PARAMETER, idempotency_key_of, idempotent, json_response
 from shared.pagination import DEFAULT_LIMIT, Cursor, Limit
-from shared.types import CustomerId
+from shared.types import CustomerId, Instant
 
 router = APIRouter(prefix="/v1/feedback", tags=["feedback"])
 
@@ -54,8 +53,8 @@ async def _settings(request: Request) -> Settings:
 
 
 ServiceSettings = Annotated[Settings, Depends(_settings)]
-Since = Annotated[AwareDatetime | None, Query(description="Occurred at or after (RFC 3339 with a zone).")]
-Until = Annotated[AwareDatetime | None, Query(description="Occurred before (RFC 3339 with a zone).")]
+Since = Annotated[Instant | None, Query(description="Occurred at or after (RFC 3339 with a zone).")]
+Until = Annotated[Instant | None, Query(description="Occurred before (RFC 3339 with a zone).")]
 ProductFilter = Annotated[Product | None, Query()]
 CustomerFilter = Annotated[CustomerId | None, Query()]
 

@@ -7,9 +7,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from shared.types import CustomerId, SafeStr
+from shared.types import CustomerId, Instant, SafeStr
 
 Tag = Annotated[SafeStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 Product = Annotated[SafeStr, StringConstraints(min_length=1, max_length=200)]
@@ -111,7 +111,7 @@ class FeedbackDraft(_Frozen):
     rating: Rating | None = None
     product: Product | None = None
     tags: list[Tag] = Field(default_factory=list, max_length=50)
-    occurred_at: AwareDatetime | None = Field(
+    occurred_at: Instant | None = Field(
         default=None, description="When the customer gave it (not in the future); defaults to now."
     )
 

@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
-import uvicorn
 from aiokafka import AIOKafkaProducer
 from starlette.types import Receive, Scope, Send
 
 from shared.catalogue import EventSpec
 from shared.embedded import free_port
 from shared.events import CONTENT_TYPE, OutboxRecord, build_event
+from tests.support.local_server import LocalServer
 from tests.support.platform import Platform
 
 ROUTER_GROUP = "cf-notifications-router"
@@ -239,38 +239,6 @@ class Receiver:
 
     async def stop(self) -> None:
         await self._server.stop()
-
-
-class LocalServer:
-    """An ASGI app served for real on 127.0.0.1 (its lifespan, if any, is run elsewhere)."""
-
-    def __init__(self, app: Any, port: int | None = None, *, keepalive_seconds: int = 5) -> None:
-        self.port = port or free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=self.port,
-            lifespan="off",
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=1,
-            timeout_keep_alive=keepalive_seconds,
-        )
-        self._server = uvicorn.Server(config)
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._server.serve())
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-            await asyncio.sleep(0.01)
-
-    async def stop(self) -> None:
-        self._server.should_exit = True
-        if self._task is not None:
-            await asyncio.wait_for(self._task, 10)
 
 
 # --- Server-Sent Events ----------------------------------------------------------------------

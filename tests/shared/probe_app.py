@@ -126,6 +126,12 @@ async def crash(_: Writer, session: DbSession, name: str = "crash") -> dict[str,
     raise RuntimeError("a bug, not the client's fault")
 
 
+@router.post("/public/size")
+async def public_size(request: Request) -> dict[str, int]:
+    """A route without security that reads its body: the body limit holds, no token is asked for."""
+    return {"bytes": len(await request.body())}
+
+
 def create_probe_app(settings: PlatformSettings) -> FastAPI:
     return build_service_app(
         settings=settings, title="Probe", description="Tests the shared library.", routers=[router]
