@@ -7,23 +7,30 @@ example `replay`, `demo`) register on `app` the same way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
 import os
 import re
 import signal
 import sys
 import threading
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, TypeVar
 
+import asyncpg
 import typer
 from sqlalchemy.exc import SQLAlchemyError
 
 from shared.auth import SCOPES, mint_token
 from shared.config import SERVICES
+from shared.db import asyncpg_dsn
 from shared.demo import DemoError, DemoTargets, play, render
+from shared.outbox import dead_events, requeue_dead_event
 from shared.replay import ReplayOutcome, parse_since, replay_department
 from shared.stack import (
     ADMIN_TOKEN_FILE,
@@ -58,6 +65,7 @@ DataDir = Annotated[
 ServiceOption = Annotated[
     list[str] | None, typer.Option("--service", "-s", help="Only this service (repeatable). Default: all four.")
 ]
+T = TypeVar("T")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -71,6 +79,17 @@ def _services(chosen: list[str] | None) -> list[str]:
         if name not in SERVICES:
             raise typer.BadParameter(f"unknown service {name!r}; one of {', '.join(SERVICES)}", param_hint="--service")
     return [s for s in SERVICES if not chosen or s in chosen]
+
+
+@contextlib.contextmanager
+def _database_urls(data_dir: Path, services: list[str]) -> Iterator[dict[str, str]]:
+    """`database_urls`, with a CF_<SERVICE>_DATABASE_URL it cannot use reported on one line."""
+    with contextlib.ExitStack() as stack:
+        try:
+            urls = stack.enter_context(database_urls(data_dir, os.environ, services))
+        except StackError as exc:
+            raise _fail(str(exc)) from None
+        yield urls
 
 
 @app.command()
@@ -177,7 +196,7 @@ def _seconds(duration: str) -> int:
 def migrate(service: ServiceOption = None, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """Migrate each service's database to the newest revision (safe to run again)."""
     services = _services(service)
-    with database_urls(data_dir, os.environ, services) as urls:
+    with _database_urls(data_dir, services) as urls:
         try:
             migrate_databases(urls)
         except Exception as exc:
@@ -193,7 +212,7 @@ def outbox_status(
 ) -> None:
     """Events written but not yet published, and the age of the oldest, per service."""
     services = _services(service)
-    with database_urls(data_dir, os.environ, services) as urls:
+    with _database_urls(data_dir, services) as urls:
         backlogs = [asyncio.run(outbox_backlog(name, urls[name])) for name in services]
     for backlog in backlogs:
         typer.echo(_json_line(backlog) if as_json else _table_line(backlog))
@@ -219,6 +238,53 @@ def _json_line(backlog: OutboxBacklog) -> str:
     )
 
 
+@outbox_app.command("dead")
+def outbox_dead(
+    service: ServiceOption = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """Events the broker refused for good, set aside so that the events behind them flow on."""
+    services = _services(service)
+    with _database_urls(data_dir, services) as urls:
+        found = {name: asyncio.run(_on_database(urls[name], dead_events)) for name in services}
+    for name, events in found.items():
+        for event in events:
+            if as_json:
+                typer.echo(json.dumps({"service": name, **dataclasses.asdict(event)}, default=str))
+            else:
+                typer.echo(
+                    f"{name:<14} {event.event_id}  {event.event_type:<28} key {event.key!r}  {event.size} bytes  "
+                    f"failed {event.failed_at:%Y-%m-%d %H:%M:%S}  {event.reason}"
+                )
+    if not as_json and not any(found.values()):
+        typer.echo("no events set aside")
+
+
+@outbox_app.command("retry")
+def outbox_retry(
+    event_id: Annotated[uuid.UUID, typer.Argument(help="The event's id, as `outbox dead` lists it.")],
+    service: ServiceOption = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Queue a set-aside event for publishing again (after the events written since)."""
+    services = _services(service)
+    with _database_urls(data_dir, services) as urls:
+        for name in services:
+            if asyncio.run(_on_database(urls[name], lambda conn: requeue_dead_event(conn, event_id))):
+                typer.echo(f"{name}: event {event_id} queued again")
+                return
+    raise _fail(f"no event {event_id} is set aside in {', '.join(services)}")
+
+
+async def _on_database(url: str, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    connection = await asyncpg.connect(asyncpg_dsn(url), timeout=5)
+    try:
+        return await work(connection)
+    finally:
+        await connection.close()
+
+
 @app.command()
 def replay(
     department: Annotated[str, typer.Option(help="The department whose notifications go out again.")],
@@ -242,7 +308,7 @@ def replay(
         moment = parse_since(since, now=datetime.now(UTC))
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--since") from None
-    with database_urls(data_dir, os.environ, ["notifications"]) as urls:
+    with _database_urls(data_dir, ["notifications"]) as urls:
         try:
             outcome = asyncio.run(
                 replay_department(urls["notifications"], department=department, since=moment, dry_run=dry_run)
@@ -315,7 +381,7 @@ def demo(
 
 def _demo_token(data_dir: Path) -> str:
     if os.environ.get("CF_AUTH_SECRET"):
-        return mint_token(os.environ["CF_AUTH_SECRET"], sub="demo", scopes=SCOPES, ttl_seconds=3600)
+        return mint_token(auth_secret(data_dir, os.environ, create=False), sub="demo", scopes=SCOPES, ttl_seconds=3600)
     kept = data_dir / ADMIN_TOKEN_FILE
     if kept.exists():
         return kept.read_text().strip()

@@ -13,8 +13,9 @@ from alembic.config import Config
 from sqlalchemy import Connection, pool
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from shared.config import asyncpg_url
 from shared.db import Base
-from shared.tables import idempotency_key, outbox_event, processed_event
+from shared.tables import idempotency_key, outbox_dead_event, outbox_event, processed_event
 
 
 def version_table(service: str) -> str:
@@ -30,7 +31,7 @@ def alembic_config(service: str, database_url: str) -> Config:
 
 
 def upgrade(service: str, database_url: str, revision: str = "head") -> None:
-    """Migrate `service`'s database to `revision`."""
+    """Migrate `service`'s database to `revision` (any URL form `asyncpg_url` accepts)."""
     command.upgrade(alembic_config(service, database_url), revision)
 
 
@@ -40,6 +41,7 @@ def run_env(service: str) -> None:
     database_url = config.attributes.get("database_url") or config.get_main_option("sqlalchemy.url")
     if not database_url:
         raise RuntimeError(f"no database URL given for {service}'s migrations")
+    database_url = asyncpg_url(database_url)
 
     def migrate(connection: Connection) -> None:
         context.configure(
@@ -85,3 +87,12 @@ def drop_platform_tables() -> None:
     bind = op.get_bind()
     for table in (processed_event, idempotency_key, outbox_event):
         table.drop(bind)
+
+
+def create_dead_event_table() -> None:
+    """Where the relay sets aside events the broker refuses for good (third migration)."""
+    outbox_dead_event.create(op.get_bind())
+
+
+def drop_dead_event_table() -> None:
+    outbox_dead_event.drop(op.get_bind())

@@ -5,6 +5,16 @@ no change without its event and no event without its change. The relay
 publishes rows with `acks=all`, keyed by customer id, in id order; it wakes
 on `LISTEN outbox` (a trigger notifies on insert) and also sweeps on a timer,
 and rides out a broker outage of any length with backoff, losing nothing.
+
+No single event can stop the relay: a write that would make an event larger
+than `CF_MAX_EVENT_BYTES` is refused with a 422 (`EventTooLarge`), and an
+event the broker refuses for good (too large for it, an invalid topic) is
+moved to `outbox_dead_event` with the reason, counted by
+`cf_outbox_dead_events`, and the events behind it flow on, those of the same
+customer included: one customer's other events are not held hostage by an
+event that can never be sent. `customer-focus outbox dead` lists the set-aside
+events and `customer-focus outbox retry <event id>` queues one again (it is
+then published after the events written since).
 """
 
 from __future__ import annotations
@@ -14,16 +24,26 @@ import contextlib
 import logging
 import time
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    InvalidTopicError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    UnsupportedForMessageFormatError,
+)
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.backoff import Backoff
 from shared.catalogue import EventSpec
 from shared.config import PlatformSettings
 from shared.db import UnitOfWork, asyncpg_dsn, driver_connection
+from shared.errors import Unprocessable
 from shared.events import CONTENT_TYPE, OutboxRecord, build_event
 from shared.group_commit import highest_parameter, repeat_rows
 from shared.kafka import ensure_topics
@@ -36,6 +56,34 @@ BATCH_SIZE = 500
 PUBLISH_TIMEOUT_SECONDS = 30.0
 BACKLOG_REPORT_INTERVAL_SECONDS = 1.0
 _HEADERS = [("content-type", CONTENT_TYPE.encode())]
+DEFAULT_MAX_EVENT_BYTES = 262_144
+# Where a session finds its service's `CF_MAX_EVENT_BYTES` (`session.info`, set by the app's sessionmaker).
+MAX_EVENT_BYTES_INFO = "max_event_bytes"
+# What the broker refuses whatever the moment: sending such an event again cannot succeed.
+REFUSED_FOR_GOOD = (
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    InvalidTopicError,
+    UnsupportedForMessageFormatError,
+)
+
+
+class EventTooLarge(Unprocessable):
+    """A change whose event would exceed `CF_MAX_EVENT_BYTES`; nothing is written."""
+
+    slug, title = "event-too-large", "Event too large"
+
+
+def ensure_fits(record: OutboxRecord, max_bytes: int) -> None:
+    """Refuse (422 `event-too-large`) an event whose key and value exceed `max_bytes`."""
+    size = len(record.value) + len(record.key.encode())
+    if size > max_bytes:
+        raise EventTooLarge(
+            f"This change would make a {record.event_type} event of {size} bytes; "
+            f"events are at most {max_bytes} bytes (CF_MAX_EVENT_BYTES). Nothing was changed.",
+            event_bytes=size,
+            max_event_bytes=max_bytes,
+        )
 
 
 async def add_event(
@@ -56,6 +104,9 @@ async def add_records(session: UnitOfWork, records: list[OutboxRecord]) -> None:
     """Write ready-made outbox records (for example republished events)."""
     if not records:
         return
+    max_bytes = session.info.get(MAX_EVENT_BYTES_INFO) if isinstance(session, AsyncSession) else None
+    for record in records:
+        ensure_fits(record, max_bytes or DEFAULT_MAX_EVENT_BYTES)
     # Every write path passes here: straight to the driver, in the session's transaction.
     connection = await driver_connection(session)
     rows = [outbox_values(record) for record in records]
@@ -95,8 +146,13 @@ def with_outbox_rows(insert: str, row: str, rows: int = 1) -> str:
 # (a failed publish), and SKIP LOCKED leaves rows another relay holds alone.
 _CLAIM = """
 DELETE FROM outbox_event WHERE id IN (SELECT id FROM outbox_event ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
-RETURNING id, topic, key, value
+RETURNING id, event_id, topic, key, event_type, value, created_at
 """
+_SET_ASIDE = """
+INSERT INTO outbox_dead_event (outbox_id, event_id, topic, key, event_type, value, created_at, reason)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+"""
+_DEAD_COUNT = "SELECT count(*) FROM outbox_dead_event"
 _BACKLOG = "SELECT count(*), extract(epoch FROM now() - min(created_at)) FROM outbox_event"
 _LEADER_LOCK = 7_246_001  # one active relay per service database keeps per-key order
 
@@ -180,27 +236,64 @@ class OutboxRelay:
             count, oldest = await conn.fetchrow(_BACKLOG)
             self._metrics.outbox_pending.set(count)
             self._metrics.outbox_oldest_seconds.set(float(oldest or 0.0))
+            self._metrics.outbox_dead.set(await conn.fetchval(_DEAD_COUNT))
 
     async def _publish_batch(self, conn: asyncpg.Connection) -> int:
         async with conn.transaction():
             rows = sorted(await conn.fetch(_CLAIM, BATCH_SIZE), key=lambda row: row["id"])  # publish in id order
             if not rows:
                 return 0
+            refused: list[tuple[asyncpg.Record, Exception]] = []
             # Bounded: a broker paused mid-request can leave a send or a delivery unanswered.
             async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
-                deliveries = [
-                    await self._producer.send(
-                        self._settings.topic(row["topic"]),
-                        value=bytes(row["value"]),
-                        key=row["key"].encode(),
-                        headers=_HEADERS,
-                    )
-                    for row in rows
-                ]
-                await asyncio.gather(*deliveries)
-        self.published += len(rows)
-        self._metrics.outbox_published.inc(len(rows))
+                sent = []
+                for row in rows:
+                    try:
+                        delivery = await self._producer.send(
+                            self._settings.topic(row["topic"]),
+                            value=bytes(row["value"]),
+                            key=row["key"].encode(),
+                            headers=_HEADERS,
+                        )
+                    except REFUSED_FOR_GOOD as exc:  # the producer's own size check, before the broker
+                        refused.append((row, exc))
+                    else:
+                        sent.append((row, delivery))
+                outcomes = await asyncio.gather(*(delivery for _, delivery in sent), return_exceptions=True)
+            for (row, _), outcome in zip(sent, outcomes, strict=True):
+                if isinstance(outcome, REFUSED_FOR_GOOD):
+                    refused.append((row, outcome))
+                elif isinstance(outcome, BaseException):
+                    raise outcome  # a passing failure: the whole batch is claimed again later
+            if refused:
+                await self._set_aside(conn, refused)
+        self.published += len(rows) - len(refused)
+        self._metrics.outbox_published.inc(len(rows) - len(refused))
         return len(rows)
+
+    async def _set_aside(self, conn: asyncpg.Connection, refused: list[tuple[asyncpg.Record, Exception]]) -> None:
+        """Move events the broker refuses for good out of the queue, with the reason, in the claim's transaction."""
+        for row, exc in refused:
+            reason = f"{type(exc).__name__}: {exc}"[:1000]
+            logger.error(
+                "outbox event %s (%s, %d bytes) refused by the broker for good; set aside: %s",
+                row["event_id"],
+                row["event_type"],
+                len(row["value"]),
+                reason,
+            )
+            await conn.execute(
+                _SET_ASIDE,
+                row["id"],
+                row["event_id"],
+                row["topic"],
+                row["key"],
+                row["event_type"],
+                row["value"],
+                row["created_at"],
+                reason,
+            )
+        self._next_backlog_report = 0.0  # the dead-event gauge moves at once
 
     async def _maybe_maintain(self, conn: asyncpg.Connection) -> None:
         now = time.monotonic()
@@ -215,6 +308,43 @@ class OutboxRelay:
             await ensure_topics(self._settings)
         except Exception as exc:
             logger.info("topics not ensured yet: %s", exc)
+
+
+@dataclass(frozen=True)
+class DeadEvent:
+    """An event set aside because the broker refused it for good."""
+
+    event_id: uuid.UUID
+    event_type: str
+    topic: str
+    key: str
+    size: int
+    created_at: datetime
+    failed_at: datetime
+    reason: str
+
+
+_DEAD_EVENTS = """
+SELECT event_id, event_type, topic, key, octet_length(value) AS size, created_at, failed_at, reason
+FROM outbox_dead_event ORDER BY id LIMIT $1
+"""
+# Back at the end of the queue, with its own id: published after the events written since.
+_REQUEUE = """
+WITH moved AS (
+    DELETE FROM outbox_dead_event WHERE event_id = $1 RETURNING event_id, topic, key, event_type, value
+)
+INSERT INTO outbox_event (event_id, topic, key, event_type, value) SELECT * FROM moved RETURNING id
+"""
+
+
+async def dead_events(conn: asyncpg.Connection, *, limit: int = 1000) -> list[DeadEvent]:
+    """The events set aside in this service's database, oldest first."""
+    return [DeadEvent(**dict(row)) for row in await conn.fetch(_DEAD_EVENTS, limit)]
+
+
+async def requeue_dead_event(conn: asyncpg.Connection, event_id: uuid.UUID) -> bool:
+    """Queue a set-aside event for publishing again; False if this database has no such event."""
+    return await conn.fetchval(_REQUEUE, event_id) is not None
 
 
 async def _close_quietly(conn: asyncpg.Connection) -> None:

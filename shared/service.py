@@ -38,7 +38,7 @@ from shared.hotpath import add_body_schemas
 from shared.idempotency import PURGE_EXPIRED
 from shared.kafka import create_producer, ensure_topics
 from shared.observability import Metrics, RequestContextMiddleware, configure_logging
-from shared.outbox import OutboxRelay
+from shared.outbox import MAX_EVENT_BYTES_INFO, OutboxRelay
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +91,8 @@ def build_service_app(
             producer=create_producer(settings),
             metrics=metrics,
         )
+        # Every session knows how large an event may be (shared.outbox.add_records checks it).
+        runtime.sessionmaker.configure(info={MAX_EVENT_BYTES_INFO: settings.max_event_bytes})
         app.state.runtime = runtime
         app.state.sessionmaker = runtime.sessionmaker
         runtime.spawn("producer", _start_producer(runtime))

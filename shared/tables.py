@@ -34,6 +34,22 @@ outbox_event = Table(
     Column("attempts", Integer, nullable=False, server_default=text("0")),
 )
 
+# Events the broker refused for good (too large, an invalid topic), set aside so the relay goes on.
+outbox_dead_event = Table(
+    "outbox_dead_event",
+    Base.metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("outbox_id", BigInteger, nullable=False),
+    Column("event_id", UUID(as_uuid=True), nullable=False, unique=True),
+    Column("topic", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("event_type", Text, nullable=False),
+    Column("value", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("failed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("reason", Text, nullable=False),
+)
+
 idempotency_key = Table(
     "idempotency_key",
     Base.metadata,

@@ -44,7 +44,7 @@ from shared.catalogue import FEEDBACK_RECEIVED, FEEDBACK_STATUS_CHANGED
 from shared.db import UnitOfWork
 from shared.errors import Conflict, NotFound, Unprocessable, field_error
 from shared.events import build_event
-from shared.outbox import add_event
+from shared.outbox import add_event, ensure_fits
 from shared.pagination import page_of
 
 S = FeedbackStatus
@@ -95,6 +95,7 @@ async def capture(
         updated_at=now,
     )
     event = build_event(FEEDBACK_RECEIVED, data=feedback, subject=str(feedback_id), customer_id=draft.customer_id)
+    ensure_fits(event, settings.max_event_bytes)
     await repository.insert_feedback(
         unit,
         NewFeedback(
