@@ -100,13 +100,19 @@ async def add_event(
     return record.event_id
 
 
-async def add_records(session: UnitOfWork, records: list[OutboxRecord]) -> None:
-    """Write ready-made outbox records (for example republished events)."""
+async def add_records(session: UnitOfWork, records: list[OutboxRecord], *, refuse_oversized: bool = True) -> None:
+    """Write ready-made outbox records (for example republished events).
+
+    A record larger than the session's `CF_MAX_EVENT_BYTES` is refused (`EventTooLarge`) unless
+    `refuse_oversized` is False: a background job that must not stall on one row (a due moment)
+    writes it anyway, and the relay sets it aside if the broker refuses it.
+    """
     if not records:
         return
-    max_bytes = session.info.get(MAX_EVENT_BYTES_INFO) if isinstance(session, AsyncSession) else None
-    for record in records:
-        ensure_fits(record, max_bytes or DEFAULT_MAX_EVENT_BYTES)
+    if refuse_oversized:
+        max_bytes = session.info.get(MAX_EVENT_BYTES_INFO) if isinstance(session, AsyncSession) else None
+        for record in records:
+            ensure_fits(record, max_bytes or DEFAULT_MAX_EVENT_BYTES)
     # Every write path passes here: straight to the driver, in the session's transaction.
     connection = await driver_connection(session)
     rows = [outbox_values(record) for record in records]

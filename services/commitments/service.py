@@ -235,7 +235,8 @@ async def fire_reached_moments(*, session: AsyncSession, limit: int) -> list[Fir
             spec, moment = catalogue.COMMITMENT_OVERDUE, row.due_at
         records.append(build_event(spec, data=represent(row), subject=str(row.id), customer_id=row.customer_id))
         fired.append(FiredMoment(spec.type, (now - moment).total_seconds()))
-    await add_records(session, records)
+    # A moment fires whatever its event's size: the scheduler must not stall on one commitment.
+    await add_records(session, records, refuse_oversized=False)
     return fired
 
 
