@@ -22,6 +22,7 @@ import asyncio
 import json
 import os
 import random
+import secrets
 import statistics
 import subprocess
 import sys
@@ -43,7 +44,7 @@ from shared.migrations import upgrade
 
 THROUGHPUT_GOAL = 0.75
 P99_GOAL = 1.5
-SECRET = "bench-secret-that-is-long-enough-for-hs256-0123456789"
+SECRET = secrets.token_urlsafe(32)
 APPS = {"floor": "bench.floor_app:create_app", "feedback": "services.feedback.app:create_app"}
 
 COMPLAINTS = [
@@ -216,7 +217,9 @@ def main() -> None:
                 "CF_LOG_LEVEL": "WARNING",
                 "CF_DATABASE_POOL_SIZE": "10",
             }
-            settings = Settings(database_url=urls["feedback"], kafka_bootstrap_servers=broker.bootstrap_servers)
+            settings = Settings(
+                database_url=urls["feedback"], kafka_bootstrap_servers=broker.bootstrap_servers, auth_secret=SECRET
+            )
             asyncio.run(ensure_topics(settings))
             token = mint_token(SECRET, sub="bench", scopes=["feedback:write"], ttl_seconds=3600)
             script = base / "post.lua"

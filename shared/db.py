@@ -19,6 +19,8 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
+from shared.config import asyncpg_url
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -40,7 +42,7 @@ class Base(DeclarativeBase):
 
 def create_engine(database_url: str, *, pool_size: int = 10, **kwargs: Any) -> AsyncEngine:
     engine = create_async_engine(
-        database_url,
+        asyncpg_url(database_url),
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=False,
@@ -70,8 +72,12 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
 
 
 def asyncpg_dsn(database_url: str) -> str:
-    """The plain `postgresql://` DSN asyncpg takes, from a SQLAlchemy URL."""
-    url = make_url(database_url).set(drivername="postgresql")
+    """The plain `postgresql://` DSN asyncpg takes, from a database URL in any form `asyncpg_url` accepts."""
+    url = make_url(asyncpg_url(database_url)).set(drivername="postgresql")
+    if "ssl" in url.query:
+        # In a DSN, asyncpg reads libpq's name for it.
+        query = {key: value for key, value in url.query.items() if key != "ssl"}
+        url = url.set(query={**query, "sslmode": url.query["ssl"]})
     return url.render_as_string(hide_password=False)
 
 

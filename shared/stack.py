@@ -34,10 +34,11 @@ import asyncpg
 import httpx
 import psutil
 from aiokafka.errors import KafkaError
+from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
 from shared.auth import SCOPES, mint_token
-from shared.config import SERVICES, PlatformSettings
+from shared.config import SERVICES, PlatformSettings, asyncpg_url, check_auth_secret, settings_problem
 from shared.db import asyncpg_dsn
 from shared.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from shared.kafka import ensure_topics
@@ -63,33 +64,61 @@ def database_url_variable(service: str) -> str:
 
 
 def configured_database_urls(environ: Mapping[str, str], services: Sequence[str]) -> dict[str, str]:
-    """The services whose database `CF_<SERVICE>_DATABASE_URL` names, and those URLs."""
-    return {s: environ[database_url_variable(s)] for s in services if environ.get(database_url_variable(s))}
+    """The services whose database `CF_<SERVICE>_DATABASE_URL` names, and those URLs (as `asyncpg_url` writes them)."""
+    urls = {}
+    for service in services:
+        variable = database_url_variable(service)
+        if environ.get(variable):
+            try:
+                urls[service] = asyncpg_url(environ[variable])
+            except ValueError as exc:
+                raise StackError(f"{variable}: {exc}") from None
+    return urls
 
 
 def platform_settings(environ: Mapping[str, str], **overrides: Any) -> PlatformSettings:
-    """Platform settings from `environ` (not necessarily `os.environ`), then `overrides`."""
+    """Platform settings from `environ` (not necessarily `os.environ`), then `overrides`.
+
+    `CF_AUTH_SECRET` is not read: the tooling signs with `auth_secret(...)`, which checks it, and
+    only reads the other settings here.
+    """
     values: dict[str, Any] = {
-        name: environ[f"CF_{name.upper()}"] for name in PlatformSettings.model_fields if f"CF_{name.upper()}" in environ
+        name: environ[f"CF_{name.upper()}"]
+        for name in PlatformSettings.model_fields
+        if f"CF_{name.upper()}" in environ and name != "auth_secret"
     }
+    values["auth_secret"] = secrets.token_urlsafe(32)
     values.update(overrides)
-    return PlatformSettings(**values)
+    try:
+        return PlatformSettings(**values)
+    except ValidationError as exc:
+        raise StackError(settings_problem(exc, PlatformSettings)) from None
 
 
 def auth_secret(data_dir: Path, environ: Mapping[str, str], *, create: bool) -> str:
-    """`CF_AUTH_SECRET`, else the one kept in `<data_dir>/auth-secret` (made once, never committed)."""
+    """`CF_AUTH_SECRET`, else the one kept in `<data_dir>/auth-secret` (made once, never committed).
+
+    A StackError if it is too short or a published value: the services would refuse it.
+    """
     given = environ.get("CF_AUTH_SECRET")
     if given:
-        return given
+        return _checked_secret(given, "CF_AUTH_SECRET")
     path = data_dir / SECRET_FILE
     if path.exists():
-        return path.read_text().strip()
+        return _checked_secret(path.read_text().strip(), str(path))
     if not create:
         raise StackError(f"no CF_AUTH_SECRET is set and {path} does not exist yet (`make run` creates it)")
     data_dir.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(48)
     _write_private(path, secret + "\n")
     return secret
+
+
+def _checked_secret(secret: str, source: str) -> str:
+    try:
+        return check_auth_secret(secret)
+    except ValueError as exc:
+        raise StackError(f"{source}: {exc}") from None
 
 
 def _write_private(path: Path, content: str) -> None:

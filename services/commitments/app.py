@@ -7,11 +7,12 @@ from fastapi import FastAPI
 from services.commitments.config import Settings
 from services.commitments.router import router
 from services.commitments.scheduler import DueMomentScheduler
+from shared.config import load_settings
 from shared.service import ServiceRuntime, build_service_app
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
+    settings = settings or load_settings(Settings)
 
     async def start_scheduler(runtime: ServiceRuntime) -> None:
         # Started here rather than as a worker, which waits for the broker: the

@@ -6,12 +6,13 @@ from fastapi import FastAPI
 
 from services.expectations.config import Settings
 from services.expectations.router import router
+from shared.config import load_settings
 from shared.service import build_service_app
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     return build_service_app(
-        settings=settings or Settings(),
+        settings=settings or load_settings(Settings),
         title="Expectations",
         description=(
             "Prepared open-ended questions, two-person customer meetings, and the "

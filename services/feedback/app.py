@@ -8,11 +8,12 @@ from services.feedback.config import Settings
 from services.feedback.repository import feedback_inserts
 from services.feedback.router import router
 from services.feedback.triage import Taxonomy, Triage
+from shared.config import load_settings
 from shared.service import build_service_app
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
+    settings = settings or load_settings(Settings)
     # Loaded here so a broken taxonomy file stops the start, not a request.
     triage = Triage(Taxonomy.load(settings.feedback_taxonomy_file))
     app = build_service_app(

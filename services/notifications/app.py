@@ -15,6 +15,7 @@ from services.notifications.routing import EventRouter
 from services.notifications.stream import NotificationFeed
 from services.notifications.webhooks import AddressGuard, WebhookDispatcher, WebhookMetrics
 from shared.catalogue import ROUTED_SOURCE_TOPICS
+from shared.config import load_settings
 from shared.consumer import EventConsumer
 from shared.db import asyncpg_dsn
 from shared.observability import Metrics
@@ -22,7 +23,7 @@ from shared.service import ServiceRuntime, build_service_app
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
+    settings = settings or load_settings(Settings)
     event_router = EventRouter(settings)
     guard = AddressGuard(allow_private=settings.webhook_allow_private)
     dsn = asyncpg_dsn(settings.database_url)

@@ -19,6 +19,7 @@ import uvloop
 
 from services.notifications.config import Settings
 from services.notifications.webhooks import AddressGuard, WebhookDispatcher, WebhookMetrics
+from shared.config import load_settings
 from shared.observability import Metrics, configure_logging
 
 
@@ -42,7 +43,7 @@ async def _until_stopped(settings: Settings) -> None:
 
 
 def main() -> None:
-    settings = Settings()
+    settings = load_settings(Settings)
     configure_logging(f"{settings.service_name}-webhooks", level=settings.log_level, json_logs=settings.log_json)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(_until_stopped(settings))

@@ -7,6 +7,7 @@ import pytest
 
 from services.feedback.app import create_app
 from services.feedback.config import Settings
+from tests.support.platform import TEST_SECRET
 
 DASHBOARD = "http://127.0.0.1:8004"
 
@@ -25,7 +26,7 @@ def preflight(origin: str, *headers: str) -> dict[str, str]:
 
 
 async def test_a_page_on_another_origin_may_send_its_bearer_token_and_resume_a_stream() -> None:
-    async with client(Settings(cors_allow_origins=["*"])) as feedback:
+    async with client(Settings(cors_allow_origins=["*"], auth_secret=TEST_SECRET)) as feedback:
         response = await feedback.options(
             "/v1/feedback/metrics", headers=preflight(DASHBOARD, "authorization", "last-event-id", "idempotency-key")
         )
@@ -37,7 +38,7 @@ async def test_a_page_on_another_origin_may_send_its_bearer_token_and_resume_a_s
 
 
 async def test_pages_can_read_the_correlation_id_and_the_replay_marker() -> None:
-    async with client(Settings(cors_allow_origins=["*"])) as feedback:
+    async with client(Settings(cors_allow_origins=["*"], auth_secret=TEST_SECRET)) as feedback:
         response = await feedback.get("/healthz", headers={"Origin": DASHBOARD})
 
     exposed = {h.strip().lower() for h in response.headers["access-control-expose-headers"].split(",")}
@@ -47,6 +48,7 @@ async def test_pages_can_read_the_correlation_id_and_the_replay_marker() -> None
 
 async def test_only_the_configured_origins_may_call_the_api(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CF_CORS_ALLOW_ORIGINS", f"{DASHBOARD}, https://dashboards.example.com")
+    monkeypatch.setenv("CF_AUTH_SECRET", TEST_SECRET)
     settings = Settings()
 
     async with client(settings) as feedback:

@@ -9,7 +9,7 @@ import pytest
 
 from services.feedback.config import Settings as FeedbackSettings
 from services.notifications.config import Settings as NotificationsSettings
-from tests.support.platform import Platform
+from tests.support.platform import TEST_SECRET, Platform
 
 
 async def test_a_failed_request_leaves_nothing_behind(probe: httpx.AsyncClient, platform: Platform) -> None:
@@ -35,6 +35,7 @@ def test_settings_are_read_from_cf_variables(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("CF_KAFKA_BOOTSTRAP_SERVERS", "kafka-1:9092,kafka-2:9092")
     monkeypatch.setenv("CF_DEPARTMENTS", "sales, support ,legal")
     monkeypatch.setenv("CF_TOPIC_PREFIX", "staging.")
+    monkeypatch.setenv("CF_AUTH_SECRET", TEST_SECRET)
     settings = FeedbackSettings()
     assert settings.database_url == "postgresql+asyncpg://u@db:5432/fb"
     assert settings.kafka_bootstrap_servers == "kafka-1:9092,kafka-2:9092"
@@ -45,5 +46,6 @@ def test_settings_are_read_from_cf_variables(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_bad_settings_fail_at_start_with_the_setting_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CF_DEPARTMENTS", "Sales Team")
+    monkeypatch.setenv("CF_AUTH_SECRET", TEST_SECRET)
     with pytest.raises(ValueError, match="departments"):
         FeedbackSettings()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from shared.migrations import alembic_config, version_table
 from tests.support.platform import Platform
 
 runner = CliRunner()
-SECRET = "a-secret-for-the-cli-tests-that-is-long-enough-0123456789"
+SECRET = secrets.token_urlsafe(32)
 
 
 def database_variables(urls: dict[str, str]) -> dict[str, str | None]:
@@ -86,7 +87,7 @@ def test_token_create_prints_a_token_signed_with_the_secret_in_the_data_dir(tmp_
 
 
 def test_token_create_prefers_cf_auth_secret_and_defaults_to_every_scope(tmp_path: Path) -> None:
-    (tmp_path / "auth-secret").write_text("another-secret-that-must-not-be-used-0123456789abcdef\n")
+    (tmp_path / "auth-secret").write_text(secrets.token_urlsafe(32) + "\n")
 
     result = runner.invoke(app, ["token", "create", "--data-dir", str(tmp_path)], env={"CF_AUTH_SECRET": SECRET})
 

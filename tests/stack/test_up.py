@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import signal
 import stat
 import subprocess
@@ -230,7 +231,7 @@ def test_up_with_an_unreachable_kafka_says_so_and_leaves_nothing_behind(tmp_path
     assert processes_mentioning(str(tmp_path / "data")) == []
 
 
-GIVEN_SECRET = "a-secret-given-through-cf-auth-secret-0123456789abcdef"
+GIVEN_SECRET = secrets.token_urlsafe(32)
 EXTERNAL_SERVICES = ("commitments",)  # one keeps it quick
 
 
@@ -243,12 +244,13 @@ class ExternalRun:
 
 @pytest.fixture(scope="module")
 def external_run(platform: Platform, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExternalRun]:
-    """`up` with CF_<SERVICE>_DATABASE_URL (databases not created yet), CF_KAFKA_BOOTSTRAP_SERVERS
-    and CF_AUTH_SECRET pointing at the suite's PostgreSQL server and broker."""
+    """`up` with CF_<SERVICE>_DATABASE_URL (databases not created yet, URLs written `postgresql://` as
+    hosts hand them out), CF_KAFKA_BOOTSTRAP_SERVERS and CF_AUTH_SECRET pointing at the suite's
+    PostgreSQL server and broker."""
     run_id = uuid.uuid4().hex[:8]
     urls = {
         service: make_url(platform.database_urls[service])
-        .set(database=f"up_{service}_{run_id}")
+        .set(drivername="postgresql", database=f"up_{service}_{run_id}")
         .render_as_string(hide_password=False)
         for service in EXTERNAL_SERVICES
     }

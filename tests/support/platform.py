@@ -3,7 +3,9 @@
 By default the suite starts an embedded PostgreSQL and an embedded Tansu
 broker of its own. `CF_TEST_POSTGRES_URL` (a server URL, for example
 `postgresql+asyncpg://postgres@127.0.0.1:5432/postgres`) and
-`CF_KAFKA_BOOTSTRAP_SERVERS` point it at servers that already run instead.
+`CF_KAFKA_BOOTSTRAP_SERVERS` point it at servers that already run instead
+(the URL may be written `postgresql://`, `postgres://` or `postgresql+asyncpg://`).
+The services' `CF_AUTH_SECRET` is a new random one in every run.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import contextlib
 import importlib
 import os
+import secrets
 import shutil
 import tempfile
 import uuid
@@ -26,13 +29,13 @@ from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
 from shared.auth import SCOPES, mint_token
-from shared.config import SERVICES, PlatformSettings
+from shared.config import SERVICES, PlatformSettings, asyncpg_url
 from shared.db import asyncpg_dsn
 from shared.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from shared.kafka import ensure_topics
 from shared.migrations import upgrade
 
-TEST_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
+TEST_SECRET = secrets.token_urlsafe(32)
 
 
 @dataclass
@@ -106,7 +109,7 @@ def start_platform(base: Path) -> Platform:
     external = os.environ.get("CF_TEST_POSTGRES_URL")
     external_databases: list[str] = []
     if external:
-        server = make_url(external)
+        server = make_url(asyncpg_url(external))
         names = {service: f"cf_test_{service}_{run_id}" for service in SERVICES}
         asyncio.run(_create_databases(asyncpg_dsn(external), list(names.values())))
         external_databases = list(names.values())
