@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from typer.testing import CliRunner
 from services.feedback.config import Settings as FeedbackSettings
 from shared.auth import SCOPES, mint_token
 from shared.cli import app
-from shared.config import SERVICES, settings_problem
+from shared.config import SERVICES, check_auth_secret, settings_problem
 from shared.db import asyncpg_dsn
 from shared.embedded import free_port
 from shared.migrations import upgrade
@@ -219,3 +220,37 @@ def test_token_create_refuses_a_secret_the_services_would_refuse(tmp_path: Path,
     assert given.output.count("\n") == 1
     assert kept.exit_code == 1
     assert f"auth-secret: {reason.removeprefix('CF_AUTH_SECRET: ')}" in kept.output
+
+
+ROOT = Path(__file__).resolve().parents[2]
+# A secret written into a file: `…SECRET = "…"`, `secret: "…"`, `SecretStr("…")` or `CF_AUTH_SECRET=…`.
+SECRET_LITERAL = re.compile(
+    r"""(?ix) (?: secret\w*["']?\s*[=:]\s*["'] | secretstr\(\s*["'] ) ([^\s"']{32,})["']
+    | CF_AUTH_SECRET=([^\s"'$]{32,})"""
+)
+
+
+def test_every_secret_written_in_this_repository_is_refused() -> None:
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True)
+    written = []
+    for name in tracked.stdout.split("\0"):
+        path = ROOT / name
+        if not name or path.suffix == ".lock" or not path.is_file():
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        written += [(name, match.group(1) or match.group(2)) for match in SECRET_LITERAL.finditer(text)]
+    written.append(("the test itself", PUBLISHED))
+
+    accepted = [name for name, secret in written if _accepted(secret)]
+    assert accepted == [], "add the SHA-256 of their secrets to shared.config.PUBLISHED_SECRETS"
+
+
+def _accepted(secret: str) -> bool:
+    try:
+        check_auth_secret(secret)
+    except ValueError:
+        return False
+    return True

@@ -42,7 +42,6 @@ class Relay:
     """Copies the bytes of each connection accepted on `listener` to a new connection from `connect`."""
 
     def __init__(self, listener: socket.socket, connect: Callable[[], socket.socket]) -> None:
-        self.accepted = 0
         self._listener = listener
         self._connect = connect
         self._sockets: list[socket.socket] = []
@@ -60,7 +59,6 @@ class Relay:
                 return
             client.settimeout(None)
             upstream = self._connect()
-            self.accepted += 1
             self._sockets += [client, upstream]
             for source, target in ((client, upstream), (upstream, client)):
                 threading.Thread(target=_copy, args=(source, target), daemon=True).start()
