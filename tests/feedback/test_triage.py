@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from services.feedback.app import create_app
@@ -53,3 +56,23 @@ def test_a_broken_taxonomy_file_stops_the_start_and_names_the_file(
 )
 def test_default_taxonomy_matches_whole_words_prefixes_and_phrases(text: str, themes: list[str]) -> None:
     assert Taxonomy.load(DEFAULT_TAXONOMY_FILE).themes_of(text) == themes
+
+
+async def test_a_capture_of_10000_emoji_gets_its_sentiment_while_healthz_answers(
+    client: httpx.AsyncClient, platform: Platform
+) -> None:
+    body = complaint(new_customer(), text="😂" * 10_000)
+    capturing = asyncio.create_task(client.post("/v1/feedback", json=body, headers=platform.auth("feedback:write")))
+    # Over ASGI a /healthz never waits for I/O: yielding first lets the capture run, its analysis included.
+    slowest_health = 0.0
+    async with asyncio.timeout(60):
+        while not capturing.done():
+            asked = time.perf_counter()
+            await asyncio.sleep(0)
+            assert (await client.get("/healthz")).status_code == 200
+            slowest_health = max(slowest_health, time.perf_counter() - asked)
+    response = await capturing
+    assert response.status_code == 201, response.text
+    assert response.json()["sentiment"] == {"score": 1.0, "label": "positive", "source": "text"}
+    # Generous for a busy CI machine: the analysis takes about 20 ms; it took about 100 s.
+    assert slowest_health < 1.0
