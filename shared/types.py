@@ -31,15 +31,24 @@ SafeStr = Annotated[str, AfterValidator(storable)]
 CustomerId = Annotated[SafeStr, StringConstraints(min_length=1, max_length=128)]
 
 
+# asyncpg sends the first and the last microsecond Python can hold as PostgreSQL's -infinity and
+# infinity, and reads infinity back without a zone: neither is an instant a client can mean.
+_FIRST, _LAST = datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
+OUT_OF_RANGE = "must fall after 0001-01-01T00:00:00Z and before 9999-12-31T23:59:59.999999Z once converted to UTC"
+
+
 def in_utc(moment: datetime) -> datetime:
-    """`moment` converted to UTC; a ValueError when it has no zone or falls outside years 1-9999 in UTC."""
+    """`moment` converted to UTC; a ValueError when it has no zone or is no instant within years 1-9999."""
     if moment.utcoffset() is None:
         raise ValueError("must have a time zone")
     try:
-        return moment.astimezone(UTC)
+        utc = moment.astimezone(UTC)
     except OverflowError:
-        raise ValueError("is outside years 1-9999 once converted to UTC") from None
+        raise ValueError(OUT_OF_RANGE) from None
+    if utc == _FIRST or utc == _LAST:
+        raise ValueError(OUT_OF_RANGE)
+    return utc
 
 
-# Every date-time a client sends (body, query): with a zone, in years 1-9999 in UTC, given back in UTC.
+# Every date-time a client sends (body, query): with a zone, within years 1-9999 in UTC, given back in UTC.
 Instant = Annotated[AwareDatetime, AfterValidator(in_utc)]

@@ -288,7 +288,8 @@ async def figures_per_period(
     statement = (
         select(
             func.timezone("UTC", periods.c.period_start).label("period_start"),
-            func.timezone("UTC", periods.c.period_start + step).label("period_end"),
+            # The month or week after December 9999 cannot be returned: the last period ends with year 9999.
+            func.timezone("UTC", func.least(periods.c.period_start + step, _LAST_MOMENT)).label("period_end"),
             *_figures(filtered.c, assumptions),
         )
         .select_from(periods.outerjoin(filtered, filtered.c.period_start == periods.c.period_start))
@@ -296,6 +297,9 @@ async def figures_per_period(
         .order_by(periods.c.period_start)
     )
     return (await session.execute(statement)).all()
+
+
+_LAST_MOMENT = cast(literal("9999-12-31 23:59:59.999999"), DateTime(timezone=False))
 
 
 def _moment(value: datetime) -> ColumnElement[datetime]:
