@@ -14,6 +14,7 @@ import re
 import sys
 import time
 import uuid
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pythonjsonlogger.json import JsonFormatter
@@ -126,6 +127,26 @@ class RequestContextMiddleware:
 _CORRELATION_ID = re.compile(rb"[\x21-\x7e]{1,128}")
 # W3C Trace Context: version (not ff), trace-id and parent-id (neither all zeros), flags; lower-case hex.
 _TRACEPARENT = re.compile(r"(?!ff)[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
+
+
+# The request headers above, as every operation of the OpenAPI document declares them.
+CONTEXT_PARAMETERS: list[dict[str, Any]] = [
+    {
+        "name": "X-Correlation-ID",
+        "in": "header",
+        "required": False,
+        "description": "Names the request in the response, the logs and the events it causes; "
+        "used when it is 1-128 visible ASCII characters, else the service makes a new one.",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[!-~]+$"},
+    },
+    {
+        "name": "traceparent",
+        "in": "header",
+        "required": False,
+        "description": "W3C Trace Context, carried into the events; ignored (a new trace) unless well-formed.",
+        "schema": {"type": "string", "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"},
+    },
+]
 
 
 # Request ids need to be unique, not secret: drawn as OpenTelemetry's RandomIdGenerator draws them (the

@@ -37,7 +37,7 @@ from shared.errors import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA, install_problem_ha
 from shared.hotpath import add_body_schemas
 from shared.idempotency import PURGE_EXPIRED
 from shared.kafka import create_producer, ensure_topics
-from shared.observability import Metrics, RequestContextMiddleware, configure_logging
+from shared.observability import CONTEXT_PARAMETERS, Metrics, RequestContextMiddleware, configure_logging
 from shared.outbox import MAX_EVENT_BYTES_INFO, OutboxRelay
 
 logger = logging.getLogger(__name__)
@@ -285,10 +285,13 @@ def _document_problems(app: FastAPI) -> None:
         problem = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
         for path, operations in schema.get("paths", {}).items():
             for operation in operations.values():
+                operation.setdefault("parameters", []).extend(CONTEXT_PARAMETERS)
                 if "operations" in operation.get("tags", ()):
                     continue
                 responses = operation.setdefault("responses", {})
                 codes = ["422", "503"] + (["404"] if "{" in path else [])
+                if "requestBody" in operation:
+                    codes.append("413")
                 if operation.get("security"):
                     codes += ["401", "403", "409"]
                 for code in codes:
@@ -304,6 +307,7 @@ _DESCRIPTIONS = {
     "403": "The token lacks the scope or the department",
     "404": "No such resource",
     "409": "Conflict with the resource's state, or a request with this Idempotency-Key is in flight",
+    "413": "The request body is larger than `CF_MAX_BODY_BYTES`",
     "422": "Invalid input; `errors` names each field",
     "503": "The database or the broker is unreachable",
 }

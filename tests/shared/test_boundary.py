@@ -162,3 +162,10 @@ async def test_routes_without_security_and_requests_without_a_body_need_no_token
     assert (await roomy.get("/openapi.json")).status_code == 200
     missing = await roomy.post("/no-such-route", content=b"{}")
     assert missing.status_code == 404
+
+
+async def test_operations_that_take_a_body_document_the_413(roomy: httpx.AsyncClient) -> None:
+    spec = (await roomy.get("/openapi.json")).json()
+    create = spec["paths"]["/probes"]["post"]["responses"]
+    assert create["413"]["content"]["application/problem+json"]["schema"] == {"$ref": "#/components/schemas/Problem"}
+    assert "413" not in spec["paths"]["/probes"]["get"]["responses"]

@@ -86,3 +86,12 @@ async def test_a_new_trace_has_nonzero_ids(probe: httpx.AsyncClient) -> None:
     _, trace_id, parent_id, _ = traceparent.split("-")
     assert int(trace_id, 16)
     assert int(parent_id, 16)
+
+
+async def test_every_operation_declares_the_context_headers(probe: httpx.AsyncClient) -> None:
+    spec = (await probe.get("/openapi.json")).json()
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            headers = {p["name"]: p for p in operation["parameters"] if p["in"] == "header"}
+            assert {"X-Correlation-ID", "traceparent"} <= set(headers), (method, path)
+            assert headers["X-Correlation-ID"]["schema"]["maxLength"] == 128
