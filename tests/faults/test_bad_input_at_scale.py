@@ -3,6 +3,13 @@
 All operations, with a token that has every scope: no server error and no
 response that breaks the service's own OpenAPI document (schema, status code,
 content type). The live stream is left out: it never ends by design.
+
+Valid and invalid data both (`--mode all`), for every part of a request the
+document declares: the body, path and query parameters, and the headers,
+among them `X-Correlation-ID` and `traceparent` (declared on every
+operation, shared/observability.py) and `Idempotency-Key`. The coverage phase
+sends each parameter's boundary and wrong-type values; the fuzzing phase
+random ones, non-ASCII and control characters included.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ def test_fuzzing_finds_no_server_error_and_no_schema_violation(stack: Stack, ser
         "--max-examples", "60" if FULL else "12",
         "--seed", "20261122",
         "--phases", "examples,coverage,fuzzing",
+        "--mode", "all",
         "--generation-database", "none",
         "--exclude-path-regex", "/stream$",
         "--request-timeout", "20",
