@@ -45,7 +45,7 @@ def in_utc(moment: datetime) -> datetime:
         utc = moment.astimezone(UTC)
     except OverflowError:
         raise ValueError(OUT_OF_RANGE) from None
-    if utc == _FIRST or utc == _LAST:
+    if utc in (_FIRST, _LAST):
         raise ValueError(OUT_OF_RANGE)
     return utc
 

@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
-import orjson
 import pytest
 import pytest_asyncio
 from cloudevents.core.bindings.kafka import KafkaMessage, from_structured_event
 
 from services.feedback.app import create_app
 from tests.feedback.conftest import capture, complaint, feedback_settings, new_customer, stored_count
-from tests.support.hostile import EDGE_INSTANTS, FORGED_CURSORS, OUT_OF_RANGE_INSTANTS, assert_invalid
+from tests.support.hostile import (
+    EDGE_INSTANTS,
+    FORGED_CURSORS,
+    OUT_OF_RANGE_INSTANTS,
+    assert_invalid,
+    in_chunks,
+    padded_json,
+)
 from tests.support.kafka import read_topic
 from tests.support.local_server import serve_over_http
 from tests.support.platform import Platform
@@ -35,17 +40,6 @@ async def served(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(feedback_settings(platform, run_workers=False))
     async with serve_over_http(app) as (_, client):
         yield client
-
-
-async def in_chunks(body: bytes, chunk: int = 64 * 1024) -> AsyncIterator[bytes]:
-    for start in range(0, len(body), chunk):
-        yield body[start : start + chunk]
-
-
-def padded(body: dict[str, Any], size: int) -> bytes:
-    """`body` as JSON of `size` bytes (whitespace before the closing brace): valid, and storable if read."""
-    raw = orjson.dumps(body)
-    return raw[:-1] + b" " * (size - len(raw)) + b"}"
 
 
 JSON = {"Content-Type": "application/json"}
@@ -118,7 +112,7 @@ async def test_capture_over_the_body_limit_is_413_and_stores_nothing(
     served: httpx.AsyncClient, platform: Platform
 ) -> None:
     customer = new_customer()
-    oversize = padded(complaint(customer), 2 * LIMIT)
+    oversize = padded_json(complaint(customer), 2 * LIMIT)
     writer = {**platform.auth("feedback:write"), **JSON}
 
     declared = await served.post("/v1/feedback", content=oversize)  # no token: the size is refused first
@@ -131,7 +125,9 @@ async def test_capture_over_the_body_limit_is_413_and_stores_nothing(
         assert response.status_code == 413, response.text
         assert response.json()["type"].endswith("/payload-too-large")
     # The service goes on, and of this customer's captures only the one under the limit is stored.
-    under = await served.post("/v1/feedback", content=in_chunks(padded(complaint(customer), LIMIT)), headers=writer)
+    under = await served.post(
+        "/v1/feedback", content=in_chunks(padded_json(complaint(customer), LIMIT)), headers=writer
+    )
     assert under.status_code == 201, under.text
     assert await stored_count(platform, customer) == 1
 

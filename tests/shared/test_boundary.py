@@ -12,10 +12,10 @@ import uuid
 from collections.abc import AsyncIterator
 
 import httpx
-import orjson
 import pytest_asyncio
 
 from tests.shared.probe_app import CREATE_TABLE, create_probe_app
+from tests.support.hostile import in_chunks, padded_json
 from tests.support.local_server import LocalServer, serve_over_http
 from tests.support.platform import Platform, serve
 
@@ -40,18 +40,6 @@ async def roomy(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-def padded_probe(name: str, size: int) -> bytes:
-    """A valid probe body of `size` bytes: JSON allows any amount of whitespace."""
-    body = orjson.dumps({"name": name})
-    return body[:-1] + b" " * (size - len(body)) + b"}"
-
-
-async def in_chunks(body: bytes, chunk: int = 64 * 1024) -> AsyncIterator[bytes]:
-    """`body` as a request without Content-Length (chunked transfer encoding)."""
-    for start in range(0, len(body), chunk):
-        yield body[start : start + chunk]
-
-
 async def stored_probes(platform: Platform, name: str) -> int:
     rows = await platform.fetch("feedback", "SELECT count(*) AS n FROM probe WHERE name = $1", name)
     return int(rows[0]["n"])
@@ -73,9 +61,9 @@ async def test_body_declared_over_the_limit_is_413_before_authentication(
     _, client = served
     name = f"p{uuid.uuid4().hex[:12]}"
 
-    without_token = await client.post("/probes", content=padded_probe(name, 2 * LIMIT))
+    without_token = await client.post("/probes", content=padded_json({"name": name}, 2 * LIMIT))
     assert_too_large(without_token)
-    with_token = await client.post("/probes", content=padded_probe(name, LIMIT + 1), headers=platform.auth())
+    with_token = await client.post("/probes", content=padded_json({"name": name}, LIMIT + 1), headers=platform.auth())
     assert_too_large(with_token)
 
     created = await client.post("/probes", json={"name": name}, headers=platform.auth())
@@ -88,7 +76,7 @@ async def test_chunked_body_over_the_limit_is_413_and_stores_nothing(
 ) -> None:
     _, client = served
     name = f"p{uuid.uuid4().hex[:12]}"
-    oversize = padded_probe(name, 2 * LIMIT)
+    oversize = padded_json({"name": name}, 2 * LIMIT)
 
     for route in ("/probes", "/probes/pooled", "/probes/public/size"):
         response = await client.post(route, content=in_chunks(oversize), headers={**platform.auth(), **JSON})
@@ -96,7 +84,7 @@ async def test_chunked_body_over_the_limit_is_413_and_stores_nothing(
         assert_too_large(response)
 
     # The same client and server go on: a probe under the limit is stored, and is the only one of its name.
-    under = in_chunks(padded_probe(name, LIMIT))
+    under = in_chunks(padded_json({"name": name}, LIMIT))
     created = await client.post("/probes", content=under, headers={**platform.auth(), **JSON})
     assert created.status_code == 201, created.text
     assert await stored_probes(platform, name) == 1

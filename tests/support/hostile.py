@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import orjson
@@ -39,3 +41,15 @@ def assert_invalid(response: httpx.Response, field: str) -> None:
     assert response.status_code == 422, response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert any(field in error["loc"] for error in response.json()["errors"]), response.text
+
+
+def padded_json(body: dict[str, Any], size: int) -> bytes:
+    """`body` as JSON of `size` bytes (whitespace before the closing brace): valid, and storable if read."""
+    raw = orjson.dumps(body)
+    return raw[:-1] + b" " * (size - len(raw)) + b"}"
+
+
+async def in_chunks(body: bytes, chunk: int = 64 * 1024) -> AsyncIterator[bytes]:
+    """`body` as a request without Content-Length (chunked transfer encoding)."""
+    for start in range(0, len(body), chunk):
+        yield body[start : start + chunk]
