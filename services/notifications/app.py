@@ -13,7 +13,8 @@ from services.notifications.dashboard import router as dashboard_router
 from services.notifications.router import router
 from services.notifications.routing import EventRouter
 from services.notifications.stream import NotificationFeed
-from services.notifications.webhooks import AddressGuard, WebhookDispatcher, WebhookMetrics
+from services.notifications.webhooks.dispatcher import WebhookDispatcher, WebhookMetrics
+from services.notifications.webhooks.guard import AddressGuard
 from shared.catalogue import ROUTED_SOURCE_TOPICS
 from shared.config import load_settings
 from shared.consumer import EventConsumer

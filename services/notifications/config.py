@@ -38,6 +38,13 @@ class Settings(PlatformSettings):
     webhook_allow_private: bool = Field(
         default=False, description="Allow webhook URLs that resolve to private or loopback addresses."
     )
+    webhook_trust_env: bool = Field(
+        default=False,
+        description=(
+            "Send webhooks through the proxy that `HTTPS_PROXY` / `HTTP_PROXY` (and `NO_PROXY`) name; "
+            "by default those are ignored."
+        ),
+    )
     webhook_timeout_seconds: float = Field(default=15.0, gt=0, description="Time a webhook endpoint has to answer.")
     webhook_retry_after_max_seconds: float = Field(
         default=36000.0, gt=0, description="The longest `Retry-After` a webhook endpoint's answer is honoured for."

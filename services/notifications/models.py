@@ -124,6 +124,8 @@ class WebhookDelivery(Base):
     # A worker's claim while its attempt is in flight; once it passes (a crashed worker) the delivery is due
     # again. Kept out of every index so that claiming is a cheap in-place (HOT) update.
     leased_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Which claim holds the lease: only its holder renews it or writes the attempt's outcome.
+    lease_token: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), nullable=True)
     last_status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.clock_timestamp())

@@ -355,6 +355,7 @@ async def schedule_again(session: AsyncSession, delivery_id: uuid.UUID) -> Webho
             schedule_step=0,
             next_attempt_at=func.now(),
             leased_until=None,
+            lease_token=None,
             updated_at=func.clock_timestamp(),
         )
         .returning(WebhookDelivery)
@@ -373,6 +374,7 @@ class ClaimedDelivery:
     secret: str
     schedule_step: int
     body: bytes
+    lease_token: uuid.UUID
 
 
 _CLAIM_DUE = text(
@@ -394,10 +396,11 @@ WITH lane AS (
     ORDER BY picked.next_attempt_at  -- oldest first across subscriptions when :total is the limit
     LIMIT :total
 )
-UPDATE webhook_delivery d SET leased_until = now() + make_interval(secs => :lease_seconds)
+UPDATE webhook_delivery d
+SET leased_until = now() + make_interval(secs => :lease_seconds), lease_token = gen_random_uuid()
 FROM due, notification n
 WHERE d.id = due.id AND n.id = d.notification_id
-RETURNING d.id, d.subscription_id, due.url, due.secret, d.schedule_step, n.value
+RETURNING d.id, d.subscription_id, due.url, due.secret, d.schedule_step, n.value, d.lease_token
 """
 )
 
@@ -405,7 +408,10 @@ RETURNING d.id, d.subscription_id, due.url, due.secret, d.schedule_step, n.value
 async def claim_due_deliveries(
     session: AsyncSession, *, busy: dict[uuid.UUID, int], lane_size: int, total: int, lease_seconds: float
 ) -> list[ClaimedDelivery]:
-    """Lease due deliveries of active subscriptions, at most as many per subscription as its lane has room."""
+    """Lease due deliveries of active subscriptions, at most as many per subscription as its lane has room.
+
+    Each lease has a token of its own: only its holder may renew it or write the attempt's outcome.
+    """
     rows = await session.execute(
         _CLAIM_DUE,
         {
@@ -417,7 +423,9 @@ async def claim_due_deliveries(
         },
     )
     return [
-        ClaimedDelivery(row.id, row.subscription_id, row.url, row.secret, row.schedule_step, bytes(row.value))
+        ClaimedDelivery(
+            row.id, row.subscription_id, row.url, row.secret, row.schedule_step, bytes(row.value), row.lease_token
+        )
         for row in rows
     ]
 
@@ -451,14 +459,33 @@ async def count_pending_deliveries(session: AsyncSession) -> int:
     )
 
 
-async def release_leases(session: AsyncSession, delivery_ids: Sequence[uuid.UUID]) -> None:
-    """Make deliveries whose attempt was interrupted due again now."""
-    await session.execute(
-        update(WebhookDelivery)
-        .where(WebhookDelivery.id.in_(list(delivery_ids)), WebhookDelivery.status == "pending")
-        .values(leased_until=None)
-        .execution_options(synchronize_session=False)
-    )
+_RELEASE_LEASES = text(
+    """
+UPDATE webhook_delivery d SET leased_until = NULL, lease_token = NULL
+FROM unnest(CAST(:ids AS uuid[]), CAST(:tokens AS uuid[])) AS held(id, token)
+WHERE d.id = held.id AND d.lease_token = held.token AND d.status = 'pending'
+"""
+)
+
+
+async def release_leases(session: AsyncSession, leases: dict[uuid.UUID, uuid.UUID]) -> None:
+    """Make deliveries whose attempt was interrupted due again now (those whose lease is still the holder's)."""
+    await session.execute(_RELEASE_LEASES, {"ids": list(leases), "tokens": list(leases.values())})
+
+
+_RENEW_LEASE = text(
+    """
+UPDATE webhook_delivery SET leased_until = now() + make_interval(secs => :lease_seconds)
+WHERE id = :id AND lease_token = :token AND status = 'pending'
+RETURNING id
+"""
+)
+
+
+async def renew_lease(session: AsyncSession, delivery_id: uuid.UUID, *, token: uuid.UUID, lease_seconds: float) -> bool:
+    """Extend a lease from now, if it is still `token`'s; False when another claim has taken the delivery."""
+    renewed = await session.execute(_RENEW_LEASE, {"id": delivery_id, "token": token, "lease_seconds": lease_seconds})
+    return renewed.first() is not None
 
 
 @dataclass(frozen=True)
@@ -466,6 +493,7 @@ class Outcome:
     """What one attempt found, and what becomes of the delivery."""
 
     delivery_id: uuid.UUID
+    lease_token: uuid.UUID
     attempted_at: datetime
     status_code: int | None
     duration_ms: float
@@ -476,36 +504,39 @@ class Outcome:
 
 
 # One statement: each delivery moves on (delivered, retry later, or failed) and its attempt joins the log,
-# only for deliveries that still exist (a subscription deleted meanwhile took its deliveries with it).
+# only where the attempt's lease is still the delivery's (no other worker took it over, no manual retry
+# restarted it, the subscription was not deleted) and the delivery is still pending: never over `delivered`.
 _RECORD_OUTCOMES = text(
     """
 WITH outcome AS (
     SELECT * FROM unnest(
         CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:steps AS int[]), CAST(:next_at AS timestamptz[]),
         CAST(:status_codes AS int[]), CAST(:errors AS text[]), CAST(:attempted_at AS timestamptz[]),
-        CAST(:durations AS float8[])
-    ) AS o(id, status, schedule_step, next_attempt_at, status_code, error, attempted_at, duration_ms)
+        CAST(:durations AS float8[]), CAST(:tokens AS uuid[])
+    ) AS o(id, status, schedule_step, next_attempt_at, status_code, error, attempted_at, duration_ms, token)
 ), settled AS (
     UPDATE webhook_delivery d SET
         status = o.status, schedule_step = o.schedule_step, next_attempt_at = o.next_attempt_at, leased_until = NULL,
+        lease_token = NULL,
         attempt_count = d.attempt_count + 1, last_status_code = o.status_code, last_error = o.error,
         delivered_at = CASE WHEN o.status = 'delivered' THEN o.attempted_at ELSE d.delivered_at END,
         updated_at = clock_timestamp()
     FROM outcome o
-    WHERE d.id = o.id
+    WHERE d.id = o.id AND d.lease_token = o.token AND d.status = 'pending'
     RETURNING d.id
 )
 INSERT INTO delivery_attempt (delivery_id, attempted_at, status_code, duration_ms, error)
 SELECT o.id, o.attempted_at, o.status_code, o.duration_ms, o.error FROM outcome o JOIN settled USING (id)
+RETURNING delivery_id
 """
 )
 
 
-async def record_outcomes(session: AsyncSession, outcomes: Sequence[Outcome]) -> None:
-    """Log every attempt and move each delivery on (delivered, retry later, or failed)."""
+async def record_outcomes(session: AsyncSession, outcomes: Sequence[Outcome]) -> list[uuid.UUID]:
+    """Log each attempt whose lease still holds and move its delivery on; the ids of those written."""
     if not outcomes:
-        return
-    await session.execute(
+        return []
+    written = await session.execute(
         _RECORD_OUTCOMES,
         {
             "ids": [o.delivery_id for o in outcomes],
@@ -516,5 +547,7 @@ async def record_outcomes(session: AsyncSession, outcomes: Sequence[Outcome]) ->
             "errors": [o.error for o in outcomes],
             "attempted_at": [o.attempted_at for o in outcomes],
             "durations": [o.duration_ms for o in outcomes],
+            "tokens": [o.lease_token for o in outcomes],
         },
     )
+    return [row.delivery_id for row in written]

@@ -24,7 +24,7 @@ from services.notifications.schemas import (
     SubscriptionStatus,
 )
 from services.notifications.stream import NotificationFeed, department_stream
-from services.notifications.webhooks import AddressGuard
+from services.notifications.webhooks.guard import AddressGuard
 from shared.auth import Principal, require_scope
 from shared.db import DbSession
 from shared.errors import ServiceUnavailable

@@ -25,7 +25,9 @@ from services.notifications.schemas import (
     SubscriptionIn,
     SubscriptionStatus,
 )
-from services.notifications.webhooks import AddressGuard, new_secret, subscription_view
+from services.notifications.webhooks.dispatcher import subscription_view
+from services.notifications.webhooks.guard import AddressGuard
+from services.notifications.webhooks.signing import new_secret
 from shared.auth import Principal
 from shared.errors import Forbidden, NotFound, field_error
 from shared.pagination import Page, page_of

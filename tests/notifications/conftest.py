@@ -13,7 +13,8 @@ from fastapi import FastAPI
 
 from services.notifications.app import create_app
 from services.notifications.config import Settings
-from tests.notifications.helpers import EventPublisher, LocalServer, Receiver
+from tests.notifications.helpers import EventPublisher, Receiver
+from tests.support.local_server import LocalServer
 from tests.support.platform import Platform, serve
 
 # Short retries and timeouts so retry, exhaustion and slowness show within seconds.

@@ -15,7 +15,8 @@ from services.notifications.app import create_app
 from shared import catalogue
 from shared.events import build_event
 from tests.notifications.conftest import RunningService, notifications_settings
-from tests.notifications.helpers import EventPublisher, LocalServer, StreamEvent, customer, feedback, read_stream
+from tests.notifications.helpers import EventPublisher, StreamEvent, customer, feedback, read_stream
+from tests.support.local_server import LocalServer
 from tests.support.platform import Platform, serve
 
 

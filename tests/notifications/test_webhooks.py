@@ -18,7 +18,7 @@ from standardwebhooks import Webhook
 
 from services.notifications.app import create_app
 from services.notifications.config import Settings
-from services.notifications.webhooks import _LEASE_MARGIN_SECONDS, WebhookDispatcher
+from services.notifications.webhooks.dispatcher import LEASE_MARGIN_SECONDS, WebhookDispatcher
 from shared import catalogue
 from shared.context import traceparent_var
 from shared.db import asyncpg_dsn
@@ -630,7 +630,7 @@ async def test_deliveries_leased_by_a_killed_webhook_worker_are_sent_again_once_
     ids = {r.headers["webhook-id"] for r in interrupted}
     assert ids == {str(lease["id"]) for lease in leases}
     assert all((lease["status"], lease["attempt_count"]) == ("pending", 0) for lease in leases)
-    lease_seconds = notifications.settings.webhook_timeout_seconds + _LEASE_MARGIN_SECONDS
+    lease_seconds = notifications.settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS
     assert all(lease_seconds - 5 < lease["remaining"] <= lease_seconds for lease in leases), leases
     expires = looked_at + min(lease["remaining"] for lease in leases)
 

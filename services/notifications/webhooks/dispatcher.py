@@ -1,151 +1,63 @@
-"""Webhook delivery: signed per Standard Webhooks, retried on a schedule, one lane per subscription.
+"""The webhook dispatcher: claims due deliveries from PostgreSQL and sends them, one lane per subscription.
 
-Deliveries live in PostgreSQL. The worker leases due ones (`FOR UPDATE SKIP
-LOCKED`, so replicas share the work) until past the timeout, so a crashed
-worker's deliveries fall due again. Each subscription has its own lane: at
-most `webhook_concurrency_per_subscription` requests in flight and as many
-more claimed and waiting, so the next request starts as one ends; the worker
+Deliveries live in PostgreSQL. The dispatcher leases due ones (`FOR UPDATE
+SKIP LOCKED`, so replicas share the work), each lease with a token of its
+own. Each subscription has its own lane: at most
+`webhook_concurrency_per_subscription` requests in flight and as many more
+claimed and waiting, so the next request starts as one ends; the dispatcher
 sends at most `webhook_concurrency` in all. A slow or dead endpoint fills its
 own lane and never holds up another subscription.
+
+A lease covers an attempt: when an attempt starts with too little of its
+lease left to finish (it waited long in its lane), the lease is renewed
+first, and only if it is still this dispatcher's; otherwise another worker
+has taken the delivery over and the attempt is not made. An outcome is
+written only while its lease token is the delivery's, and never to a
+delivery already delivered.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import ipaddress
 import logging
-import random
-import re
-import secrets
-import socket
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
-from urllib.parse import urlsplit
+from datetime import UTC, datetime
 
 import asyncpg
-import orjson
 from prometheus_client import Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
-from standardwebhooks import Webhook
 
 from services.notifications import repository
 from services.notifications.config import Settings
-from services.notifications.endpoints import Endpoint, EndpointError
 from services.notifications.schemas import Subscription
+from services.notifications.webhooks.client import DeliveryFailed, WebhookClient
+from services.notifications.webhooks.guard import AddressGuard
+from services.notifications.webhooks.policy import is_success, judge_attempt, parse_retry_after
+from services.notifications.webhooks.signing import Signer
 from shared.backoff import Backoff
 from shared.catalogue import SUBSCRIPTION_DISABLED
 from shared.db import asyncpg_dsn, create_sessionmaker
-from shared.events import CONTENT_TYPE
 from shared.observability import Metrics
 from shared.outbox import add_event
 
 logger = logging.getLogger(__name__)
 
-USER_AGENT = "customer-focus-notifications/1.0"
-_LEASE_MARGIN_SECONDS = 30.0
-_ADDRESS_TTL_SECONDS = 60.0
-_KEEPALIVE_SECONDS = 30.0
+# A lease lasts the attempt's timeout and this much more, for writing its outcome.
+LEASE_MARGIN_SECONDS = 30.0
+# An attempt starting with less of its lease left than its timeout and this renews the lease first.
+_RENEW_SLACK_SECONDS = 10.0
 # Under load, claims and outcome writes are gathered over these windows, so each statement covers many deliveries.
 _CLAIM_INTERVAL_SECONDS = 0.01
 _QUEUE_DEPTH_INTERVAL_SECONDS = 5.0
 _OUTCOME_WINDOW_SECONDS = 0.02
-_TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
-
-
-def new_secret() -> str:
-    """A Standard Webhooks secret: `whsec_` and 32 random bytes in base64."""
-    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 def subscription_view(row: object) -> Subscription:
     return Subscription.model_validate(row, from_attributes=True)
-
-
-class AddressGuard:
-    """Refuses URLs whose host resolves to a private, loopback or otherwise non-public address."""
-
-    def __init__(self, *, allow_private: bool) -> None:
-        self.allow_private = allow_private
-        self._verdicts: dict[str, tuple[float, str | None]] = {}
-
-    async def refusal(self, url: str) -> str | None:
-        """Why `url` may not be called, or None when it may."""
-        if self.allow_private:
-            return None
-        host = urlsplit(url).hostname or ""
-        cached = self._verdicts.get(host)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
-        verdict = await self._judge(host)
-        self._verdicts[host] = (time.monotonic() + _ADDRESS_TTL_SECONDS, verdict)
-        return verdict
-
-    async def _judge(self, host: str) -> str | None:
-        try:
-            addresses = {ipaddress.ip_address(host)}
-        except ValueError:
-            try:
-                infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
-            except OSError:
-                return f"the host {host!r} does not resolve"
-            addresses = {ipaddress.ip_address(info[4][0]) for info in infos}
-        for address in addresses:
-            if not address.is_global:
-                return f"{host} resolves to {address}, a private or loopback address"
-        return None
-
-
-@dataclass(frozen=True)
-class Verdict:
-    status: str
-    schedule_step: int
-    next_attempt_at: datetime | None
-    disable_reason: str | None
-
-
-def judge_attempt(
-    *,
-    status_code: int | None,
-    retry_after: float | None,
-    schedule_step: int,
-    schedule: list[float],
-    retry_after_max: float,
-    now: datetime,
-) -> Verdict:
-    """What an attempt's answer means: delivered, retry later, or failed (and why the subscription stops)."""
-    if status_code is not None and 200 <= status_code < 300:
-        return Verdict("delivered", schedule_step, None, None)
-    if status_code == 410:
-        return Verdict("failed", schedule_step, None, "gone")
-    if schedule_step >= len(schedule):
-        return Verdict("failed", schedule_step, None, "retries_exhausted")
-    # Up to 20 % either way, so endpoints that fail together are not retried in lockstep.
-    delay = schedule[schedule_step] * random.uniform(0.8, 1.2)
-    if retry_after is not None:
-        delay = max(delay, min(retry_after, retry_after_max))
-    return Verdict("pending", schedule_step + 1, now + timedelta(seconds=delay), None)
-
-
-def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
-    """`Retry-After` as seconds from now (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
 
 
 class WebhookMetrics:
@@ -159,6 +71,13 @@ class WebhookMetrics:
             "Deliveries waiting for their first attempt or a retry (the retry queue).",
             registry=metrics.registry,
         )
+        self.leases_lost = Counter(
+            "cf_webhook_leases_lost",
+            "Deliveries another worker took over: attempts not made (stage=attempt) and outcomes not written "
+            "(stage=outcome).",
+            ["stage"],
+            registry=metrics.registry,
+        )
 
 
 @dataclass
@@ -166,6 +85,13 @@ class _Attempted:
     outcome: repository.Outcome
     subscription_id: uuid.UUID
     disable_reason: str | None
+
+
+@dataclass
+class _Lease:
+    token: uuid.UUID
+    # By the dispatcher's monotonic clock, taken before the claim was sent: never later than the real end.
+    ends: float
 
 
 def bookkeeping_engine(database_url: str) -> AsyncEngine:
@@ -199,7 +125,11 @@ class WebhookDispatcher:
         self._engine = bookkeeping_engine(settings.database_url)
         self._sessionmaker = create_sessionmaker(self._engine)
         self._metrics = metrics
-        self._guard = guard
+        self._client = WebhookClient(
+            guard=guard, timeout_seconds=settings.webhook_timeout_seconds, trust_env=settings.webhook_trust_env
+        )
+        self._signer = Signer()
+        self._lease_seconds = settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS
         self._lane_size = settings.webhook_concurrency_per_subscription
         # Claimed and not yet settled, per lane and in all: twice what may be sent at once.
         self._lane_capacity = 2 * self._lane_size
@@ -217,10 +147,12 @@ class WebhookDispatcher:
         self._attempted: list[_Attempted] = []
         self._attempted_ready = asyncio.Event()
         self._writing: asyncio.Future[bool] | None = None
-        self._signers: dict[str, Webhook] = {}
-        self._leased: set[uuid.UUID] = set()
-        self._endpoints: dict[uuid.UUID, Endpoint] = {}
+        # Each delivery this dispatcher holds, by its lease token (handed back on the way out).
+        self._leased: dict[uuid.UUID, uuid.UUID] = {}
+        # Public counts, for the operator's metrics and for tests to wait on.
         self.delivered = 0
+        self.leases_lost = 0
+        self.stale_outcomes = 0
 
     async def run(self) -> None:
         try:
@@ -231,8 +163,7 @@ class WebhookDispatcher:
                 await self._dispatch(tasks)
         finally:
             await self._hand_back()
-            for endpoint in self._endpoints.values():
-                endpoint.close()
+            await self._client.close()
             await self._engine.dispose()
 
     async def _hand_back(self) -> None:
@@ -247,7 +178,7 @@ class WebhookDispatcher:
                     self._attempted = []
                 if self._leased:
                     async with self._sessionmaker() as session, session.begin():
-                        await repository.release_leases(session, list(self._leased))
+                        await repository.release_leases(session, self._leased)
         except Exception as exc:
             logger.warning("could not hand back webhook deliveries on shutdown (%s); their leases will expire", exc)
 
@@ -285,11 +216,7 @@ class WebhookDispatcher:
 
     async def _dispatch(self, tasks: asyncio.TaskGroup) -> None:
         backoff = Backoff(first=0.2)
-        next_sweep = time.monotonic() + _KEEPALIVE_SECONDS
         while True:
-            if time.monotonic() > next_sweep:
-                await self._close_unused_endpoints()
-                next_sweep = time.monotonic() + _KEEPALIVE_SECONDS
             self._wake.clear()
             capacity = self._capacity_during_backlog if self._intake_has_backlog() else self._capacity
             room = capacity - self._claimed
@@ -303,10 +230,11 @@ class WebhookDispatcher:
                     logger.warning("claiming webhook deliveries failed: %s", exc)
                     await asyncio.sleep(backoff.next())
                     continue
+                lease = claimed_at + self._lease_seconds
                 for delivery in claimed:
-                    self._leased.add(delivery.id)
+                    self._leased[delivery.id] = delivery.lease_token
                     self._enter_lane(delivery.subscription_id)
-                    tasks.create_task(self._attempt(delivery))
+                    tasks.create_task(self._attempt(delivery, _Lease(delivery.lease_token, lease)))
                 if next_due is not None:
                     wait = min(wait, max(0.0, (next_due - datetime.now(UTC)).total_seconds()))
             with contextlib.suppress(TimeoutError):
@@ -321,7 +249,7 @@ class WebhookDispatcher:
                 busy=busy,
                 lane_size=self._lane_capacity,
                 total=room,
-                lease_seconds=self._settings.webhook_timeout_seconds + _LEASE_MARGIN_SECONDS,
+                lease_seconds=self._lease_seconds,
             )
             per_lane: dict[uuid.UUID, int] = {}
             for delivery in claimed:
@@ -348,64 +276,62 @@ class WebhookDispatcher:
         if self._more_due:
             self._wake.set()
 
-    async def _close_unused_endpoints(self) -> None:
-        stale = [
-            sid
-            for sid, endpoint in self._endpoints.items()
-            if sid not in self._in_lane and time.monotonic() - endpoint.last_used > _KEEPALIVE_SECONDS
-        ]
-        for sid in stale:
-            self._endpoints.pop(sid).close()
-
-    async def _attempt(self, delivery: repository.ClaimedDelivery) -> None:
+    async def _attempt(self, delivery: repository.ClaimedDelivery, lease: _Lease) -> None:
         lane = self._lanes.get(delivery.subscription_id)
         if lane is None:
             lane = self._lanes[delivery.subscription_id] = asyncio.Semaphore(self._lane_size)
         status_code: int | None = None
-        retry_after: float | None = None
+        retry_after: str | None = None
         error: str | None = None
         try:
             # The lane first: waiting on a slow endpoint must not hold one of the worker's slots.
             async with lane, self._sending:
+                if not await self._still_leased(delivery, lease):
+                    self._metrics.leases_lost.labels("attempt").inc()
+                    self.leases_lost += 1
+                    return
                 self._in_flight += 1
                 self._metrics.in_flight.set(self._in_flight)
                 attempted_at = datetime.now(UTC)
                 started = time.perf_counter()
                 try:
-                    refusal = await self._guard.refusal(delivery.url)
-                    if refusal is not None:
-                        error = f"refused: {refusal}"
-                    else:
-                        status_code, retry_after = await self._post(delivery)
+                    headers = self._signer.headers(
+                        message_id=str(delivery.id), secret=delivery.secret, body=delivery.body
+                    )
+                    answer = await self._client.post(delivery.url, headers, delivery.body)
+                    status_code, retry_after = answer.status, answer.retry_after
                 except TimeoutError:
                     error = f"timed out after {self._settings.webhook_timeout_seconds:g}s"
-                except EndpointError as exc:
-                    error = str(exc)[:1000]
-                except Exception as exc:
-                    # A fault of ours fails this attempt (retried on the schedule), not the whole worker.
+                except DeliveryFailed as exc:
+                    error = str(exc)
+                except Exception:
+                    # A fault of ours fails this attempt (retried on the schedule), not the whole worker; the
+                    # log says what it was, the delivery log only that it failed.
                     logger.exception("webhook attempt %s failed unexpectedly", delivery.id)
-                    error = f"{type(exc).__name__}: {exc}"[:1000]
+                    error = "connection failed"
                 finally:
                     self._in_flight -= 1
                     self._metrics.in_flight.set(self._in_flight)
         finally:
             self._leave_lane(delivery.subscription_id)
-        if error is None and status_code is not None and not 200 <= status_code < 300:
+        if error is None and status_code is not None and not is_success(status_code):
             error = f"HTTP {status_code}"
+        now = datetime.now(UTC)
         verdict = judge_attempt(
             status_code=status_code,
-            retry_after=retry_after,
+            # Read only when it can matter: a 2xx is delivered whatever else the answer holds.
+            retry_after=None if is_success(status_code) else parse_retry_after(retry_after, now=now),
             schedule_step=delivery.schedule_step,
             schedule=self._settings.webhook_retry_schedule,
             retry_after_max=self._settings.webhook_retry_after_max_seconds,
-            now=datetime.now(UTC),
+            now=now,
         )
         self._metrics.attempts.labels(verdict.status).inc()
-        self._leased.discard(delivery.id)
         self._attempted.append(
             _Attempted(
                 repository.Outcome(
                     delivery_id=delivery.id,
+                    lease_token=lease.token,
                     attempted_at=attempted_at,
                     status_code=status_code,
                     duration_ms=round((time.perf_counter() - started) * 1000, 3),
@@ -420,40 +346,27 @@ class WebhookDispatcher:
         )
         self._attempted_ready.set()
 
-    async def _post(self, delivery: repository.ClaimedDelivery) -> tuple[int, float | None]:
-        """POST the signed CloudEvent; the status and any Retry-After."""
-        endpoint = self._endpoints.get(delivery.subscription_id)
-        if endpoint is None:
-            endpoint = self._endpoints[delivery.subscription_id] = Endpoint(
-                delivery.url, keepalive_seconds=_KEEPALIVE_SECONDS
-            )
-        async with asyncio.timeout(self._settings.webhook_timeout_seconds):
-            answer = await endpoint.post(self._headers(delivery), delivery.body)
-        return answer.status, parse_retry_after(answer.headers.get("retry-after"), now=datetime.now(UTC))
-
-    def _headers(self, delivery: repository.ClaimedDelivery) -> list[tuple[str, str]]:
-        signer = self._signers.get(delivery.secret)
-        if signer is None:
-            signer = self._signers[delivery.secret] = Webhook(delivery.secret)
-        timestamp = int(time.time())
-        # The delivery id is the message id: the same on every retry, distinct per subscription.
-        message_id = str(delivery.id)
-        headers = [
-            ("content-type", CONTENT_TYPE),
-            ("user-agent", USER_AGENT),
-            ("webhook-id", message_id),
-            ("webhook-timestamp", str(timestamp)),
-            # Signed by the Standard Webhooks library itself, over the exact bytes sent.
-            (
-                "webhook-signature",
-                signer.sign(message_id, datetime.fromtimestamp(timestamp, UTC), delivery.body.decode()),
-            ),
-        ]
-        # The trace that caused the event continues into the receiver (W3C Trace Context).
-        traceparent = orjson.loads(delivery.body).get("traceparent")
-        if isinstance(traceparent, str) and _TRACEPARENT.fullmatch(traceparent):
-            headers.append(("traceparent", traceparent))
-        return headers
+    async def _still_leased(self, delivery: repository.ClaimedDelivery, lease: _Lease) -> bool:
+        """Whether this attempt may start: its lease outlasts it, or was renewed while still this dispatcher's."""
+        if self._leased.get(delivery.id) != lease.token:
+            return False  # claimed again since (by this dispatcher): that claim's attempt sends it
+        needed = self._settings.webhook_timeout_seconds + _RENEW_SLACK_SECONDS
+        if time.monotonic() + needed < lease.ends:
+            return True
+        requested = time.monotonic()
+        try:
+            async with self._sessionmaker() as session, session.begin():
+                renewed = await repository.renew_lease(
+                    session, delivery.id, token=lease.token, lease_seconds=self._lease_seconds
+                )
+        except Exception as exc:
+            logger.warning("renewing the lease of webhook delivery %s failed (%s); not sent now", delivery.id, exc)
+            renewed = False
+        if renewed:
+            lease.ends = requested + self._lease_seconds
+        elif self._leased.get(delivery.id) == lease.token:
+            del self._leased[delivery.id]
+        return renewed
 
     async def _write_outcomes(self) -> None:
         """Write finished attempts in batches: the attempt log, the deliveries' new state, disabled subscriptions."""
@@ -472,7 +385,6 @@ class WebhookDispatcher:
                 await asyncio.sleep(backoff.next())
                 continue
             backoff.reset()
-            self.delivered += sum(1 for a in batch if a.outcome.status == "delivered")
             if any(a.outcome.status == "pending" for a in batch):
                 self._wake.set()
 
@@ -489,9 +401,21 @@ class WebhookDispatcher:
 
     async def _write(self, batch: list[_Attempted]) -> None:
         async with self._sessionmaker() as session, session.begin():
-            await repository.record_outcomes(session, [a.outcome for a in batch])
-            for subscription_id, reason in {(a.subscription_id, a.disable_reason) for a in batch if a.disable_reason}:
-                await disable(session, subscription_id, reason=reason)
+            written = set(await repository.record_outcomes(session, [a.outcome for a in batch]))
+            stopped = {(a.subscription_id, a.disable_reason) for a in batch if a.outcome.delivery_id in written}
+            for subscription_id, reason in stopped:
+                if reason is not None:
+                    await disable(session, subscription_id, reason=reason)
+        for attempted in batch:
+            delivery_id = attempted.outcome.delivery_id
+            if self._leased.get(delivery_id) == attempted.outcome.lease_token:
+                del self._leased[delivery_id]
+            if delivery_id not in written:
+                # Another worker holds the delivery now (or it was delivered, retried or deleted meanwhile).
+                self._metrics.leases_lost.labels("outcome").inc()
+                self.stale_outcomes += 1
+            elif attempted.outcome.status == "delivered":
+                self.delivered += 1
 
 
 async def disable(session: AsyncSession, subscription_id: uuid.UUID, *, reason: str) -> None:
