@@ -1,9 +1,21 @@
 """`Idempotency-Key` for POSTs that create (contract §1, IETF draft).
 
 The key row is written in the same transaction as the effect, so a crash
-leaves neither. A transaction-scoped advisory lock on (sub, key) tells a
+leaves neither. A transaction-scoped advisory lock on the key tells a
 concurrent duplicate that the first is still in flight (409). Keys are
-scoped to the token's `sub` and kept at least 24 hours.
+kept at least 24 hours and scoped to the token's `sub` and `department`
+(contract §1, v1.1): the same key sent by a department-bound token and by
+an unbound one of the same `sub` are two keys.
+
+A replay is served only to a caller that may make the request now: the
+route's scope is checked before `respond` is reached (its dependency, or
+`authenticate` on a hot path), and the route's `authorize` (the department
+rules) runs before a stored response is looked up.
+
+A stored response never holds a secret: a response model with a
+`for_replay()` method is stored as what that returns (a webhook
+subscription's `secret` becomes `null`, with a `secret_shown_once` note),
+while the first response carries the secret.
 """
 
 from __future__ import annotations
@@ -50,19 +62,21 @@ def idempotency_key_of(request: Request) -> str | None:
     return key
 
 
-_LOCK = "SELECT pg_try_advisory_xact_lock(hashtextextended($1 || ' ' || $2, 0))"
+_LOCK = "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))"
 # A separate statement after the lock, so its snapshot sees a first request
 # that committed while we waited for the lock.
 _FETCH = """
     SELECT fingerprint, status_code, response_body FROM idempotency_key
-    WHERE sub = $1 AND key = $2 AND created_at > now() - make_interval(hours => $3)
+    WHERE sub = $1 AND department = $2 AND key = $3 AND created_at > now() - make_interval(hours => $4)
 """
 _STORE = """
-    INSERT INTO idempotency_key (sub, key, route, fingerprint, status_code, response_body)
-    VALUES ($1, $2, $3, $4, $5, $6)
-    ON CONFLICT (sub, key) DO UPDATE SET route = excluded.route, fingerprint = excluded.fingerprint,
+    INSERT INTO idempotency_key (sub, department, key, route, fingerprint, status_code, response_body)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    ON CONFLICT (sub, department, key) DO UPDATE SET route = excluded.route, fingerprint = excluded.fingerprint,
         status_code = excluded.status_code, response_body = excluded.response_body, created_at = now()
 """
+# The department column of a key sent by a token bound to no department.
+UNBOUND = ""
 PURGE_EXPIRED = "DELETE FROM idempotency_key WHERE created_at < now() - interval '{hours} hours'"
 
 
@@ -82,19 +96,27 @@ async def idempotent(
     create: Callable[[], Awaitable[BaseModel]],
     status_code: int = 201,
     ttl_hours: int = 24,
+    authorize: Callable[[], None] | None = None,
 ) -> Response:
-    """Run `create` once per (sub, key); replay its response for the same request."""
+    """Run `create` once per (sub, department, key); replay its response for the same request.
+
+    `authorize` raises the route's refusal (a 403 for another department) before any stored
+    response is looked up; `create` is expected to make the same checks when it runs.
+    """
     if key is None:
         return json_response(status_code, await create())
+    if authorize is not None:
+        authorize()
     request_print = fingerprint(route, body)
+    department = principal.department if principal.department is not None else UNBOUND
     # On the driver, in the request's transaction: this runs on every keyed POST.
     connection = await driver_connection(session)
-    if not await connection.fetchval(_LOCK, principal.sub, key):
+    if not await connection.fetchval(_LOCK, _lock_name(principal.sub, department, key)):
         raise Conflict(
             "A request with this Idempotency-Key is still being processed; retry later.",
             slug="idempotency-key-in-flight",
         )
-    stored = await connection.fetchrow(_FETCH, principal.sub, key, ttl_hours)
+    stored = await connection.fetchrow(_FETCH, principal.sub, department, key, ttl_hours)
     if stored is not None:
         if stored["fingerprint"] != request_print:
             raise Unprocessable(
@@ -105,9 +127,26 @@ async def idempotent(
         response = _json_response(stored["status_code"], bytes(stored["response_body"]))
         response.headers["Idempotent-Replayed"] = "true"
         return response
-    body_bytes = _dump(await create())
-    await connection.execute(_STORE, principal.sub, key, route, request_print, status_code, body_bytes)
+    created = await create()
+    body_bytes = _dump(created)
+    replay = _replay_form(created)
+    stored_bytes = body_bytes if replay is created else _dump(replay)
+    await connection.execute(_STORE, principal.sub, department, key, route, request_print, status_code, stored_bytes)
     return _json_response(status_code, body_bytes)
+
+
+def _lock_name(sub: str, department: str, key: str) -> str:
+    """One string per (sub, department, key), whatever characters each holds (lengths first)."""
+    return f"{len(sub)}:{sub}{len(department)}:{department}{key}"
+
+
+def _replay_form(model: BaseModel) -> BaseModel:
+    """What is stored for replays: `model.for_replay()` where the model has secrets to leave out."""
+    for_replay = getattr(type(model), "for_replay", None)
+    if for_replay is None:
+        return model
+    replay: BaseModel = for_replay(model)
+    return replay
 
 
 def _dump(model: BaseModel) -> bytes:
@@ -139,8 +178,12 @@ class IdempotentRequest:
         body: BaseModel | dict[str, Any] | None,
         create: Callable[[], Awaitable[BaseModel]],
         status_code: int = 201,
+        authorize: Callable[[], None] | None = None,
     ) -> Response:
-        """Run `create` once for this key; replay its response for the same request."""
+        """Run `create` once for this key; replay its response for the same request.
+
+        `authorize` (the route's department rules) runs before a stored response is looked up.
+        """
         return await idempotent(
             session=self.unit,
             principal=principal,
@@ -150,6 +193,7 @@ class IdempotentRequest:
             create=create,
             status_code=status_code,
             ttl_hours=self.ttl_hours,
+            authorize=authorize,
         )
 
 

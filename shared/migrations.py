@@ -8,14 +8,31 @@ from __future__ import annotations
 
 import asyncio
 
+import sqlalchemy as sa
 from alembic import command, context, op
 from alembic.config import Config
 from sqlalchemy import Connection, pool
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.config import asyncpg_url
-from shared.db import Base
+from shared.db import Base, new_metadata
 from shared.tables import idempotency_key, outbox_dead_event, outbox_event, processed_event
+
+# `idempotency_key` as the first migration made it (keys scoped to `sub` only); the fourth
+# (`scope_idempotency_keys`) makes it the table `shared.tables` describes.
+_idempotency_key_v1 = sa.Table(
+    "idempotency_key",
+    new_metadata(),
+    sa.Column("sub", sa.Text, nullable=False),
+    sa.Column("key", sa.Text, nullable=False),
+    sa.Column("route", sa.Text, nullable=False),
+    sa.Column("fingerprint", sa.Text, nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=False),
+    sa.Column("response_body", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.PrimaryKeyConstraint("sub", "key"),
+    sa.Index("ix_idempotency_key_created_at", "created_at"),
+)
 
 
 def version_table(service: str) -> str:
@@ -66,7 +83,7 @@ def run_env(service: str) -> None:
 def create_platform_tables() -> None:
     """Create the outbox, idempotency and processed-event tables (first migration)."""
     bind = op.get_bind()
-    for table in (outbox_event, idempotency_key, processed_event):
+    for table in (outbox_event, _idempotency_key_v1, processed_event):
         table.create(bind)
     # Wake the relay on every insert; notifications in one transaction coalesce.
     op.execute(
@@ -96,3 +113,22 @@ def create_dead_event_table() -> None:
 
 def drop_dead_event_table() -> None:
     outbox_dead_event.drop(op.get_bind())
+
+
+def scope_idempotency_keys() -> None:
+    """Scope Idempotency-Keys to the token's `sub` and `department` (fourth migration, contract §1 v1.1).
+
+    Keys stored before keep department '' (a token bound to no department): a department-bound
+    token re-sending a key from before the upgrade makes a new request, checked as any other.
+    """
+    op.add_column("idempotency_key", sa.Column("department", sa.Text(), nullable=False, server_default=sa.text("''")))
+    op.drop_constraint("pk_idempotency_key", "idempotency_key", type_="primary")
+    op.create_primary_key("pk_idempotency_key", "idempotency_key", ["sub", "department", "key"])
+
+
+def unscope_idempotency_keys() -> None:
+    """Back to keys scoped to `sub` only; the keys of department-bound tokens are forgotten."""
+    op.execute("DELETE FROM idempotency_key WHERE department <> ''")
+    op.drop_constraint("pk_idempotency_key", "idempotency_key", type_="primary")
+    op.create_primary_key("pk_idempotency_key", "idempotency_key", ["sub", "key"])
+    op.drop_column("idempotency_key", "department")

@@ -50,17 +50,19 @@ outbox_dead_event = Table(
     Column("reason", Text, nullable=False),
 )
 
+# Keys are scoped to the token's `sub` and `department` ('' for a token bound to none).
 idempotency_key = Table(
     "idempotency_key",
     Base.metadata,
     Column("sub", Text, nullable=False),
     Column("key", Text, nullable=False),
+    Column("department", Text, nullable=False, server_default=text("''")),
     Column("route", Text, nullable=False),
     Column("fingerprint", Text, nullable=False),
     Column("status_code", Integer, nullable=False),
     Column("response_body", LargeBinary, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    PrimaryKeyConstraint("sub", "key"),
+    PrimaryKeyConstraint("sub", "department", "key"),
     Index("ix_idempotency_key_created_at", "created_at"),
 )
 

@@ -1,7 +1,7 @@
 """A webhook delivery's lease has a token: only the claim holding it renews it or writes the outcome.
 
 Revision ID: notifications_0005
-Revises: notifications_0003
+Revises: notifications_0004
 Create Date: 2026-12-01
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "notifications_0005"
-down_revision: str | None = "notifications_0003"
+down_revision: str | None = "notifications_0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
