@@ -304,12 +304,78 @@ async def disable_subscription(
 
 
 async def enable_subscription(session: AsyncSession, subscription_id: uuid.UUID) -> None:
+    """Make a disabled subscription active again (its waiting deliveries become due), and wake the workers."""
     await session.execute(
         update(Subscription)
         .where(Subscription.id == subscription_id, Subscription.status == "disabled")
         .values(status="active", disabled_reason=None, disabled_at=None, updated_at=func.clock_timestamp())
         .execution_options(synchronize_session=False)
     )
+    await session.execute(text("SELECT pg_notify('webhook_delivery', '')"))
+
+
+async def lock_subscription(session: AsyncSession, subscription_id: uuid.UUID) -> Subscription | None:
+    """The subscription, locked until the transaction ends (so that two recovers of it queue nothing twice)."""
+    statement = select(Subscription).where(Subscription.id == subscription_id).with_for_update()
+    return (await session.scalars(statement.execution_options(populate_existing=True))).one_or_none()
+
+
+async def routed_event_types(session: AsyncSession, *, department: str, since: datetime) -> list[str]:
+    """The event types routed to `department` from `since` on."""
+    statement = (
+        select(Notification.event_type)
+        .where(Notification.department == department, Notification.created_at >= since)
+        .distinct()
+    )
+    return list((await session.scalars(statement)).all())
+
+
+# Every notification of the department since then, of the given types, that the subscription has neither
+# received nor is waiting for: one it failed is made due again (same delivery, so the same webhook-id), one
+# it never had (routed while it was disabled) gets a new delivery. So a subscription has at most one delivery
+# per notification. The caller holds the subscription's lock.
+_RECOVER = text(
+    """
+WITH candidate AS (
+    SELECT n.id, n.event_id, n.event_type FROM notification n
+    WHERE n.department = :department AND n.created_at >= :since AND n.event_type = ANY(CAST(:event_types AS text[]))
+), owed AS (
+    SELECT d.notification_id, bool_or(d.status IN ('pending', 'delivered')) AS settled_or_waiting
+    FROM webhook_delivery d JOIN candidate c ON c.id = d.notification_id
+    WHERE d.subscription_id = :subscription_id
+    GROUP BY d.notification_id
+), retried AS (
+    UPDATE webhook_delivery d SET
+        status = 'pending', schedule_step = 0, next_attempt_at = now(), leased_until = NULL, lease_token = NULL,
+        updated_at = clock_timestamp()
+    FROM owed
+    WHERE d.subscription_id = :subscription_id AND d.notification_id = owed.notification_id
+        AND d.status = 'failed' AND NOT owed.settled_or_waiting
+    RETURNING d.id
+), queued AS (
+    INSERT INTO webhook_delivery (id, subscription_id, notification_id, event_id, event_type, next_attempt_at)
+    SELECT gen_random_uuid(), :subscription_id, c.id, c.event_id, c.event_type, now()
+    FROM candidate c LEFT JOIN owed ON owed.notification_id = c.id
+    WHERE owed.notification_id IS NULL
+    RETURNING id
+)
+SELECT (SELECT count(*) FROM retried) + (SELECT count(*) FROM queued)
+"""
+)
+
+
+async def recover_deliveries(
+    session: AsyncSession, *, subscription_id: uuid.UUID, department: str, event_types: list[str], since: datetime
+) -> int:
+    """Queue what the subscription missed since `since` (see `_RECOVER`); how many; wakes the workers."""
+    if not event_types:
+        return 0
+    queued = await session.scalar(
+        _RECOVER,
+        {"subscription_id": subscription_id, "department": department, "event_types": event_types, "since": since},
+    )
+    await session.execute(text("SELECT pg_notify('webhook_delivery', '')"))
+    return int(queued or 0)
 
 
 # --- webhook deliveries ----------------------------------------------------------------------

@@ -16,6 +16,8 @@ from services.notifications.schemas import (
     Delivery,
     DeliveryStatus,
     Notification,
+    RecoverIn,
+    Recovery,
     RoutingRule,
     RoutingRuleIn,
     Subscription,
@@ -245,6 +247,33 @@ async def get_subscription(session: DbSession, principal: Reader, subscription_i
 async def delete_subscription(session: DbSession, principal: Admin, subscription_id: uuid.UUID) -> Response:
     await service.delete_subscription(session, principal=principal, subscription_id=subscription_id)
     return Response(status_code=204)
+
+
+@router.post(
+    "/v1/subscriptions/{subscription_id}/enable",
+    tags=["webhooks"],
+    summary="Re-enable a disabled webhook subscription",
+    description="Its deliveries that were waiting go out; new events are delivered again. An active subscription "
+    "is left as it is.",
+)
+async def enable_subscription(session: DbSession, principal: Admin, subscription_id: uuid.UUID) -> Subscription:
+    return await service.enable_subscription(session, principal=principal, subscription_id=subscription_id)
+
+
+@router.post(
+    "/v1/subscriptions/{subscription_id}/recover",
+    status_code=202,
+    tags=["webhooks"],
+    summary="Send again what a subscription missed since a moment",
+    description="Queues a delivery of every notification of the subscription's department matching its "
+    "`event_types`, routed at or after `since`, that it has not received and is not waiting for (a failed "
+    "delivery is made due again with the same `webhook-id`). Calling it again queues nothing twice. A disabled "
+    "subscription's deliveries wait until it is enabled.",
+)
+async def recover_subscription(
+    session: DbSession, principal: Admin, subscription_id: uuid.UUID, body: RecoverIn
+) -> Recovery:
+    return await service.recover_subscription(session, principal=principal, subscription_id=subscription_id, body=body)
 
 
 @router.get(

@@ -20,7 +20,7 @@ from pydantic import (
 )
 
 from shared.catalogue import CATALOGUE, ROUTED_SOURCE_TOPICS
-from shared.types import SafeStr
+from shared.types import Instant, SafeStr
 
 # The event types that reach departments: everything the three source topics carry.
 ROUTED_EVENT_TYPES = tuple(sorted(spec.type for spec in CATALOGUE.values() if spec.topic in ROUTED_SOURCE_TOPICS))
@@ -190,6 +190,23 @@ class Subscription(_Strict):
 
 class SubscriptionCreated(Subscription):
     secret: str = Field(description="The signing secret (`whsec_…`); shown only in this response.")
+
+
+class RecoverIn(_Strict):
+    since: Instant = Field(description="Send again what was routed to the department from this moment on.")
+
+
+class Recovery(_Strict):
+    """What a recover queued."""
+
+    subscription_id: uuid.UUID
+    since: datetime
+    queued: int = Field(
+        description=(
+            "Notifications queued for delivery: each matching one routed since then that the subscription has "
+            "not received and is not already waiting for."
+        )
+    )
 
 
 class DeliveryAttempt(_Strict):

@@ -13,11 +13,14 @@ from services.notifications import repository
 from services.notifications.config import Settings
 from services.notifications.models import Notification as NotificationRow
 from services.notifications.models import WebhookDelivery
+from services.notifications.routing import compile_pattern
 from services.notifications.schemas import (
     Delivery,
     DeliveryAttempt,
     DeliveryStatus,
     Notification,
+    RecoverIn,
+    Recovery,
     RoutingRule,
     RoutingRuleIn,
     Subscription,
@@ -238,6 +241,41 @@ async def get_subscription(session: AsyncSession, *, principal: Principal, subsc
 async def delete_subscription(session: AsyncSession, *, principal: Principal, subscription_id: uuid.UUID) -> None:
     await _subscription(session, principal, subscription_id)
     await repository.delete_subscription(session, subscription_id)
+
+
+async def enable_subscription(
+    session: AsyncSession, *, principal: Principal, subscription_id: uuid.UUID
+) -> Subscription:
+    """Turn a disabled subscription back on; its waiting deliveries go out (an active one stays as it is)."""
+    row = await _subscription(session, principal, subscription_id)
+    await repository.enable_subscription(session, subscription_id)
+    await session.refresh(row)
+    return subscription_view(row)
+
+
+async def recover_subscription(
+    session: AsyncSession, *, principal: Principal, subscription_id: uuid.UUID, body: RecoverIn
+) -> Recovery:
+    """Queue every notification of the subscription's department and types since `since` that it missed.
+
+    Each notification at most once, however often this is called: the subscription is locked meanwhile, and
+    one it already received or waits for is left alone. A disabled subscription's deliveries wait for
+    `enable`.
+    """
+    await _subscription(session, principal, subscription_id)
+    row = await repository.lock_subscription(session, subscription_id)
+    if row is None:
+        raise NotFound(f"There is no subscription {subscription_id}.")
+    routed = await repository.routed_event_types(session, department=row.department, since=body.since)
+    wanted = compile_pattern(row.event_types)
+    queued = await repository.recover_deliveries(
+        session,
+        subscription_id=subscription_id,
+        department=row.department,
+        event_types=[t for t in routed if wanted(t)],
+        since=body.since,
+    )
+    return Recovery(subscription_id=subscription_id, since=body.since, queued=queued)
 
 
 async def _subscription(session: AsyncSession, principal: Principal, subscription_id: uuid.UUID) -> Any:

@@ -48,7 +48,9 @@ logger = logging.getLogger(__name__)
 
 # A lease lasts the attempt's timeout and this much more, for writing its outcome.
 LEASE_MARGIN_SECONDS = 30.0
-# An attempt starting with less of its lease left than its timeout and this renews the lease first.
+# An attempt that waited in its lane longer than this, or starts with less of its lease left than its timeout
+# and the slack, confirms (renews) its lease first: another worker may have taken the delivery over meanwhile.
+_CONFIRM_AFTER_SECONDS = 1.0
 _RENEW_SLACK_SECONDS = 10.0
 # Under load, claims and outcome writes are gathered over these windows, so each statement covers many deliveries.
 _CLAIM_INTERVAL_SECONDS = 0.01
@@ -91,6 +93,7 @@ class _Attempted:
 class _Lease:
     token: uuid.UUID
     # By the dispatcher's monotonic clock, taken before the claim was sent: never later than the real end.
+    claimed: float
     ends: float
 
 
@@ -234,7 +237,7 @@ class WebhookDispatcher:
                 for delivery in claimed:
                     self._leased[delivery.id] = delivery.lease_token
                     self._enter_lane(delivery.subscription_id)
-                    tasks.create_task(self._attempt(delivery, _Lease(delivery.lease_token, lease)))
+                    tasks.create_task(self._attempt(delivery, _Lease(delivery.lease_token, claimed_at, lease)))
                 if next_due is not None:
                     wait = min(wait, max(0.0, (next_due - datetime.now(UTC)).total_seconds()))
             with contextlib.suppress(TimeoutError):
@@ -350,9 +353,12 @@ class WebhookDispatcher:
         """Whether this attempt may start: its lease outlasts it, or was renewed while still this dispatcher's."""
         if self._leased.get(delivery.id) != lease.token:
             return False  # claimed again since (by this dispatcher): that claim's attempt sends it
-        needed = self._settings.webhook_timeout_seconds + _RENEW_SLACK_SECONDS
-        if time.monotonic() + needed < lease.ends:
-            return True
+        now = time.monotonic()
+        if (
+            now - lease.claimed < _CONFIRM_AFTER_SECONDS
+            and now + self._settings.webhook_timeout_seconds + _RENEW_SLACK_SECONDS < lease.ends
+        ):
+            return True  # the usual case: sent as soon as claimed, well within the lease
         requested = time.monotonic()
         try:
             async with self._sessionmaker() as session, session.begin():
