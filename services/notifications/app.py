@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
@@ -12,7 +13,8 @@ from services.notifications.config import Settings
 from services.notifications.dashboard import router as dashboard_router
 from services.notifications.router import router
 from services.notifications.routing import EventRouter
-from services.notifications.stream import NotificationFeed
+from services.notifications.secrets_at_rest import seal_plaintext_secrets
+from services.notifications.stream import NotificationFeed, StreamSlots
 from services.notifications.webhooks.dispatcher import WebhookDispatcher, WebhookMetrics
 from services.notifications.webhooks.guard import AddressGuard
 from shared.catalogue import ROUTED_SOURCE_TOPICS
@@ -21,6 +23,8 @@ from shared.consumer import EventConsumer
 from shared.db import asyncpg_dsn
 from shared.observability import Metrics
 from shared.service import ServiceRuntime, build_service_app
+
+logger = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -55,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     async def start_feed(runtime: ServiceRuntime) -> None:
         runtime.spawn("stream-feed", feed.run())
+        await _seal_plaintext_secrets(runtime, settings)
 
     app = build_service_app(
         settings=settings,
@@ -71,10 +76,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     webhook_metrics = WebhookMetrics(metrics)
     feed = NotificationFeed(dsn=dsn, queue_size=settings.sse_queue_size, metrics=metrics)
     app.state.feed = feed
+    app.state.stream_slots = StreamSlots(settings.sse_max_streams_per_subject)
     app.state.webhook_metrics = webhook_metrics
     app.state.address_guard = guard
     _document_departments(app, settings.departments)
     return app
+
+
+async def _seal_plaintext_secrets(runtime: ServiceRuntime, settings: Settings) -> None:
+    """Encrypt the webhook secrets stored in plain text before they were encrypted at rest (once, at start)."""
+    try:
+        async with runtime.sessionmaker() as session, session.begin():
+            await seal_plaintext_secrets(session, settings)
+    except Exception as exc:
+        # Not fatal: a plain secret still signs (secrets_at_rest.reveal), and the next start seals it.
+        logger.warning("webhook secrets in plain text not encrypted yet: %s", exc)
 
 
 def _document_departments(app: FastAPI, departments: list[str]) -> None:

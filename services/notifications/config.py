@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
-from shared.config import PlatformSettings, database_url_field, split_csv
+from services.notifications import secrets_at_rest
+from shared.config import PlatformSettings, check_auth_secret, database_url_field, split_csv
 
 DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 
@@ -45,6 +46,13 @@ class Settings(PlatformSettings):
             "by default those are ignored."
         ),
     )
+    webhook_secret_key: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Encrypts webhook signing secrets at rest (a key derived by HKDF); unset, `CF_AUTH_SECRET` is used. "
+            "At least 32 bytes. Before changing `CF_AUTH_SECRET`, set this to its old value."
+        ),
+    )
     webhook_timeout_seconds: float = Field(default=15.0, gt=0, description="Time a webhook endpoint has to answer.")
     webhook_retry_after_max_seconds: float = Field(
         default=36000.0, gt=0, description="The longest `Retry-After` a webhook endpoint's answer is honoured for."
@@ -59,6 +67,9 @@ class Settings(PlatformSettings):
     sse_ping_seconds: float = Field(default=15.0, gt=0, description="Keep-alive comment interval on live streams.")
     sse_queue_size: int = Field(
         default=1000, ge=1, description="Events queued per live stream before it catches up from the database."
+    )
+    sse_max_streams_per_subject: int = Field(
+        default=10, ge=1, description="Open live streams per token `sub` in each process; one more is a 429."
     )
     # The department dashboard's page calls these from the browser, so they are the URLs a browser reaches.
     dashboard_feedback_url: str = Field(
@@ -80,3 +91,21 @@ class Settings(PlatformSettings):
         if any(delay < 0 for delay in value):
             raise ValueError("retry delays are seconds and cannot be negative")
         return value
+
+    @field_validator("webhook_secret_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("webhook_secret_key")
+    @classmethod
+    def _key_is_strong(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            check_auth_secret(value.get_secret_value())
+        return value
+
+    @model_validator(mode="after")
+    def _remember_secret_key(self) -> Settings:
+        # The repository, which signs with stored secrets, is handed a session only (secrets_at_rest says why).
+        secrets_at_rest.remember_key(secrets_at_rest.key_material(self))
+        return self

@@ -89,6 +89,7 @@ class Subscription(Base):
     department: Mapped[str] = mapped_column(Text)
     url: Mapped[str] = mapped_column(Text)
     event_types: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    # Encrypted (services/notifications/secrets_at_rest.py): `seal` to write, `reveal` to sign.
     secret: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(Text, server_default=text("'active'"))
     disabled_reason: Mapped[str | None] = mapped_column(Text, nullable=True)

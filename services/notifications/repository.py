@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -12,8 +13,11 @@ import asyncpg
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.notifications import secrets_at_rest
 from services.notifications.models import DeliveryAttempt, Notification, RoutingRule, Subscription, WebhookDelivery
 from shared.pagination import keyset_page
+
+logger = logging.getLogger(__name__)
 
 # --- routing rules ---------------------------------------------------------------------------
 
@@ -437,7 +441,7 @@ class ClaimedDelivery:
     id: uuid.UUID
     subscription_id: uuid.UUID
     url: str
-    secret: str
+    secret: str  # in plain text, to sign with (stored encrypted)
     schedule_step: int
     body: bytes
     lease_token: uuid.UUID
@@ -488,12 +492,20 @@ async def claim_due_deliveries(
             "lease_seconds": lease_seconds,
         },
     )
-    return [
-        ClaimedDelivery(
-            row.id, row.subscription_id, row.url, row.secret, row.schedule_step, bytes(row.value), row.lease_token
+    claimed: list[ClaimedDelivery] = []
+    for row in rows:
+        try:
+            secret = secrets_at_rest.reveal(row.secret)
+        except secrets_at_rest.SecretUnreadable as exc:
+            # Never sent unsigned or signed wrongly; its lease runs out and it is tried again, the others go on.
+            logger.error("delivery %s of subscription %s not sent: %s", row.id, row.subscription_id, exc)
+            continue
+        claimed.append(
+            ClaimedDelivery(
+                row.id, row.subscription_id, row.url, secret, row.schedule_step, bytes(row.value), row.lease_token
+            )
         )
-        for row in rows
-    ]
+    return claimed
 
 
 _NEXT_DUE_AT = text(

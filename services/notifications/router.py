@@ -25,11 +25,11 @@ from services.notifications.schemas import (
     SubscriptionIn,
     SubscriptionStatus,
 )
-from services.notifications.stream import NotificationFeed, department_stream
+from services.notifications.stream import HeldStream, NotificationFeed, StreamSlots, department_stream
 from services.notifications.webhooks.guard import AddressGuard
 from shared.auth import Principal, require_scope
 from shared.db import DbSession
-from shared.errors import ServiceUnavailable
+from shared.errors import PROBLEM_MEDIA_TYPE, ServiceUnavailable
 from shared.idempotency import Idempotency
 from shared.pagination import DEFAULT_LIMIT, Cursor, Limit, Page
 from shared.service import ServiceRuntime
@@ -75,6 +75,7 @@ async def create_routing_rule(
         principal,
         body=body,
         create=lambda: service.create_rule(session, settings=_settings(request), principal=principal, body=body),
+        authorize=lambda: service.require_unbound(principal),
     )
 
 
@@ -162,7 +163,13 @@ async def mark_notification_read(
     tags=["inbox"],
     summary="A department's notifications as Server-Sent Events",
     response_class=EventSourceResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "One event per notification."}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "One event per notification."},
+        429: {
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+            "description": "The token's `sub` has `CF_SSE_MAX_STREAMS_PER_SUBJECT` streams open already.",
+        },
+    },
 )
 async def stream_notifications(
     request: Request,
@@ -183,13 +190,15 @@ async def stream_notifications(
         await asyncio.wait_for(feed.ready.wait(), 5)
     except TimeoutError:
         raise ServiceUnavailable("The live stream is not connected to the database yet.") from None
+    slots: StreamSlots = request.app.state.stream_slots
+    release = slots.take(principal.sub)
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         items = department_stream(feed=feed, sessionmaker=runtime.sessionmaker, department=department, after=after)
         async for item in items:
             yield ServerSentEvent(data=item.value.decode(), id=str(item.event_id))
 
-    return EventSourceResponse(events(), ping=settings.sse_ping_seconds)
+    return HeldStream(events(), ping=settings.sse_ping_seconds, release=release)
 
 
 # --- webhook subscriptions -------------------------------------------------------------------
@@ -212,6 +221,7 @@ async def create_subscription(
         create=lambda: service.create_subscription(
             session, settings=_settings(request), guard=guard, principal=principal, body=body
         ),
+        authorize=lambda: service.may_create_subscription(_settings(request), principal, body),
     )
 
 

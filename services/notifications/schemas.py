@@ -188,8 +188,27 @@ class Subscription(_Strict):
     updated_at: datetime
 
 
+SecretNote = Literal["secret_shown_once"]
+
+
 class SubscriptionCreated(Subscription):
-    secret: str = Field(description="The signing secret (`whsec_…`); shown only in this response.")
+    secret: str | None = Field(
+        description=(
+            "The signing secret (`whsec_…`), shown only in the response that created the subscription; "
+            "`null` when the response is an idempotent replay (`note` says so)."
+        )
+    )
+    note: SecretNote | None = Field(
+        default=None,
+        description=(
+            "`secret_shown_once` in an idempotent replay: the secret was in the first response only and is "
+            "never stored with it; delete and re-create the subscription for a new one."
+        ),
+    )
+
+    def for_replay(self) -> SubscriptionCreated:
+        """What an `Idempotency-Key` replay answers (and all that is stored for it): no secret."""
+        return self.model_copy(update={"secret": None, "note": "secret_shown_once"})
 
 
 class RecoverIn(_Strict):

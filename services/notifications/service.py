@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.notifications import repository
+from services.notifications import repository, secrets_at_rest
 from services.notifications.config import Settings
 from services.notifications.models import Notification as NotificationRow
 from services.notifications.models import WebhookDelivery
@@ -62,7 +62,7 @@ def _rule_values(settings: Settings, body: RoutingRuleIn) -> dict[str, Any]:
     return values
 
 
-def _require_unbound(principal: Principal) -> None:
+def require_unbound(principal: Principal) -> None:
     if principal.department is not None:
         raise Forbidden("Routing rules concern every department; a department-bound token cannot change them.")
 
@@ -83,14 +83,14 @@ async def get_rule(session: AsyncSession, rule_id: uuid.UUID) -> RoutingRule:
 async def create_rule(
     session: AsyncSession, *, settings: Settings, principal: Principal, body: RoutingRuleIn
 ) -> RoutingRule:
-    _require_unbound(principal)
+    require_unbound(principal)
     return _rule_view(await repository.add_rule(session, _rule_values(settings, body)))
 
 
 async def replace_rule(
     session: AsyncSession, *, settings: Settings, principal: Principal, rule_id: uuid.UUID, body: RoutingRuleIn
 ) -> RoutingRule:
-    _require_unbound(principal)
+    require_unbound(principal)
     row = await repository.replace_rule(session, rule_id, _rule_values(settings, body))
     if row is None:
         raise NotFound(f"There is no routing rule {rule_id}.")
@@ -98,7 +98,7 @@ async def replace_rule(
 
 
 async def delete_rule(session: AsyncSession, *, principal: Principal, rule_id: uuid.UUID) -> None:
-    _require_unbound(principal)
+    require_unbound(principal)
     if not await repository.delete_rule(session, rule_id):
         raise NotFound(f"There is no routing rule {rule_id}.")
 
@@ -189,11 +189,16 @@ async def stream_start(
 # --- subscriptions ---------------------------------------------------------------------------
 
 
+def may_create_subscription(settings: Settings, principal: Principal, body: SubscriptionIn) -> None:
+    """The department exists (422) and the token may act on it (403): checked before a replay too."""
+    require_known_department(settings, body.department, loc=["body", "department"])
+    principal.require_department(body.department)
+
+
 async def create_subscription(
     session: AsyncSession, *, settings: Settings, guard: AddressGuard, principal: Principal, body: SubscriptionIn
 ) -> SubscriptionCreated:
-    require_known_department(settings, body.department, loc=["body", "department"])
-    principal.require_department(body.department)
+    may_create_subscription(settings, principal, body)
     url = str(body.url)
     refusal = await guard.refusal(url)
     if refusal is not None:
@@ -205,7 +210,7 @@ async def create_subscription(
             "department": body.department,
             "url": url,
             "event_types": list(dict.fromkeys(body.event_types)),
-            "secret": secret,
+            "secret": secrets_at_rest.seal(secret, settings),
             "created_by": principal.sub,
         },
     )

@@ -7,6 +7,10 @@ a thousand queries. Positions are (transaction id, sequence) and only rows
 whose transaction is older than every running one are read, so a row that
 commits late is never skipped. A listener that resumes (`Last-Event-ID`) or
 falls behind catches up from the database, then joins the live feed.
+
+Each token `sub` holds at most `CF_SSE_MAX_STREAMS_PER_SUBJECT` open streams
+in a process (`StreamSlots`); one more is a 429. The count is per process:
+behind a load balancer over N replicas a `sub` may hold up to N times as many.
 """
 
 from __future__ import annotations
@@ -15,15 +19,19 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import asyncpg
 from prometheus_client import Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sse_starlette import EventSourceResponse
+from starlette.types import Receive, Scope, Send
 
 from services.notifications import repository
 from services.notifications.repository import StreamItem
 from shared.backoff import Backoff
+from shared.errors import TooManyRequests
 from shared.observability import Metrics
 
 logger = logging.getLogger(__name__)
@@ -33,6 +41,56 @@ Position = tuple[int, int]
 _PAGE = 500
 _SWEEP_SECONDS = 1.0
 _UNSETTLED_RECHECK_SECONDS = 0.02
+
+
+class StreamSlots:
+    """The live streams each token `sub` holds open in this process, at most `limit` each."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._held: dict[str, int] = {}
+
+    def held(self, sub: str) -> int:
+        return self._held.get(sub, 0)
+
+    def take(self, sub: str) -> Callable[[], None]:
+        """A slot for one more stream of `sub` (else a 429); call what it returns, once, when the stream ends."""
+        held = self._held.get(sub, 0)
+        if held >= self.limit:
+            raise TooManyRequests(
+                f"This token's subject has {held} live streams open, the most allowed "
+                "(CF_SSE_MAX_STREAMS_PER_SUBJECT); close one first.",
+                slug="too-many-streams",
+            )
+        self._held[sub] = held + 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if released:
+                return
+            released = True
+            left = self._held.get(sub, 1) - 1
+            if left > 0:
+                self._held[sub] = left
+            else:
+                self._held.pop(sub, None)
+
+        return release
+
+
+class HeldStream(EventSourceResponse):
+    """An event stream that gives its `StreamSlots` slot back when it ends, however it ends."""
+
+    def __init__(self, content: Any, *, ping: float, release: Callable[[], None]) -> None:
+        super().__init__(content, ping=ping)
+        self._release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
 
 
 class FellBehind(Exception):

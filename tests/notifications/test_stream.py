@@ -22,9 +22,9 @@ from tests.support.platform import Platform, serve
 
 @contextlib.asynccontextmanager
 async def stream(
-    base_url: str, platform: Platform, department: str, *, last_event_id: str | None = None
+    base_url: str, platform: Platform, department: str, *, last_event_id: str | None = None, sub: str = "tester"
 ) -> AsyncIterator[AsyncIterator[StreamEvent]]:
-    headers = platform.auth("notifications:read")
+    headers = platform.auth("notifications:read", sub=sub)
     if last_event_id is not None:
         headers["Last-Event-ID"] = last_event_id
     async with (
@@ -101,11 +101,11 @@ async def test_many_listeners_share_one_feed(
     notifications: RunningService, publisher: EventPublisher, platform: Platform
 ) -> None:
     customer_id = customer()
-    listeners = 25
+    listeners = 25  # each its own `sub`: one holds at most CF_SSE_MAX_STREAMS_PER_SUBJECT (10) streams
     async with contextlib.AsyncExitStack() as stack:
         streams = [
-            await stack.enter_async_context(stream(notifications.server.base_url, platform, "sales"))
-            for _ in range(listeners)
+            await stack.enter_async_context(stream(notifications.server.base_url, platform, "sales", sub=f"l-{n}"))
+            for n in range(listeners)
         ]
         queries_before = feed_queries(notifications.app)
         record = await publisher.publish(
