@@ -149,9 +149,12 @@ def with_outbox_rows(insert: str, row: str, rows: int = 1) -> str:
 
 
 # Claimed and deleted in one statement; the rows come back if the transaction rolls back
-# (a failed publish), and SKIP LOCKED leaves rows another relay holds alone.
+# (a failed publish), and SKIP LOCKED leaves rows another relay holds alone. The batch is picked
+# once (ARRAY(...) is an InitPlan): as `id IN (SELECT ... LIMIT ...)`, a nested-loop plan re-ran
+# the subquery for every row it scanned, took far more than a batch and, scanning in heap order,
+# left older rows behind newer rows of the same key (issue 21, tests/shared/test_outbox_claim_order.py).
 _CLAIM = """
-DELETE FROM outbox_event WHERE id IN (SELECT id FROM outbox_event ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED)
+DELETE FROM outbox_event WHERE id = ANY (ARRAY(SELECT id FROM outbox_event ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED))
 RETURNING id, event_id, topic, key, event_type, value, created_at
 """
 _SET_ASIDE = """
