@@ -18,6 +18,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from shared.ratelimit import parse_rate_limit
+
 DEFAULT_DEPARTMENTS = ("sales", "support", "production", "management")
 SERVICES = ("feedback", "expectations", "commitments", "notifications")
 
@@ -132,6 +134,13 @@ class PlatformSettings(BaseSettings):
         le=1_000_000,
         description="Largest CloudEvent (key and value) a write may make; a larger one is a 422 `event-too-large`.",
     )
+    rate_limit: str = Field(
+        default="",
+        description=(
+            "Requests per token `sub` in each process, in the `limits` notation (`100/second;2000/minute`); "
+            "the excess is a 429 with `Retry-After`. Empty: no limit."
+        ),
+    )
     cors_allow_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["*"],
         description="Origins whose pages may call the API (CORS), comma-separated; `*` for any.",
@@ -147,6 +156,13 @@ class PlatformSettings(BaseSettings):
     def _secret_may_sign(cls, value: SecretStr) -> SecretStr:
         check_auth_secret(value.get_secret_value())
         return value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit_parses(cls, value: str) -> str:
+        if value.strip():
+            parse_rate_limit(value)
+        return value.strip()
 
     @field_validator("departments")
     @classmethod

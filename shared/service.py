@@ -39,6 +39,7 @@ from shared.idempotency import PURGE_EXPIRED
 from shared.kafka import create_producer, ensure_topics
 from shared.observability import CONTEXT_PARAMETERS, Metrics, RequestContextMiddleware, configure_logging
 from shared.outbox import MAX_EVENT_BYTES_INFO, OutboxRelay
+from shared.ratelimit import RateLimit
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +127,9 @@ def build_service_app(
     install_problem_handlers(app)
     # Inside the request context, so that a 413 or an early 401 carries the correlation id and is counted.
     app.add_middleware(RequestBoundary, max_body_bytes=settings.max_body_bytes, verifier=app.state.token_verifier)
+    if settings.rate_limit:
+        # Outside the boundary: a request past its `sub`'s limit is a 429 before anything else is done for it.
+        app.add_middleware(RateLimit, spec=settings.rate_limit, verifier=app.state.token_verifier)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     # Added last, so outermost: preflights are answered before auth and metrics see them.
     app.add_middleware(
@@ -293,7 +297,7 @@ def _document_problems(app: FastAPI) -> None:
                 if "requestBody" in operation:
                     codes.append("413")
                 if operation.get("security"):
-                    codes += ["401", "403", "409"]
+                    codes += ["401", "403", "409", "429"]
                 for code in codes:
                     responses[code] = {"description": _DESCRIPTIONS[code], "content": problem}
         app.openapi_schema = schema
@@ -309,5 +313,6 @@ _DESCRIPTIONS = {
     "409": "Conflict with the resource's state, or a request with this Idempotency-Key is in flight",
     "413": "The request body is larger than `CF_MAX_BODY_BYTES`",
     "422": "Invalid input; `errors` names each field",
+    "429": "The token's `sub` passed `CF_RATE_LIMIT`, when one is set (see `Retry-After`)",
     "503": "The database or the broker is unreachable",
 }

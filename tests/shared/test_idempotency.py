@@ -71,3 +71,26 @@ async def test_failed_request_stores_no_key(probe: httpx.AsyncClient, platform: 
     assert (await probe.post("/probes", json={"name": ""}, headers=headers)).status_code == 422
     name = f"p-{uuid.uuid4().hex[:8]}"
     assert (await probe.post("/probes", json={"name": name}, headers=headers)).status_code == 201
+
+
+async def test_keys_are_scoped_to_the_token_department(probe: httpx.AsyncClient, platform: Platform) -> None:
+    name, key = f"p-{uuid.uuid4().hex[:8]}", _key()
+    for department in (None, "sales", "support"):
+        headers = {**platform.auth("feedback:write", sub="alice", department=department), "Idempotency-Key": key}
+        created = await probe.post("/probes", json={"name": name}, headers=headers)
+        assert created.status_code == 201
+        assert "idempotent-replayed" not in created.headers
+    assert await _count(platform, name) == 3
+
+
+async def test_a_replay_is_refused_to_a_token_without_the_scope(probe: httpx.AsyncClient, platform: Platform) -> None:
+    name, key = f"p-{uuid.uuid4().hex[:8]}", _key()
+    writer = {**platform.auth("feedback:write", sub="alice"), "Idempotency-Key": key}
+    assert (await probe.post("/probes", json={"name": name}, headers=writer)).status_code == 201
+
+    reader = {**platform.auth("feedback:read", sub="alice"), "Idempotency-Key": key}
+    refused = await probe.post("/probes", json={"name": name}, headers=reader)
+
+    assert refused.status_code == 403
+    assert "idempotent-replayed" not in refused.headers
+    assert "id" not in refused.json()

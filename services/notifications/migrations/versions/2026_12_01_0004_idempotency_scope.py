@@ -3,7 +3,7 @@
 Responses stored for `POST /v1/subscriptions` before this revision hold the webhook secret in plain
 text; they are rewritten as a replay now answers (`"secret": null`, `"note": "secret_shown_once"`).
 The secrets in the subscription table itself are encrypted by the service when it starts
-(`services/notifications/secrets.py`), since that needs the key its settings derive.
+(`services/notifications/secrets_at_rest.py`), since that needs the key its settings derive.
 
 Revision ID: notifications_0004
 Revises: notifications_0003
