@@ -29,6 +29,8 @@ SCOPES = (
     "notifications:read",
     "notifications:admin",
 )
+# What a token may do that changes nothing: `customer-focus token create` mints these unless told otherwise.
+READ_SCOPES = tuple(scope for scope in SCOPES if scope.endswith(":read"))
 ALGORITHM = "HS256"
 
 _bearer = HTTPBearer(auto_error=False, description="HS256 JWT with `scope` (and optional `department`).")

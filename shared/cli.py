@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 import re
+import secrets
 import signal
 import sys
 import threading
@@ -26,7 +27,7 @@ import asyncpg
 import typer
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared.auth import SCOPES, mint_token
+from shared.auth import READ_SCOPES, SCOPES, mint_token
 from shared.config import SERVICES
 from shared.db import asyncpg_dsn
 from shared.demo import DemoError, DemoTargets, play, render
@@ -158,15 +159,27 @@ def _stop(stack: Stack) -> None:
 def token_create(
     scope: Annotated[
         list[str] | None,
-        typer.Option("--scope", help="A scope (repeatable or space-separated). Default: every scope."),
+        typer.Option(
+            "--scope",
+            help="A scope (repeatable or space-separated). Default: the read-only ones (`*:read`); "
+            "`--scope all` for every scope.",
+        ),
     ] = None,
     department: Annotated[str | None, typer.Option(help="Bind the token to one department.")] = None,
     ttl: Annotated[str, typer.Option(help="Lifetime: seconds, or a number with s, m, h or d.")] = "1h",
-    sub: Annotated[str, typer.Option(help="Who the token is for (the `sub` claim).")] = "cli",
+    sub: Annotated[
+        str | None,
+        typer.Option(help="Who the token is for (the `sub` claim). Default: a new `cli-<random>` each time."),
+    ] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
-    """Print a token signed with CF_AUTH_SECRET (or the secret `make run` keeps in the data dir)."""
-    scopes = [name for given in scope or [] for name in given.replace(",", " ").split()] or list(SCOPES)
+    """Print a token signed with CF_AUTH_SECRET (or the secret `make run` keeps in the data dir).
+
+    Least privilege by default: read-only scopes and a `sub` of its own, so that its
+    Idempotency-Keys, rate limit and live streams are not shared with any other token.
+    """
+    given = [name for option in scope or [] for name in option.replace(",", " ").split()]
+    scopes = list(SCOPES) if given == ["all"] else given or list(READ_SCOPES)
     unknown = [name for name in scopes if name not in SCOPES]
     if unknown:
         raise typer.BadParameter(f"unknown scope {unknown[0]!r}; one of {' '.join(SCOPES)}", param_hint="--scope")
@@ -177,7 +190,8 @@ def token_create(
         secret = auth_secret(data_dir, os.environ, create=False)
     except StackError as exc:
         raise _fail(str(exc)) from None
-    token = mint_token(secret, sub=sub, scopes=scopes, department=department, ttl_seconds=_seconds(ttl))
+    subject = sub if sub is not None else f"cli-{secrets.token_hex(6)}"
+    token = mint_token(secret, sub=subject, scopes=scopes, department=department, ttl_seconds=_seconds(ttl))
     typer.echo(token)
 
 

@@ -37,7 +37,7 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
-from shared.auth import SCOPES, mint_token
+from shared.auth import READ_SCOPES, SCOPES, mint_token
 from shared.config import SERVICES, PlatformSettings, asyncpg_url, check_auth_secret, settings_problem
 from shared.db import asyncpg_dsn
 from shared.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
@@ -596,6 +596,16 @@ class Stack:
         """A new token with every scope, signed with the stack's secret (`start` prints and keeps one)."""
         return mint_token(self.secret, sub="admin", scopes=SCOPES, ttl_seconds=self.options.token_ttl_seconds)
 
+    def dashboard_token(self, department: str) -> str:
+        """A new read-only token bound to `department`, for its dashboard link (nothing in a URL may write)."""
+        return mint_token(
+            self.secret,
+            sub=f"dashboard-{department}",
+            scopes=READ_SCOPES,
+            department=department,
+            ttl_seconds=self.options.token_ttl_seconds,
+        )
+
     def pids(self) -> list[int]:
         """Every process the stack started that still runs (for checks that nothing is left behind)."""
         pids = self._child_pids()
@@ -623,11 +633,13 @@ class Stack:
             "",
         ]
         if "notifications" in self.services:
-            departments = ", ".join(platform_settings(self.environ).departments)
+            departments = platform_settings(self.environ).departments
+            shown = "support" if "support" in departments else departments[0]
             lines += [
-                f"Department dashboards ({departments}); the token in the fragment never leaves the browser:",
+                f"Department dashboards ({', '.join(departments)}); the token in the fragment never leaves the "
+                f"browser, reads only and only {shown}'s (`customer-focus token create --department <d>` for another):",
                 "",
-                f"  {self.url('notifications')}/dashboard/support#token={self.token}",
+                f"  {self.url('notifications')}/dashboard/{shown}#token={self.dashboard_token(shown)}",
                 "",
             ]
         ports = "" if self.options.base_port in (0, DEFAULT_BASE_PORT) else f" --base-port {self.options.base_port}"

@@ -16,7 +16,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
-from shared.auth import TokenVerifier
+from shared.auth import SCOPES, TokenVerifier
 from shared.cli import app
 from shared.config import SERVICES
 from shared.db import asyncpg_dsn
@@ -86,15 +86,32 @@ def test_token_create_prints_a_token_signed_with_the_secret_in_the_data_dir(tmp_
     assert 14 * 60 < principal.expires_at - time.time() <= 15 * 60
 
 
-def test_token_create_prefers_cf_auth_secret_and_defaults_to_every_scope(tmp_path: Path) -> None:
+def test_token_create_prefers_cf_auth_secret_and_defaults_to_read_only_scopes_and_a_fresh_sub(
+    tmp_path: Path,
+) -> None:
     (tmp_path / "auth-secret").write_text(secrets.token_urlsafe(32) + "\n")
 
-    result = runner.invoke(app, ["token", "create", "--data-dir", str(tmp_path)], env={"CF_AUTH_SECRET": SECRET})
+    results = [
+        runner.invoke(app, ["token", "create", "--data-dir", str(tmp_path)], env={"CF_AUTH_SECRET": SECRET})
+        for _ in range(2)
+    ]
+
+    assert [r.exit_code for r in results] == [0, 0], [r.output for r in results]
+    first, second = (TokenVerifier(SECRET).verify(r.stdout.strip()) for r in results)
+    assert first.scopes == {"feedback:read", "expectations:read", "commitments:read", "notifications:read"}
+    assert first.department is None
+    assert first.sub.startswith("cli-")
+    assert second.sub.startswith("cli-")
+    assert first.sub != second.sub  # nothing keyed by `sub` (Idempotency-Keys, rate limit, streams) is shared
+
+
+def test_token_create_gives_every_scope_only_when_asked() -> None:
+    result = runner.invoke(app, ["token", "create", "--scope", "all", "--sub", "ops"], env={"CF_AUTH_SECRET": SECRET})
 
     assert result.exit_code == 0, result.output
     principal = TokenVerifier(SECRET).verify(result.stdout.strip())
-    assert len(principal.scopes) == 8
-    assert principal.department is None
+    assert principal.scopes == set(SCOPES)
+    assert principal.sub == "ops"
 
 
 def test_token_create_without_any_secret_says_where_one_comes_from(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import secrets
 import signal
 import stat
@@ -133,6 +134,32 @@ def test_every_service_accepts_the_printed_admin_token(first_run: FirstRun, serv
     assert httpx.get(url, timeout=5).status_code == 401
     answer = httpx.get(url, headers={"Authorization": f"Bearer {first_run.token}"}, timeout=5)
     assert answer.status_code == 200, answer.text
+
+
+DASHBOARD_LINK = re.compile(r"^\s+(http://127\.0\.0\.1:\d+)/dashboard/([\w-]+)#token=(\S+)\s*$", re.MULTILINE)
+
+
+def test_the_dashboard_link_carries_a_read_only_token_bound_to_its_department(first_run: FirstRun) -> None:
+    link = DASHBOARD_LINK.search(first_run.up.output)
+    assert link is not None, first_run.up.output
+    base, department, token = link.groups()
+    secret = (first_run.data_dir / "auth-secret").read_text().strip()
+    principal = TokenVerifier(secret).verify(token)
+    assert token != first_run.token
+    assert principal.department == department == "support"
+    assert principal.scopes == {scope for scope in SCOPES if scope.endswith(":read")}
+    bearer = {"Authorization": f"Bearer {token}"}
+
+    own = httpx.get(f"{base}/v1/departments/support/notifications", headers=bearer, timeout=5)
+    other = httpx.get(f"{base}/v1/departments/sales/notifications", headers=bearer, timeout=5)
+    write = httpx.post(
+        f"{first_run.up.urls()['feedback']}/v1/feedback",
+        json={"customer_id": "c-dashboard", "channel": "web", "kind": "compliment", "text": "Nice."},
+        headers=bearer,
+        timeout=5,
+    )
+
+    assert (own.status_code, other.status_code, write.status_code) == (200, 403, 403)
 
 
 def test_notifications_accepts_a_webhook_on_loopback_under_make_run(first_run: FirstRun) -> None:
