@@ -12,6 +12,7 @@ waits and retries, and commits no offset.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -33,10 +34,21 @@ from shared.observability import Metrics
 
 logger = logging.getLogger(__name__)
 
+# One statement: first a transaction lock per (group, topic, partition) of the batch, in a fixed
+# order, then the claims. A second member on a partition (a zombie after a rebalance) waits for
+# the first before it writes anything, so it gets its transaction id after the first commits and
+# each key's events keep their order in (txid, seq), which the notifications live stream reads
+# (issue 21, tests/shared/test_consumer_partition_fence.py). The aggregate ends before any row
+# is inserted; without the locks a claim waiting on another member's row, after writing the
+# rows before it, went on to the next event of that key with the older transaction id.
 _CLAIM = text(
     """
+    WITH fence AS MATERIALIZED (
+        SELECT count(pg_advisory_xact_lock(partition_key)) AS held
+        FROM unnest(CAST(:partitions AS bigint[])) AS partition_key
+    )
     INSERT INTO processed_event (consumer, event_id)
-    SELECT :consumer, unnest(CAST(:ids AS text[]))
+    SELECT :consumer, event_id FROM fence, unnest(CAST(:ids AS text[])) AS event_id
     ON CONFLICT DO NOTHING RETURNING event_id
     """
 )
@@ -118,6 +130,7 @@ class EventConsumer:
         self._next_lag_report = 0.0
         self.processed = 0
         self._current: AIOKafkaConsumer | None = None
+        self._partition_keys: dict[tuple[str, int], int] = {}
 
     def assigned(self) -> set[TopicPartition]:
         """The partitions this consumer holds in its group now (none while it joins or rebalances)."""
@@ -211,7 +224,14 @@ class EventConsumer:
         async with self._sessionmaker() as session, session.begin():
             # Through the session, not its driver connection: cancelled mid-statement on the driver (a replica
             # stopping), the session's rollback then waited forever (tests/notifications/test_replicas.py).
-            claimed = await session.execute(_CLAIM, {"consumer": self.group_id, "ids": [e.id for e in events]})
+            claimed = await session.execute(
+                _CLAIM,
+                {
+                    "consumer": self.group_id,
+                    "partitions": self._partition_locks(events),
+                    "ids": [e.id for e in events],
+                },
+            )
             fresh = set(claimed.scalars().all())
             new: list[ConsumedEvent] = []
             for event in events:
@@ -229,6 +249,18 @@ class EventConsumer:
                 for event in new:
                     await self._call(session, event)
         self.processed += len(events)
+
+    def _partition_locks(self, events: list[ConsumedEvent]) -> list[int]:
+        """The batch's (group, topic, partition) lock keys, sorted so two members never wait on each other."""
+        keys = set()
+        for where in {(e.topic, e.partition) for e in events}:
+            key = self._partition_keys.get(where)
+            if key is None:
+                name = f"{self.group_id}\0{where[0]}\0{where[1]}".encode()
+                key = int.from_bytes(hashlib.blake2b(name, digest_size=8).digest(), "big", signed=True)
+                self._partition_keys[where] = key
+            keys.add(key)
+        return sorted(keys)
 
     async def _apply_alone(self, pending: _Pending) -> None:
         event = pending.event
