@@ -28,14 +28,17 @@ from tests.notifications.test_webhooks import (
 )
 from tests.support.platform import Platform
 
+_running: list[asyncio.Task[None]] = []
+
 
 @contextlib.asynccontextmanager
 async def dispatchers(
     notifications: RunningService, platform: Platform, count: int, **overrides: Any
 ) -> AsyncIterator[list[WebhookDispatcher]]:
-    """`count` dispatchers of their own settings in place of the suite's in-process one."""
+    """`count` dispatchers of their own settings in place of the suite's in-process one (each runs once
+    `start`ed, and stops, handing back its leases, when the block ends)."""
     settings = notifications_settings(platform, **overrides)
-    running = [
+    created = [
         WebhookDispatcher(
             settings=settings,
             metrics=WebhookMetrics(Metrics("notifications")),
@@ -44,21 +47,18 @@ async def dispatchers(
         for _ in range(count)
     ]
     await stop_in_process_webhooks(notifications)
-    tasks: list[asyncio.Task[None]] = []
     try:
-        yield running
+        yield created
     finally:
-        for dispatcher in running:
-            task = getattr(dispatcher, "task", None)
-            if task is not None:
-                tasks.append(task)
-                task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        stopping, _running[:] = list(_running), []
+        for task in stopping:
+            task.cancel()
+        await asyncio.gather(*stopping, return_exceptions=True)
         restart_in_process_webhooks(notifications)
 
 
 def start(dispatcher: WebhookDispatcher) -> None:
-    dispatcher.task = asyncio.create_task(dispatcher.run())  # type: ignore[attr-defined]
+    _running.append(asyncio.create_task(dispatcher.run()))
 
 
 async def publish_complaint(publisher: EventPublisher, customer_id: str) -> uuid.UUID:

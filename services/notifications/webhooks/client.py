@@ -23,6 +23,7 @@ subscription's owner and must not tell them about our network.
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import ssl
 import urllib.request
@@ -92,6 +93,12 @@ def _skips_resolver(host: str) -> bool:
     return ":" in host or host.replace(".", "").isdigit()
 
 
+@functools.lru_cache(maxsize=4096)
+def _target(url: str) -> URL:
+    """The parsed URL (a subscription's URL is sent to many times)."""
+    return URL(url)
+
+
 class WebhookClient:
     """POSTs webhook requests over kept-alive connections to guarded addresses."""
 
@@ -110,12 +117,14 @@ class WebhookClient:
         # The trust store as it is when the client starts (aiohttp's own default is built at import).
         self._ssl = ssl.create_default_context()
         self._session: aiohttp.ClientSession | None = None
+        # An address written in a URL is judged once: it names the same address every time (no lookup).
+        self._literal_verdicts: dict[str, bool] = {}
 
     async def post(self, url: str, headers: dict[str, str], body: bytes) -> Answer:
         """POST `body` to `url` within the timeout (else TimeoutError); `DeliveryFailed` without an answer."""
         try:
             async with asyncio.timeout(self._timeout):
-                target = URL(url)
+                target = _target(url)
                 await self._check_before_connecting(target)
                 try:
                     return await self._exchange(target, headers, body)
@@ -139,9 +148,13 @@ class WebhookClient:
     async def _check_before_connecting(self, target: URL) -> None:
         host = target.raw_host or ""
         if _skips_resolver(host):
-            if literal_address(host) is None:
-                raise PrivateAddress()  # looks like an address but is none Python reads (`127.1`): not sent
-            await self._guard.approve(host, target.port or 0)
+            allowed = self._literal_verdicts.get(host)
+            if allowed is None:
+                # Something like an address that Python does not read as one (`127.1`) is never sent.
+                allowed = literal_address(host) is not None and await self._guard.allows(host)
+                self._literal_verdicts[host] = allowed
+            if not allowed:
+                raise PrivateAddress()
         elif self._trust_env:
             # A proxy, if the environment names one, resolves the host itself: check the name first.
             await self._guard.approve(host, target.port or 0)

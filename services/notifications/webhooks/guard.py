@@ -114,6 +114,14 @@ class AddressGuard:
             raise PrivateAddress()
         return addresses
 
+    async def allows(self, host: str, port: int = 0) -> bool:
+        """Whether `host` may be called now (one fresh lookup for a name)."""
+        try:
+            await self.approve(host, port)
+        except PrivateAddress:
+            return False
+        return True
+
     async def refusal(self, url: str) -> str | None:
         """Why a subscription to `url` is refused (without saying what the name resolved to), or None."""
         if self.allow_private:
