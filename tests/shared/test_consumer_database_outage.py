@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import asyncpg
 import httpx
@@ -31,19 +30,21 @@ from shared.observability import Metrics
 from tests.shared.probe_app import CREATE_TABLE, create_probe_app
 from tests.shared.test_consumer import EFFECT_TABLE, Harness, record_effect
 from tests.support.kafka import read_topic
-from tests.support.platform import Platform, serve
+from tests.support.platform import Platform, private_directory, serve
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def own_postgres(tmp_path: Path) -> AsyncIterator[EmbeddedPostgres]:
-    postgres = EmbeddedPostgres(tmp_path / "pg")
-    await asyncio.to_thread(postgres.start)
-    try:
-        await asyncio.to_thread(postgres.create_database, "outage")
-        await asyncio.to_thread(upgrade, "feedback", postgres.url("outage"))
-        yield postgres
-    finally:
-        await asyncio.to_thread(postgres.stop)
+async def own_postgres() -> AsyncIterator[EmbeddedPostgres]:
+    # Not pytest's tmp_path: its folders are 0700 (PostgreSQL runs as another user) and pruned by other runs.
+    with private_directory("cf-outage-") as folder:
+        postgres = EmbeddedPostgres(folder / "pg")
+        await asyncio.to_thread(postgres.start)
+        try:
+            await asyncio.to_thread(postgres.create_database, "outage")
+            await asyncio.to_thread(upgrade, "feedback", postgres.url("outage"))
+            yield postgres
+        finally:
+            await asyncio.to_thread(postgres.stop)
 
 
 async def _effects(postgres: EmbeddedPostgres, run: str) -> list[int]:
