@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, DateTime, Index, Integer, Text, text
+from sqlalchemy import Boolean, CheckConstraint, DateTime, Index, Integer, Text, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -14,6 +14,14 @@ from shared.db import Base
 
 STATUSES = ("open", "due_soon", "overdue", "met_on_time", "met_late", "cancelled")
 SCHEDULED_EVENTS = ("due_soon", "overdue")
+KINDS = ("promise", "acknowledge", "resolve", "follow_up")
+BROKEN_BECAUSE = (
+    "overdue",
+    "met_late",
+    "rescheduled_without_agreement",
+    "cancelled_without_agreement",
+    "cancelled_after_due",
+)
 
 
 class Commitment(Base):
@@ -38,6 +46,11 @@ class Commitment(Base):
     completion_note: Mapped[str | None] = mapped_column(Text)
     cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     cancellation_reason: Mapped[str | None] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(Text, server_default=text("'promise'"))
+    # Null while undecided; false for good once broken_because is set.
+    kept: Mapped[bool | None] = mapped_column(Boolean)
+    broken_because: Mapped[str | None] = mapped_column(Text)
+    excuses: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     # The scheduler's next moment for this promise: which event, and when.
     next_event: Mapped[str | None] = mapped_column(Text)
     next_event_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -46,6 +59,12 @@ class Commitment(Base):
 
     __table_args__ = (
         CheckConstraint(f"status IN {STATUSES!r}", name="status"),
+        CheckConstraint(f"kind IN {KINDS!r}", name="kind"),
+        CheckConstraint(
+            f"(broken_because IS NULL OR broken_because IN {BROKEN_BECAUSE!r}) "
+            "AND ((broken_because IS NOT NULL) = (kept IS FALSE))",
+            name="broken_because",
+        ),
         CheckConstraint(
             "(next_event IS NULL) = (next_event_at IS NULL) "
             f"AND (next_event IS NULL OR next_event IN {SCHEDULED_EVENTS!r})",
@@ -57,6 +76,7 @@ class Commitment(Base):
         Index("ix_commitment_owner_id_created_at_id", "owner_id", "created_at", "id"),
         Index("ix_commitment_status_created_at_id", "status", "created_at", "id"),
         Index("ix_commitment_source_type_source_id_created_at_id", "source_type", "source_id", "created_at", "id"),
+        Index("ix_commitment_kind_created_at_id", "kind", "created_at", "id"),
         Index("ix_commitment_due_at", "due_at"),
         # Only armed promises: the scheduler's next moment is one index probe away.
         Index("ix_commitment_next_event_at", "next_event_at", postgresql_where=text("next_event_at IS NOT NULL")),

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, bindparam, case, func, literal, null, select, text, update
+from sqlalchemy import ColumnElement, Row, and_, bindparam, case, false, func, literal, null, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.commitments.models import Commitment
@@ -28,6 +28,7 @@ class CommitmentFilter:
     due_before: datetime | None = None
     source_type: str | None = None
     source_id: str | None = None
+    kind: str | None = None
 
 
 async def add(session: AsyncSession, commitment: Commitment) -> None:
@@ -61,6 +62,8 @@ async def page(
         conditions.append(Commitment.source_type == where.source_type)
     if where.source_id is not None:
         conditions.append(Commitment.source_id == where.source_id)
+    if where.kind is not None:
+        conditions.append(Commitment.kind == where.kind)
     statement = keyset_page(
         select(Commitment).where(*conditions),
         created_at=Commitment.created_at,
@@ -90,6 +93,7 @@ def _advance_reached_statement() -> Any:
         .cte("reached")
     )
     to_due_soon = Commitment.next_event == "due_soon"
+    to_overdue = Commitment.next_event == "overdue"
     return (
         update(Commitment)
         .where(Commitment.id == reached.c.id)
@@ -97,6 +101,12 @@ def _advance_reached_statement() -> Any:
             status=Commitment.next_event,
             next_event=case((to_due_soon, literal("overdue")), else_=null()),
             next_event_at=case((to_due_soon, Commitment.due_at), else_=null()),
+            # Going overdue breaks the promise; one broken earlier keeps its first reason.
+            kept=case((to_overdue, false()), else_=Commitment.kept),
+            broken_because=case(
+                (to_overdue, func.coalesce(Commitment.broken_because, literal("overdue"))),
+                else_=Commitment.broken_because,
+            ),
             updated_at=func.statement_timestamp(),
         )
         .returning(Commitment)
@@ -134,7 +144,7 @@ async def accountability(
     owner_id: str | None,
     now: datetime,
 ) -> Sequence[Row[Any]]:
-    """Counts per department, per owner and in total for promises due in [since, until)."""
+    """Counts per department, per owner, per kind and in total for promises due in [since, until)."""
     conditions: list[ColumnElement[bool]] = []
     if since is not None:
         conditions.append(Commitment.due_at >= since)
@@ -144,14 +154,15 @@ async def accountability(
         conditions.append(Commitment.department == department)
     if owner_id is not None:
         conditions.append(Commitment.owner_id == owner_id)
-    kept = Commitment.status != "cancelled"
+    not_cancelled = Commitment.status != "cancelled"
     unmet = Commitment.status.in_(UNMET)
     statement = (
         select(
             Commitment.department,
             Commitment.owner_id,
-            func.grouping(Commitment.department, Commitment.owner_id).label("level"),
-            func.count().filter(kept).label("due"),
+            Commitment.kind,
+            func.grouping(Commitment.department, Commitment.owner_id, Commitment.kind).label("level"),
+            func.count().filter(not_cancelled).label("due"),
             func.count().filter(Commitment.status == "met_on_time").label("met_on_time"),
             func.count().filter(Commitment.status == "met_late").label("met_late"),
             func.count().filter(and_(unmet, Commitment.due_at < now)).label("overdue"),
@@ -160,9 +171,12 @@ async def accountability(
             func.avg(func.extract("epoch", Commitment.completed_at - Commitment.due_at) / 3600)
             .filter(Commitment.status == "met_late")
             .label("mean_lateness_hours"),
-            func.coalesce(func.sum(Commitment.renegotiations).filter(kept), 0).label("renegotiations"),
+            func.coalesce(func.sum(Commitment.renegotiations).filter(not_cancelled), 0).label("renegotiations"),
+            func.count().filter(Commitment.kept.is_(True)).label("kept"),
+            func.count().filter(Commitment.kept.is_(False)).label("broken"),
+            func.coalesce(func.sum(Commitment.excuses), 0).label("excuses"),
         )
         .where(*conditions)
-        .group_by(text("GROUPING SETS ((department), (owner_id), ())"))
+        .group_by(text("GROUPING SETS ((department), (owner_id), (kind), ())"))
     )
     return (await session.execute(statement)).all()

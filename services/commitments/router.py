@@ -17,6 +17,7 @@ from services.commitments.schemas import (
     CommitmentMetrics,
     CommitmentRescheduled,
     Completion,
+    Kind,
     NewCommitment,
     Rescheduling,
     SourceType,
@@ -67,6 +68,7 @@ async def list_commitments(
     due_before: Annotated[Instant | None, Query(description="Only promises due strictly before this.")] = None,
     source_type: SourceType | None = None,
     source_id: SafeStr | None = None,
+    kind: Kind | None = None,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Page[Commitment]:
@@ -78,6 +80,7 @@ async def list_commitments(
         due_before=due_before,
         source_type=source_type,
         source_id=source_id,
+        kind=kind,
     )
     items, next_cursor = await service.list_page(
         session=session, settings=settings, where=where, cursor=cursor, limit=limit

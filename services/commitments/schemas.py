@@ -12,6 +12,11 @@ from shared.types import Instant, SafeStr, storable
 CustomerKind = Literal["external", "internal"]
 SourceType = Literal["feedback", "expectation", "meeting", "manual"]
 Status = Literal["open", "due_soon", "overdue", "met_on_time", "met_late", "cancelled"]
+# `promise` is any promise a person makes; the others are made by a response policy for a feedback.
+Kind = Literal["promise", "acknowledge", "resolve", "follow_up"]
+BrokenBecause = Literal[
+    "overdue", "met_late", "rescheduled_without_agreement", "cancelled_without_agreement", "cancelled_after_due"
+]
 
 
 # Constraints before `storable`: after it, pydantic checks min_length before stripping.
@@ -48,11 +53,15 @@ class NewCommitment(BaseModel):
     department: SafeStr = Field(description="One of the configured departments (`CF_DEPARTMENTS`).")
     due_at: Instant = Field(description="When the promise is due; must be in the future.")
     source: CommitmentSource = CommitmentSource(type="manual")
+    kind: Kind = "promise"
 
 
 class Rescheduling(BaseModel):
     due_at: Instant = Field(description="The new due date; must be in the future.")
     reason: Reason = Field(description="Why the date moved; required.")
+    customer_agreed: bool = Field(
+        default=False, description="The customer agreed to the new date; without it the promise is broken."
+    )
 
 
 class Completion(BaseModel):
@@ -61,6 +70,10 @@ class Completion(BaseModel):
 
 class Cancellation(BaseModel):
     reason: Reason | None = None
+    customer_agreed: bool = Field(
+        default=False,
+        description="The customer agreed to drop the promise; before the due date it is then neither kept nor broken.",
+    )
 
 
 class EarlierDueDate(BaseModel):
@@ -71,6 +84,7 @@ class EarlierDueDate(BaseModel):
     due_at: Instant
     reason: str
     rescheduled_at: Instant
+    customer_agreed: bool = False
 
 
 class Commitment(BaseModel):
@@ -95,6 +109,12 @@ class Commitment(BaseModel):
     completion_note: str | None
     cancelled_at: Instant | None
     cancellation_reason: str | None
+    kind: Kind = Field(description="`promise`, or the response promise a policy made: acknowledge, resolve, follow_up.")
+    kept: bool | None = Field(
+        description="Null while open (or cancelled with agreement before the due date), then kept or not."
+    )
+    broken_because: BrokenBecause | None = Field(description="Why the promise was broken; it stays broken.")
+    excuses: int = Field(description="Reschedules and cancellations made after the due date or without agreement.")
     created_at: Instant
     updated_at: Instant
 
@@ -119,6 +139,10 @@ class Accountability(BaseModel):
     on_time_rate: float | None
     mean_lateness_hours: float | None
     renegotiations: int
+    kept: int
+    broken: int
+    kept_rate: float | None = Field(description="kept ÷ (kept + broken); null when none is decided.")
+    excuses: int
 
 
 class DepartmentAccountability(Accountability):
@@ -127,6 +151,10 @@ class DepartmentAccountability(Accountability):
 
 class OwnerAccountability(Accountability):
     owner_id: str
+
+
+class KindAccountability(Accountability):
+    kind: Kind
 
 
 class CommitmentMetrics(BaseModel):
@@ -138,3 +166,4 @@ class CommitmentMetrics(BaseModel):
     total: Accountability
     departments: list[DepartmentAccountability]
     owners: list[OwnerAccountability]
+    kinds: list[KindAccountability]

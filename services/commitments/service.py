@@ -23,6 +23,7 @@ from services.commitments.schemas import (
     Completion,
     DepartmentAccountability,
     EarlierDueDate,
+    KindAccountability,
     NewCommitment,
     OwnerAccountability,
     Rescheduling,
@@ -56,6 +57,10 @@ def represent(row: CommitmentRow) -> Commitment:
         completion_note=row.completion_note,
         cancelled_at=row.cancelled_at,
         cancellation_reason=row.cancellation_reason,
+        kind=row.kind,
+        kept=row.kept,
+        broken_because=row.broken_because,
+        excuses=row.excuses,
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
@@ -103,6 +108,10 @@ async def create(*, session: AsyncSession, settings: Settings, new: NewCommitmen
         status="open",
         renegotiations=0,
         history=[],
+        kind=new.kind,
+        kept=None,
+        broken_because=None,
+        excuses=0,
         created_at=now,
         updated_at=now,
     )
@@ -150,15 +159,31 @@ def _disarm(row: CommitmentRow) -> None:
     row.next_event_at = None
 
 
+def _break(row: CommitmentRow, because: str) -> None:
+    """Mark the promise broken; one broken already keeps its first reason (nothing mends it)."""
+    if row.kept is not False:
+        row.kept = False
+        row.broken_because = because
+
+
 async def complete(*, session: AsyncSession, commitment_id: uuid.UUID, completion: Completion) -> Commitment:
     """Keep the promise: on time if done by `due_at` (and no overdue event went out), else late."""
     row = await _find(session, commitment_id, for_update=True)
     _require_unclosed(row, "completed")
-    now = datetime.now(UTC)
-    row.status = "met_late" if row.status == "overdue" or now > row.due_at else "met_on_time"
-    row.completed_at = now
-    row.completion_note = completion.note
-    row.updated_at = now
+    return await meet(session=session, row=row, at=datetime.now(UTC), note=completion.note)
+
+
+async def meet(*, session: AsyncSession, row: CommitmentRow, at: datetime, note: str | None) -> Commitment:
+    """Record the promise met at `at` (now, or when the work was done), with its event."""
+    late = row.status == "overdue" or at > row.due_at
+    row.status = "met_late" if late else "met_on_time"
+    if late:
+        _break(row, "met_late")
+    elif row.kept is None:
+        row.kept = True
+    row.completed_at = at
+    row.completion_note = note
+    row.updated_at = datetime.now(UTC)
     _disarm(row)
     await session.flush()
     commitment = represent(row)
@@ -177,7 +202,19 @@ async def reschedule(
     now = datetime.now(UTC)
     _require_future(rescheduling.due_at, now, ["body", "due_at"])
     previous_due_at = row.due_at
-    earlier = EarlierDueDate(due_at=previous_due_at, reason=rescheduling.reason, rescheduled_at=now)
+    after_due = row.status == "overdue" or now > previous_due_at
+    if after_due:
+        _break(row, "overdue")
+    elif not rescheduling.customer_agreed:
+        _break(row, "rescheduled_without_agreement")
+    if after_due or not rescheduling.customer_agreed:
+        row.excuses += 1
+    earlier = EarlierDueDate(
+        due_at=previous_due_at,
+        reason=rescheduling.reason,
+        rescheduled_at=now,
+        customer_agreed=rescheduling.customer_agreed,
+    )
     row.history = [*row.history, earlier.model_dump(mode="json")]
     row.renegotiations += 1
     row.due_at = rescheduling.due_at
@@ -194,9 +231,17 @@ async def reschedule(
 
 
 async def cancel(*, session: AsyncSession, commitment_id: uuid.UUID, cancellation: Cancellation) -> Commitment:
+    """Drop the promise: agreed with the customer before the due date it counts neither way, else it is broken."""
     row = await _find(session, commitment_id, for_update=True)
     _require_unclosed(row, "cancelled")
     now = datetime.now(UTC)
+    after_due = row.status == "overdue" or now > row.due_at
+    if after_due:
+        _break(row, "cancelled_after_due")
+    elif not cancellation.customer_agreed:
+        _break(row, "cancelled_without_agreement")
+    if after_due or not cancellation.customer_agreed:
+        row.excuses += 1
     row.status = "cancelled"
     row.cancelled_at = now
     row.cancellation_reason = cancellation.reason
@@ -266,13 +311,16 @@ async def metrics(
     total = _accountability({})
     per_department: dict[str, Accountability] = {}
     owners: list[OwnerAccountability] = []
+    kinds: list[KindAccountability] = []
     for row in rows:
         counts = _accountability(row._mapping)
-        # GROUPING() sets a bit for each column the row does not group by.
-        if row.level == 1:
+        # GROUPING(department, owner_id, kind) sets a bit for each column the row does not group by.
+        if row.level == 0b011:
             per_department[row.department] = counts
-        elif row.level == 2:
+        elif row.level == 0b101:
             owners.append(OwnerAccountability(owner_id=row.owner_id, **counts.model_dump()))
+        elif row.level == 0b110:
+            kinds.append(KindAccountability(kind=row.kind, **counts.model_dump()))
         else:
             total = counts
     shown = [department] if department is not None else [*settings.departments]
@@ -288,6 +336,7 @@ async def metrics(
         total=total,
         departments=departments,
         owners=sorted(owners, key=lambda o: o.owner_id),
+        kinds=sorted(kinds, key=lambda k: k.kind),
     )
 
 
@@ -296,6 +345,7 @@ def _accountability(counts: Any) -> Accountability:
     met_on_time, met_late, overdue = int(get("met_on_time", 0)), int(get("met_late", 0)), int(get("overdue", 0))
     decided = met_on_time + met_late + overdue
     lateness = get("mean_lateness_hours")
+    kept, broken = int(get("kept", 0)), int(get("broken", 0))
     return Accountability(
         due=int(get("due", 0)),
         met_on_time=met_on_time,
@@ -306,4 +356,8 @@ def _accountability(counts: Any) -> Accountability:
         on_time_rate=met_on_time / decided if decided else None,
         mean_lateness_hours=float(lateness) if lateness is not None else None,
         renegotiations=int(get("renegotiations", 0)),
+        kept=kept,
+        broken=broken,
+        kept_rate=kept / (kept + broken) if kept + broken else None,
+        excuses=int(get("excuses", 0)),
     )

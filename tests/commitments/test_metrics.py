@@ -81,6 +81,10 @@ async def test_metrics_count_each_department_and_owner(
         "on_time_rate": pytest.approx(1 / 3),
         "mean_lateness_hours": pytest.approx(late_hours),
         "renegotiations": 0,
+        "kept": 1,
+        "broken": 2,
+        "kept_rate": pytest.approx(1 / 3),
+        "excuses": 0,
     }
     ben: dict[str, Any] = {
         "due": 2,
@@ -92,6 +96,11 @@ async def test_metrics_count_each_department_and_owner(
         "on_time_rate": None,
         "mean_lateness_hours": None,
         "renegotiations": 2,
+        # Moved and cancelled without the customer's agreement: broken, three excuses.
+        "kept": 0,
+        "broken": 2,
+        "kept_rate": 0.0,
+        "excuses": 3,
     }
     department: dict[str, Any] = {
         "due": 5,
@@ -103,6 +112,10 @@ async def test_metrics_count_each_department_and_owner(
         "on_time_rate": pytest.approx(1 / 3),
         "mean_lateness_hours": pytest.approx(late_hours),
         "renegotiations": 2,
+        "kept": 1,
+        "broken": 4,
+        "kept_rate": pytest.approx(1 / 5),
+        "excuses": 3,
     }
     assert metrics["departments"] == [{"department": EXTRA_DEPARTMENT, **department}]
     by_owner = {owners[0]: ana, owners[1]: ben}
