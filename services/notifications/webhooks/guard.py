@@ -9,10 +9,10 @@ resolver is this guard), so a name that answers differently a second time
 remembered between lookups.
 
 `ipaddress`' `is_global` alone lets multicast and several special ranges
-through (as of Python 3.11), and IPv6 can carry an IPv4 address inside it
-(IPv4-mapped, NAT64, 6to4): those are judged by the IPv4 address they lead
-to. IPv4-compatible addresses (`::a.b.c.d`, deprecated) and local-use NAT64
-(`64:ff9b:1::/48`) are refused whatever they hold.
+through (as of Python 3.11). IPv6 can carry an IPv4 address inside it
+(IPv4-mapped, IPv4-compatible, NAT64 `64:ff9b::/96` and `64:ff9b:1::/48`,
+6to4 `2002::/16`): contract §6 refuses every such form, whatever IPv4 address
+it holds, since a translator on the way decides where it really leads.
 """
 
 from __future__ import annotations
@@ -53,15 +53,15 @@ class PrivateAddress(Exception):
 
 def is_public(address: Address) -> bool:
     """Whether `address` may be called when private addresses are not allowed."""
-    if isinstance(address, IPv6Address):
-        if address.ipv4_mapped is not None:
-            return is_public(address.ipv4_mapped)
-        if address in _NAT64:
-            return is_public(IPv4Address(int(address) & 0xFFFFFFFF))
-        if address.sixtofour is not None:
-            return is_public(address.sixtofour)
-        if address in _NAT64_LOCAL or address in _IPV4_COMPATIBLE or address.is_site_local:
-            return False
+    if isinstance(address, IPv6Address) and (
+        address.ipv4_mapped is not None
+        or address.sixtofour is not None
+        or address in _NAT64
+        or address in _NAT64_LOCAL
+        or address in _IPV4_COMPATIBLE
+        or address.is_site_local
+    ):
+        return False
     if not address.is_global:
         return False
     if (
