@@ -66,6 +66,7 @@ DataDir = Annotated[
 ServiceOption = Annotated[
     list[str] | None, typer.Option("--service", "-s", help="Only this service (repeatable). Default: all four.")
 ]
+JsonOption = Annotated[bool, typer.Option("--json", help="One JSON object per line.")]
 T = TypeVar("T")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -222,7 +223,7 @@ def migrate(service: ServiceOption = None, data_dir: DataDir = DEFAULT_DATA_DIR)
 def outbox_status(
     service: ServiceOption = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Events written but not yet published, and the age of the oldest, per service."""
     services = _services(service)
@@ -256,7 +257,7 @@ def _json_line(backlog: OutboxBacklog) -> str:
 def outbox_dead(
     service: ServiceOption = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Events the broker refused for good, set aside so that the events behind them flow on."""
     services = _services(service)

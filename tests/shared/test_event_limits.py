@@ -10,38 +10,23 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import orjson
-import pytest_asyncio
 from fastapi import FastAPI
 from typer.testing import CliRunner, Result
 
 from shared.catalogue import FEEDBACK_RECEIVED
 from shared.cli import app as cli
 from shared.events import OutboxRecord, build_event
-from shared.kafka import ensure_topics
 from shared.outbox import MAX_EVENT_BYTES_INFO, add_records
 from shared.service import ServiceRuntime
-from tests.shared.probe_app import create_probe_app
 from tests.support.kafka import Record, read_topic
-from tests.support.platform import Platform, serve
+from tests.support.platform import Platform
 
 # Past the producer's 1 MiB request limit: the broker side refuses this for good.
 BEYOND_THE_BROKER = 1_200_000
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def relaying(platform: Platform) -> AsyncIterator[tuple[FastAPI, str]]:
-    """A service with its relay running, publishing under a prefix of its own."""
-    prefix = f"d{uuid.uuid4().hex[:8]}."
-    settings = platform.settings("feedback", topic_prefix=prefix)
-    await ensure_topics(settings)
-    app = create_probe_app(settings)
-    async with serve(app):
-        yield app, prefix
 
 
 async def test_an_event_the_broker_refuses_is_set_aside_and_the_events_behind_it_flow_on(

@@ -6,34 +6,19 @@ import asyncio
 import random
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator
 
 import orjson
-import pytest_asyncio
 from fastapi import FastAPI
 
 from shared.catalogue import FEEDBACK_RECEIVED
-from shared.kafka import ensure_topics
 from shared.outbox import add_event
 from shared.service import ServiceRuntime
-from tests.shared.probe_app import create_probe_app
 from tests.support.kafka import Record, read_topic
-from tests.support.platform import Platform, serve
+from tests.support.platform import Platform
 
 
 class _Rollback(Exception):
     pass
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def relaying(platform: Platform) -> AsyncIterator[tuple[FastAPI, str]]:
-    """A service with its relay running, publishing under a prefix of its own."""
-    prefix = f"o{uuid.uuid4().hex[:8]}."
-    settings = platform.settings("feedback", topic_prefix=prefix)
-    await ensure_topics(settings)
-    app = create_probe_app(settings)
-    async with serve(app):
-        yield app, prefix
 
 
 async def test_committed_events_are_published_once_in_order_per_key_and_rolled_back_never(
