@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
 from fastapi import FastAPI
 
 from services.commitments.config import Settings
-from services.commitments.router import router
+from services.commitments.responses import FeedbackResponses
+from services.commitments.router import policy_router, router
 from services.commitments.scheduler import DueMomentScheduler
+from shared.catalogue import FEEDBACK_RECEIVED
 from shared.config import load_settings
+from shared.consumer import EventConsumer
 from shared.service import ServiceRuntime, build_service_app
 
 
@@ -24,6 +30,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             runtime.extras["scheduler"] = scheduler
             runtime.spawn("due-moment-scheduler", scheduler.run())
 
+    def workers(runtime: ServiceRuntime) -> Sequence[tuple[str, Coroutine[Any, Any, None]]]:
+        # Every complaint is a promise: feedback events make and meet the response promises.
+        if not settings.commitments_response_promises:
+            return []
+        consumer = EventConsumer(
+            settings=settings,
+            sessionmaker=runtime.sessionmaker,
+            producer=runtime.producer,
+            metrics=runtime.metrics,
+            name="feedback-responses",
+            topics=[FEEDBACK_RECEIVED.topic],
+            handler=FeedbackResponses(settings).handle,
+        )
+        runtime.extras["feedback_consumer"] = consumer
+        return [("feedback-responses", consumer.run())]
+
     return build_service_app(
         settings=settings,
         title="Commitments",
@@ -31,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "Every promise made to a customer: owner, department, due date and outcome, with "
             "due-soon and overdue events the moment they happen."
         ),
-        routers=[router],
+        routers=[router, policy_router],
+        workers=workers,
         on_startup=start_scheduler,
     )

@@ -16,6 +16,10 @@ class Settings(PlatformSettings):
     commitments_due_soon_lead_seconds: float = Field(
         default=86400, ge=0, description="How long before `due_at` a promise counts as due soon."
     )
+    commitments_response_promises: bool = Field(
+        default=True,
+        description="Consume `feedback.events` to make and meet the response promises of the response policies.",
+    )
     # Dense moments share a wake-up: at most this much lateness buys far fewer transactions.
     commitments_scheduler_min_interval_seconds: float = Field(default=0.05, ge=0, le=0.5)
     commitments_scheduler_batch_size: int = Field(default=500, ge=1, le=10_000)

@@ -81,3 +81,20 @@ class Commitment(Base):
         # Only armed promises: the scheduler's next moment is one index probe away.
         Index("ix_commitment_next_event_at", "next_event_at", postgresql_where=text("next_event_at IS NOT NULL")),
     )
+
+
+class ResponsePolicy(Base):
+    """Which feedback becomes which response promises, for which department and how soon."""
+
+    __tablename__ = "response_policy"
+
+    name: Mapped[str] = mapped_column(Text, primary_key=True)
+    # {kind?, channel?, customer_kind?, detractor?}: every given key must match.
+    match: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    department: Mapped[str] = mapped_column(Text)
+    owner_id: Mapped[str | None] = mapped_column(Text)
+    acknowledge_within_seconds: Mapped[int | None] = mapped_column(Integer)
+    resolve_within_seconds: Mapped[int | None] = mapped_column(Integer)
+    follow_up_within_seconds: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

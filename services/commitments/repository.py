@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Row, and_, bindparam, case, false, func, literal, null, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.commitments.models import Commitment
+from services.commitments.models import Commitment, ResponsePolicy
 from shared.pagination import keyset_page
 
 # Announced on create and reschedule; every scheduler replica LISTENs.
@@ -33,6 +33,43 @@ class CommitmentFilter:
 
 async def add(session: AsyncSession, commitment: Commitment) -> None:
     session.add(commitment)
+    await session.flush()
+
+
+async def response_promises(
+    session: AsyncSession, *, feedback_id: str, kinds: Sequence[str], unmet_only: bool
+) -> Sequence[Commitment]:
+    """The response promises made for a feedback (locked, when only the unmet ones are asked for)."""
+    statement = select(Commitment).where(
+        Commitment.source_type == "feedback", Commitment.source_id == feedback_id, Commitment.kind.in_(kinds)
+    )
+    if unmet_only:
+        statement = statement.where(Commitment.status.in_(UNMET)).with_for_update()
+    rows: Sequence[Commitment] = (await session.execute(statement.order_by(Commitment.created_at))).scalars().all()
+    return rows
+
+
+async def policies(session: AsyncSession) -> Sequence[ResponsePolicy]:
+    rows: Sequence[ResponsePolicy] = (
+        (await session.execute(select(ResponsePolicy).order_by(ResponsePolicy.name))).scalars().all()
+    )
+    return rows
+
+
+async def policy(session: AsyncSession, name: str, *, for_update: bool = False) -> ResponsePolicy | None:
+    statement = select(ResponsePolicy).where(ResponsePolicy.name == name)
+    if for_update:
+        statement = statement.with_for_update()
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def add_policy(session: AsyncSession, policy: ResponsePolicy) -> None:
+    session.add(policy)
+    await session.flush()
+
+
+async def delete_policy(session: AsyncSession, policy: ResponsePolicy) -> None:
+    await session.delete(policy)
     await session.flush()
 
 

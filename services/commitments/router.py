@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Query, Request
-from fastapi.responses import Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
 
 from services.commitments import service
 from services.commitments.config import Settings
@@ -19,7 +19,11 @@ from services.commitments.schemas import (
     Completion,
     Kind,
     NewCommitment,
+    PolicyName,
     Rescheduling,
+    ResponsePolicies,
+    ResponsePolicy,
+    ResponsePolicyIn,
     SourceType,
     Status,
 )
@@ -30,6 +34,7 @@ from shared.pagination import DEFAULT_LIMIT, Cursor, Limit, Page
 from shared.types import Instant, SafeStr
 
 router = APIRouter(prefix="/v1/commitments", tags=["commitments"])
+policy_router = APIRouter(prefix="/v1/response-policies", tags=["response policies"])
 
 Reader = Annotated[Principal, Depends(require_scope("commitments:read"))]
 Writer = Annotated[Principal, Depends(require_scope("commitments:write"))]
@@ -141,3 +146,31 @@ async def cancel_commitment(
     return await service.cancel(
         session=session, commitment_id=commitment_id, cancellation=cancellation or Cancellation()
     )
+
+
+@policy_router.get("", summary="Every response policy, by name")
+async def list_response_policies(session: DbSession, _: Reader) -> ResponsePolicies:
+    return await service.list_policies(session=session)
+
+
+@policy_router.put(
+    "/{name}",
+    response_model=ResponsePolicy,
+    responses={201: {"model": ResponsePolicy, "description": "Created."}},
+    summary="Create or replace a response policy: which feedback becomes which promises, how soon",
+)
+async def put_response_policy(
+    name: Annotated[PolicyName, Path(description="Lower case letters, digits, `_` and `-`; up to 64.")],
+    policy: ResponsePolicyIn,
+    session: DbSession,
+    settings: CommitmentSettings,
+    _: Writer,
+) -> Response:
+    stored, created = await service.put_policy(session=session, settings=settings, name=name, policy=policy)
+    return JSONResponse(stored.model_dump(mode="json"), status_code=201 if created else 200)
+
+
+@policy_router.delete("/{name}", status_code=204, summary="Delete a response policy (promises made stay)")
+async def delete_response_policy(name: PolicyName, session: DbSession, _: Writer) -> Response:
+    await service.delete_policy(session=session, name=name)
+    return Response(status_code=204)

@@ -19,6 +19,16 @@ BrokenBecause = Literal[
 ]
 
 
+# The feedback a response policy can match (contract §3).
+FeedbackKind = Literal["complaint", "compliment", "suggestion", "question", "survey_response"]
+FeedbackChannel = Literal[
+    "web", "email", "phone", "chat", "survey", "focus_group", "meeting", "social", "in_person", "other"
+]
+PolicyName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+# Ten years: far enough for any promise, near enough that `created_at` plus it stays a date.
+Within = Annotated[int, Field(gt=0, le=315_360_000)]
+
+
 # Constraints before `storable`: after it, pydantic checks min_length before stripping.
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128), AfterValidator(storable)]
 Reason = Annotated[
@@ -167,3 +177,51 @@ class CommitmentMetrics(BaseModel):
     departments: list[DepartmentAccountability]
     owners: list[OwnerAccountability]
     kinds: list[KindAccountability]
+
+
+class PolicyMatch(BaseModel):
+    """Which `feedback.received` a policy answers: every given field must match; none given matches all."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: FeedbackKind | None = None
+    channel: FeedbackChannel | None = None
+    customer_kind: CustomerKind | None = None
+    detractor: bool | None = Field(
+        default=None, description="A detractor rating (nps ≤ 6, csat ≤ 2, ces ≥ 5), as notifications routes it."
+    )
+
+
+class ResponsePolicyIn(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    match: PolicyMatch = PolicyMatch()
+    department: SafeStr = Field(description="One of the configured departments; it owns the promises.")
+    owner_id: Name | None = Field(default=None, description="Who owns the promises; the department's name if null.")
+    acknowledge_within_seconds: Within | None = None
+    resolve_within_seconds: Within | None = None
+    follow_up_within_seconds: Within | None = None
+
+    @model_validator(mode="after")
+    def _promises_something(self) -> Self:
+        if (self.acknowledge_within_seconds, self.resolve_within_seconds, self.follow_up_within_seconds) == (
+            None,
+            None,
+            None,
+        ):
+            raise ValueError(
+                "give at least one of acknowledge_within_seconds, resolve_within_seconds, follow_up_within_seconds"
+            )
+        return self
+
+
+class ResponsePolicy(ResponsePolicyIn):
+    """A response policy as the API returns it."""
+
+    name: str
+    created_at: Instant
+    updated_at: Instant
+
+
+class ResponsePolicies(BaseModel):
+    items: list[ResponsePolicy]

@@ -9,9 +9,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.commitments import repository
+from services.commitments import policies, repository
 from services.commitments.config import Settings
 from services.commitments.models import Commitment as CommitmentRow
+from services.commitments.models import ResponsePolicy as ResponsePolicyRow
 from services.commitments.repository import CommitmentFilter
 from services.commitments.schemas import (
     Accountability,
@@ -26,7 +27,11 @@ from services.commitments.schemas import (
     KindAccountability,
     NewCommitment,
     OwnerAccountability,
+    PolicyMatch,
     Rescheduling,
+    ResponsePolicies,
+    ResponsePolicy,
+    ResponsePolicyIn,
 )
 from shared import catalogue
 from shared.errors import Conflict, NotFound, field_error
@@ -94,8 +99,10 @@ async def create(*, session: AsyncSession, settings: Settings, new: NewCommitmen
     now = datetime.now(UTC)
     _require_department(settings, new.department, ["body", "department"])
     _require_future(new.due_at, now, ["body", "due_at"])
-    row = CommitmentRow(
-        id=uuid.uuid4(),
+    return await _make(
+        session=session,
+        settings=settings,
+        now=now,
         customer_id=new.customer_id,
         customer_kind=new.customer_kind,
         title=new.title,
@@ -103,12 +110,42 @@ async def create(*, session: AsyncSession, settings: Settings, new: NewCommitmen
         owner_id=new.owner_id,
         department=new.department,
         due_at=new.due_at,
-        source_type=new.source.type,
-        source_id=new.source.id,
+        source=new.source,
+        kind=new.kind,
+    )
+
+
+async def _make(
+    *,
+    session: AsyncSession,
+    settings: Settings,
+    now: datetime,
+    customer_id: str,
+    customer_kind: str,
+    title: str,
+    description: str | None,
+    owner_id: str,
+    department: str,
+    due_at: datetime,
+    source: CommitmentSource,
+    kind: str,
+) -> Commitment:
+    """Store a new open promise, arm its moments and announce it."""
+    row = CommitmentRow(
+        id=uuid.uuid4(),
+        customer_id=customer_id,
+        customer_kind=customer_kind,
+        title=title,
+        description=description,
+        owner_id=owner_id,
+        department=department,
+        due_at=due_at,
+        source_type=source.type,
+        source_id=source.id,
         status="open",
         renegotiations=0,
         history=[],
-        kind=new.kind,
+        kind=kind,
         kept=None,
         broken_because=None,
         excuses=0,
@@ -361,3 +398,97 @@ def _accountability(counts: Any) -> Accountability:
         kept_rate=kept / (kept + broken) if kept + broken else None,
         excuses=int(get("excuses", 0)),
     )
+
+
+def _policy_of(row: ResponsePolicyRow) -> ResponsePolicy:
+    return ResponsePolicy(
+        name=row.name,
+        match=PolicyMatch.model_validate(row.match),
+        department=row.department,
+        owner_id=row.owner_id,
+        acknowledge_within_seconds=row.acknowledge_within_seconds,
+        resolve_within_seconds=row.resolve_within_seconds,
+        follow_up_within_seconds=row.follow_up_within_seconds,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+async def list_policies(*, session: AsyncSession) -> ResponsePolicies:
+    return ResponsePolicies(items=[_policy_of(row) for row in await repository.policies(session)])
+
+
+async def put_policy(
+    *, session: AsyncSession, settings: Settings, name: str, policy: ResponsePolicyIn
+) -> tuple[ResponsePolicy, bool]:
+    """Create or replace the policy `name`; True when it was created."""
+    _require_department(settings, policy.department, ["body", "department"])
+    now = datetime.now(UTC)
+    values = {
+        "match": policy.match.model_dump(mode="json", exclude_none=True),
+        "department": policy.department,
+        "owner_id": policy.owner_id,
+        "acknowledge_within_seconds": policy.acknowledge_within_seconds,
+        "resolve_within_seconds": policy.resolve_within_seconds,
+        "follow_up_within_seconds": policy.follow_up_within_seconds,
+        "updated_at": now,
+    }
+    row = await repository.policy(session, name, for_update=True)
+    if row is None:
+        row = ResponsePolicyRow(name=name, created_at=now, **values)
+        await repository.add_policy(session, row)
+        return _policy_of(row), True
+    for field, value in values.items():
+        setattr(row, field, value)
+    await session.flush()
+    return _policy_of(row), False
+
+
+async def delete_policy(*, session: AsyncSession, name: str) -> None:
+    row = await repository.policy(session, name, for_update=True)
+    if row is None:
+        raise NotFound(f"No response policy '{name}'.")
+    await repository.delete_policy(session, row)
+
+
+async def open_response_promises(
+    *, session: AsyncSession, settings: Settings, feedback: dict[str, Any], start: datetime, kinds: frozenset[str]
+) -> list[Commitment]:
+    """Make the promises of `kinds` every matching policy makes for `feedback`, due from `start`.
+
+    The due date may already be past (the event waited in the broker): the scheduler then fires at once.
+    """
+    made = []
+    now = datetime.now(UTC)
+    feedback_kind = str(feedback.get("kind") or "feedback").replace("_", " ")
+    for promise in policies.promises_for(list(await repository.policies(session)), feedback, kinds=kinds):
+        made.append(
+            await _make(
+                session=session,
+                settings=settings,
+                now=now,
+                customer_id=str(feedback["customer_id"]),
+                customer_kind=str(feedback.get("customer_kind") or "external"),
+                title=policies.TITLES[promise.kind].format(kind=feedback_kind),
+                description=f"Made by the response policy '{promise.policy}'.",
+                owner_id=promise.owner_id,
+                department=promise.department,
+                due_at=promise.due_from(start),
+                source=CommitmentSource(type="feedback", id=str(feedback["id"])),
+                kind=promise.kind,
+            )
+        )
+    return made
+
+
+async def has_response_promises(*, session: AsyncSession, feedback_id: str) -> bool:
+    kinds = ("acknowledge", "resolve", "follow_up")
+    return bool(await repository.response_promises(session, feedback_id=feedback_id, kinds=kinds, unmet_only=False))
+
+
+async def meet_response_promises(
+    *, session: AsyncSession, feedback_id: str, kinds: frozenset[str], at: datetime, note: str
+) -> list[Commitment]:
+    """Meet the unmet response promises of `kinds` for a feedback, as of `at`."""
+    rows = await repository.response_promises(session, feedback_id=feedback_id, kinds=sorted(kinds), unmet_only=True)
+    return [await meet(session=session, row=row, at=at, note=note) for row in rows]

@@ -14,9 +14,14 @@ from tests.support.platform import Platform, serve
 
 
 def commitments_settings(platform: Platform, **overrides: Any) -> Settings:
-    """Settings with a one-second due-soon lead and one extra department (only the metrics tests use it)."""
+    """Settings with a one-second due-soon lead and one extra department (only the metrics tests use it).
+
+    The feedback consumer is off unless asked for: with the embedded broker each new member of its
+    group waits out the session timeout of the one before, so only the module that needs it runs it.
+    """
     values: dict[str, Any] = {
         "commitments_due_soon_lead_seconds": LEAD_SECONDS,
+        "commitments_response_promises": False,
         "departments": [*DEFAULT_DEPARTMENTS, EXTRA_DEPARTMENT],
         **overrides,
     }
