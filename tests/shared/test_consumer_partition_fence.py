@@ -112,13 +112,13 @@ async def test_a_second_member_on_a_partition_waits_before_it_writes(platform: P
 
 
 async def _until_waiting(platform: Platform, *, count: int, within: float = 10.0) -> None:
-    """Until `count` sessions of the feedback database wait on a lock."""
+    """Until `count` claims in the feedback database wait on a lock."""
     deadline = asyncio.get_running_loop().time() + within
     while True:
         rows: list[Any] = await platform.fetch(
             "feedback",
-            "SELECT count(*) AS n FROM pg_stat_activity"
-            " WHERE wait_event_type = 'Lock' AND datname = current_database()",
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND datname = current_database() AND query LIKE '%processed_event%'",
         )
         if rows[0]["n"] >= count:
             return
