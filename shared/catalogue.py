@@ -49,6 +49,12 @@ FEEDBACK_STATUS_CHANGED = EventSpec(
     "services.feedback.schemas:FeedbackStatusChanged",
     "Feedback moved along its lifecycle; `previous_status` says from where.",
 )
+FEEDBACK_VERDICT_GIVEN = EventSpec(
+    "feedback.verdict_given",
+    "feedback",
+    "services.feedback.schemas:Feedback",
+    "The customer (or staff for them) accepted or rejected a resolution; `verdict` says which.",
+)
 MEETING_RECORDED = EventSpec(
     "meeting.recorded", "expectations", "services.expectations.schemas:Meeting", "A customer meeting was recorded."
 )
@@ -112,6 +118,7 @@ CATALOGUE: dict[str, EventSpec] = {
     for spec in (
         FEEDBACK_RECEIVED,
         FEEDBACK_STATUS_CHANGED,
+        FEEDBACK_VERDICT_GIVEN,
         MEETING_RECORDED,
         EXPECTATION_RECORDED,
         EXPECTATION_CONFIRMED,

@@ -89,6 +89,10 @@ class Conflict(Problem):
     status, slug, title = 409, "conflict", "Conflict"
 
 
+class Gone(Problem):
+    status, slug, title = 410, "gone", "Gone"
+
+
 class PayloadTooLarge(Problem):
     status, slug, title = 413, "payload-too-large", "Content too large"
 

@@ -6,8 +6,9 @@ from fastapi import FastAPI
 
 from services.feedback.config import Settings
 from services.feedback.repository import feedback_inserts
-from services.feedback.router import router
+from services.feedback.router import router, verdict_router
 from services.feedback.triage import Taxonomy, Triage
+from services.feedback.verdicts import VerdictLinks
 from shared.config import load_settings
 from shared.service import build_service_app
 
@@ -23,7 +24,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "Every complaint, compliment, suggestion, question and survey score: captured, "
             "triaged, tracked until the loop is closed, and measured."
         ),
-        routers=[router],
+        routers=[router, verdict_router],
+    )
+    app.state.verdict_links = VerdictLinks.from_secret(
+        settings.auth_secret.get_secret_value(), settings.feedback_public_url
     )
     app.state.triage = triage
     app.state.feedback_inserts = feedback_inserts(app.state.metrics)

@@ -34,3 +34,10 @@ class Settings(PlatformSettings):
         description="How far ahead of our clock `occurred_at` may be (client clock skew).",
     )
     feedback_max_metric_periods: int = Field(default=1000, ge=1, description="Most periods one time series may hold.")
+    feedback_public_url: str = Field(
+        default="http://127.0.0.1:8001",
+        description="The address customers reach this service at: the base of each `verdict_url`.",
+    )
+    feedback_verdict_ttl_seconds: float = Field(
+        default=14 * 86400, gt=0, description="How long a verdict link stays valid after the resolution."
+    )

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Float,
@@ -73,3 +74,30 @@ class StatusChangeRow(Base):
     changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     __table_args__ = (Index("ix_feedback_status_change_feedback_id_id", "feedback_id", "id"),)
+
+
+class ResolutionRow(Base):
+    """One move to `resolved`: the verdict link it gave the customer, and the verdict once given."""
+
+    __tablename__ = "feedback_resolution"
+
+    # Random, and the only id a verdict link carries: the link names no feedback.
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    feedback_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("feedback.id", ondelete="CASCADE"))
+    resolved_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    accepted: Mapped[bool | None] = mapped_column(Boolean)
+    fairness: Mapped[int | None] = mapped_column(SmallInteger)
+    comment: Mapped[str | None] = mapped_column(Text)
+    given_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    given_by: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        CheckConstraint(
+            "(accepted IS NULL) = (given_at IS NULL) AND (accepted IS NULL) = (given_by IS NULL)",
+            name="verdict_complete",
+        ),
+        CheckConstraint("given_by IS NULL OR given_by IN ('customer', 'staff')", name="given_by"),
+        CheckConstraint("fairness IS NULL OR fairness BETWEEN 1 AND 5", name="fairness"),
+        Index("ix_feedback_resolution_feedback_id_resolved_at", "feedback_id", "resolved_at"),
+    )

@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.feedback.models import FeedbackRow, StatusChangeRow
+from services.feedback.models import FeedbackRow, ResolutionRow, StatusChangeRow
 from shared.db import UnitOfWork, driver_connection
 from shared.events import OutboxRecord
 from shared.group_commit import GroupCommit
@@ -161,6 +161,46 @@ async def record_move(
         )
     )
     await session.refresh(feedback)
+
+
+async def add_resolution(session: AsyncSession, resolution: ResolutionRow) -> None:
+    session.add(resolution)
+    await session.flush()
+
+
+async def resolution(session: AsyncSession, resolution_id: uuid.UUID) -> ResolutionRow | None:
+    return (await session.scalars(select(ResolutionRow).where(ResolutionRow.id == resolution_id))).one_or_none()
+
+
+async def latest_resolutions(
+    session: AsyncSession, feedback_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, ResolutionRow]:
+    """Each feedback's latest move to `resolved`, for those that have one."""
+    if not feedback_ids:
+        return {}
+    # A feedback is resolved a handful of times at most: read them all, keep the last.
+    statement = (
+        select(ResolutionRow)
+        .where(ResolutionRow.feedback_id.in_(feedback_ids))
+        .order_by(ResolutionRow.resolved_at, ResolutionRow.id)
+    )
+    return {row.feedback_id: row for row in await session.scalars(statement)}
+
+
+async def resolution_figures(session: AsyncSession, where: FeedbackFilter) -> Row[Any]:
+    """Verdicts given on resolutions of the filtered feedback: how many, accepted, mean fairness."""
+    given = ResolutionRow.given_at.is_not(None)
+    statement = (
+        select(
+            func.count().filter(given).label("verdicts"),
+            func.count().filter(ResolutionRow.accepted.is_(True)).label("accepted"),
+            func.avg(ResolutionRow.fairness).filter(given).label("fairness_average"),
+        )
+        .select_from(ResolutionRow)
+        .join(FeedbackRow, FeedbackRow.id == ResolutionRow.feedback_id)
+        .where(*_conditions(where))
+    )
+    return (await session.execute(statement)).one()
 
 
 async def list_feedback(

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import uuid
 from typing import Annotated
+from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
 
-from services.feedback import service
+from services.feedback import service, verdict_page
 from services.feedback.config import Settings
 from services.feedback.repository import FeedbackFilter, Grouped
 from services.feedback.schemas import (
@@ -23,16 +25,22 @@ from services.feedback.schemas import (
     Product,
     StatusMove,
     Tag,
+    VerdictIn,
+    VerdictLink,
+    VerdictReceipt,
 )
 from services.feedback.triage import Triage
+from services.feedback.verdicts import VerdictLinks
 from shared.auth import Principal, authenticate, require_scope
 from shared.db import DbSession, pooled_connection
+from shared.errors import Problem, Unprocessable
 from shared.hotpath import documented_request, json_body
 from shared.idempotency import KEY_PARAMETER, idempotency_key_of, idempotent, json_response
 from shared.pagination import DEFAULT_LIMIT, Cursor, Limit
 from shared.types import CustomerId, Instant
 
 router = APIRouter(prefix="/v1/feedback", tags=["feedback"])
+verdict_router = APIRouter(prefix="/v1/verdicts", tags=["verdicts"])
 
 Reader = Annotated[Principal, Depends(require_scope("feedback:read"))]
 Writer = Annotated[Principal, Depends(require_scope("feedback:write"))]
@@ -53,6 +61,14 @@ async def _settings(request: Request) -> Settings:
 
 
 ServiceSettings = Annotated[Settings, Depends(_settings)]
+
+
+async def _links(request: Request) -> VerdictLinks:
+    links: VerdictLinks = request.app.state.verdict_links
+    return links
+
+
+Links = Annotated[VerdictLinks, Depends(_links)]
 Since = Annotated[Instant | None, Query(description="Occurred at or after (RFC 3339 with a zone).")]
 Until = Annotated[Instant | None, Query(description="Occurred before (RFC 3339 with a zone).")]
 ProductFilter = Annotated[Product | None, Query()]
@@ -155,5 +171,122 @@ async def get_feedback(feedback_id: uuid.UUID, session: DbSession, _: Reader) ->
     description="new → acknowledged → in_progress → resolved → closed; reopened from resolved or closed, "
     "then acknowledged. Any other move is a 409. Emits `feedback.status_changed`.",
 )
-async def move_feedback(feedback_id: uuid.UUID, move: StatusMove, session: DbSession, principal: Writer) -> Feedback:
-    return await service.move(session, feedback_id=feedback_id, move=move, principal=principal)
+async def move_feedback(
+    feedback_id: uuid.UUID,
+    move: StatusMove,
+    session: DbSession,
+    principal: Writer,
+    links: Links,
+    settings: ServiceSettings,
+) -> Feedback:
+    return await service.move(
+        session, feedback_id=feedback_id, move=move, principal=principal, links=links, settings=settings
+    )
+
+
+@router.post(
+    "/{feedback_id}/verdict",
+    response_model=Feedback,
+    summary="Record the customer's verdict on a resolution, for them",
+    description="Only for a feedback in `resolved` (else 409): accepted → `closed`, rejected → `reopened`, "
+    "each with its `feedback.status_changed`, plus one `feedback.verdict_given` (`given_by: staff`).",
+)
+async def give_verdict(
+    feedback_id: uuid.UUID, verdict: VerdictIn, session: DbSession, principal: Writer, settings: ServiceSettings
+) -> Feedback:
+    return await service.give_verdict(
+        session, feedback_id=feedback_id, verdict=verdict, principal=principal, settings=settings
+    )
+
+
+_HTML_OR_JSON = {
+    "content": {"text/html": {"schema": {"type": "string"}}},
+    "description": "An HTML page unless the request prefers JSON.",
+}
+
+
+def _wants_html(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept or "application/json" not in accept
+
+
+@verdict_router.get(
+    "/{token}",
+    response_model=VerdictLink,
+    responses={200: _HTML_OR_JSON},
+    summary="The customer's verdict page (no bearer token: the link is the credential)",
+    description="HTML (a form that works without JavaScript) unless `Accept` prefers `application/json`. "
+    "404 for a link that is not valid, 410 when it expired or a later resolution replaced it, "
+    "409 when it was used.",
+)
+async def verdict_link(token: str, request: Request, session: DbSession, links: Links) -> Response:
+    html = _wants_html(request)
+    try:
+        link = await service.verdict_link(session, links=links, token=token)
+    except Problem as problem:
+        if html:
+            return verdict_page.problem(problem)
+        raise
+    if html:
+        return verdict_page.form(link)
+    return JSONResponse(link.model_dump(mode="json"), headers=verdict_page.HEADERS)
+
+
+@verdict_router.post(
+    "/{token}",
+    response_model=VerdictReceipt,
+    responses={200: _HTML_OR_JSON},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/VerdictIn"}},
+                "application/x-www-form-urlencoded": {"schema": {"$ref": "#/components/schemas/VerdictIn"}},
+            },
+        }
+    },
+    summary="Give the verdict through the link, once (the page's form, or JSON)",
+    description="Accepted → `closed`, rejected → `reopened`, with `given_by: customer`. A second use is a 409.",
+)
+async def give_verdict_by_link(token: str, request: Request, session: DbSession, links: Links) -> Response:
+    content_type = request.headers.get("content-type", "")
+    from_form = content_type.startswith("application/x-www-form-urlencoded")
+    try:
+        verdict = _verdict_from(await request.body(), from_form=from_form)
+    except Unprocessable as problem:
+        if not from_form:
+            raise
+        try:
+            link = await service.verdict_link(session, links=links, token=token)
+        except Problem as refused:
+            return verdict_page.problem(refused)
+        return verdict_page.form(link, error=problem.detail, status_code=422)
+    try:
+        receipt = await service.give_verdict_by_link(session, links=links, token=token, verdict=verdict)
+    except Problem as problem:
+        if from_form:
+            return verdict_page.problem(problem)
+        raise
+    if from_form:
+        return verdict_page.thanks(receipt.status)
+    return JSONResponse(receipt.model_dump(mode="json"), headers=verdict_page.HEADERS)
+
+
+def _verdict_from(body: bytes, *, from_form: bool) -> VerdictIn:
+    """The verdict in a form or JSON body; a 422 naming the field otherwise."""
+    try:
+        if not from_form:
+            return VerdictIn.model_validate_json(body or b"null")
+        fields = {name: values[0] for name, values in parse_qs(body.decode(), keep_blank_values=True).items()}
+        answer = {
+            "accepted": fields.get("accepted"),
+            "fairness": fields.get("fairness") or None,
+            "comment": fields.get("comment") or None,
+        }
+        return VerdictIn.model_validate(answer)
+    except ValidationError as exc:
+        errors = [{"loc": ["body", *err["loc"]], "msg": err["msg"]} for err in exc.errors()]
+        fields_named = ", ".join(str(err["loc"][-1]) for err in errors if len(err["loc"]) > 1) or "body"
+        raise Unprocessable(f"Please check: {fields_named}.", errors=errors) from None
+    except UnicodeDecodeError:
+        raise Unprocessable("The form is not UTF-8.") from None

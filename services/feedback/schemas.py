@@ -139,6 +139,21 @@ class StatusChange(_Frozen):
     changed_at: datetime
 
 
+class VerdictIn(_Frozen):
+    """The customer's judgement of a resolution."""
+
+    accepted: bool = Field(description="Whether the problem was resolved to the customer's satisfaction.")
+    fairness: int | None = Field(default=None, ge=1, le=5, description="How fair the resolution was, 1 to 5.")
+    comment: SafeStr | None = Field(default=None, max_length=2000)
+
+
+class Verdict(VerdictIn):
+    """A verdict given on a resolution."""
+
+    given_at: datetime
+    given_by: Literal["customer", "staff"]
+
+
 class Feedback(_Frozen):
     """Captured feedback with its triage and lifecycle."""
 
@@ -156,6 +171,13 @@ class Feedback(_Frozen):
     sentiment: Sentiment
     themes: list[str]
     history: list[StatusChange] = Field(description="Every lifecycle move, oldest first.")
+    verdict: Verdict | None = Field(
+        default=None, description="The customer's verdict on the latest resolution; null while none is given."
+    )
+    verdict_url: str | None = Field(
+        default=None,
+        description="Only in the answer and event of a move to `resolved`: the link the customer judges it by.",
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -235,6 +257,28 @@ class Period(Figures):
     period_end: datetime
 
 
+class Resolution(_Frozen):
+    verdicts: int = Field(description="Verdicts given on resolutions of the filtered feedback.")
+    accepted: int
+    acceptance_rate: float | None = Field(description="accepted ÷ verdicts; null without verdicts.")
+    fairness_average: float | None = Field(description="Mean fairness (1-5) of the verdicts that gave one.")
+
+
+class VerdictLink(_Frozen):
+    """What a verdict link is about, as `GET /v1/verdicts/{token}` answers in JSON."""
+
+    kind: FeedbackKind
+    resolved_at: datetime
+    expires_at: datetime
+
+
+class VerdictReceipt(_Frozen):
+    """The answer to a verdict given through its link."""
+
+    verdict: Verdict
+    status: FeedbackStatus = Field(description="Where the feedback went: `closed` or `reopened`.")
+
+
 class FeedbackMetrics(Figures):
     """Figures over the filtered feedback; with `bucket`, also per period."""
 
@@ -242,3 +286,4 @@ class FeedbackMetrics(Figures):
     until: datetime | None
     bucket: Bucket | None
     series: list[Period] | None = Field(description="One entry per period, oldest first; null without `bucket`.")
+    resolution: Resolution = Field(description="The customers' verdicts on the resolutions of the filtered feedback.")

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.feedback import repository
 from services.feedback.config import Settings
-from services.feedback.models import FeedbackRow, StatusChangeRow
+from services.feedback.models import FeedbackRow, ResolutionRow, StatusChangeRow
 from services.feedback.repository import Assumptions, FeedbackFilter, NewFeedback
 from services.feedback.schemas import (
     Bucket,
@@ -29,20 +29,26 @@ from services.feedback.schemas import (
     Period,
     Rating,
     RatingModel,
+    Resolution,
     Sentiment,
     SentimentLabel,
     SentimentSource,
     SilentDissatisfied,
     StatusChange,
     StatusMove,
+    Verdict,
+    VerdictIn,
+    VerdictLink,
+    VerdictReceipt,
     Volume,
     WordOfMouth,
 )
 from services.feedback.triage import Triage
+from services.feedback.verdicts import VerdictLinks, unknown_link
 from shared.auth import Principal
-from shared.catalogue import FEEDBACK_RECEIVED, FEEDBACK_STATUS_CHANGED
+from shared.catalogue import FEEDBACK_RECEIVED, FEEDBACK_STATUS_CHANGED, FEEDBACK_VERDICT_GIVEN
 from shared.db import UnitOfWork
-from shared.errors import Conflict, NotFound, Unprocessable, field_error
+from shared.errors import Conflict, Gone, NotFound, Unprocessable, field_error
 from shared.events import build_event
 from shared.outbox import add_event, ensure_fits
 from shared.pagination import page_of
@@ -138,12 +144,28 @@ async def get(session: AsyncSession, *, feedback_id: uuid.UUID) -> Feedback:
     row = await repository.get_feedback(session, feedback_id)
     if row is None:
         raise NotFound(f"No feedback {feedback_id}.")
+    return await _represent(session, row)
+
+
+async def _represent(session: AsyncSession, row: FeedbackRow, *, verdict_url: str | None = None) -> Feedback:
     history = await repository.history_of(session, [row.id])
-    return _feedback_of(row, history[row.id])
+    resolutions = await repository.latest_resolutions(session, [row.id])
+    return _feedback_of(row, history[row.id], resolutions.get(row.id), verdict_url=verdict_url)
 
 
-async def move(session: AsyncSession, *, feedback_id: uuid.UUID, move: StatusMove, principal: Principal) -> Feedback:
-    """Move feedback along its lifecycle, record who did it and why, and announce it."""
+async def move(
+    session: AsyncSession,
+    *,
+    feedback_id: uuid.UUID,
+    move: StatusMove,
+    principal: Principal,
+    links: VerdictLinks,
+    settings: Settings,
+) -> Feedback:
+    """Move feedback along its lifecycle, record who did it and why, and announce it.
+
+    A move to `resolved` opens a resolution the customer judges by the link it returns.
+    """
     row = await repository.get_feedback(session, feedback_id, for_update=True)
     if row is None:
         raise NotFound(f"No feedback {feedback_id}.")
@@ -158,10 +180,110 @@ async def move(session: AsyncSession, *, feedback_id: uuid.UUID, move: StatusMov
             allowed=sorted(allowed),
         )
     await repository.record_move(session, row, to_status=move.status.value, note=move.note, changed_by=principal.sub)
-    history = await repository.history_of(session, [row.id])
-    feedback = _feedback_of(row, history[row.id])
+    verdict_url = None
+    if move.status is S.RESOLVED:
+        resolution = await _open_resolution(session, row, settings)
+        verdict_url = links.url(resolution.id, resolution.expires_at)
+    feedback = await _represent(session, row, verdict_url=verdict_url)
     changed = FeedbackStatusChanged(**feedback.model_dump(), previous_status=previous)
     await add_event(session, FEEDBACK_STATUS_CHANGED, data=changed, subject=str(row.id), customer_id=row.customer_id)
+    return feedback
+
+
+async def _open_resolution(session: AsyncSession, row: FeedbackRow, settings: Settings) -> ResolutionRow:
+    # Whole seconds: the link carries the expiry, and must name the stored one exactly.
+    expires_at = (row.updated_at + timedelta(seconds=settings.feedback_verdict_ttl_seconds)).replace(microsecond=0)
+    resolution = ResolutionRow(id=uuid.uuid4(), feedback_id=row.id, resolved_at=row.updated_at, expires_at=expires_at)
+    await repository.add_resolution(session, resolution)
+    return resolution
+
+
+async def give_verdict(
+    session: AsyncSession, *, feedback_id: uuid.UUID, verdict: VerdictIn, principal: Principal, settings: Settings
+) -> Feedback:
+    """Staff record the customer's verdict on a resolved feedback (the customer told them)."""
+    row = await repository.get_feedback(session, feedback_id, for_update=True)
+    if row is None:
+        raise NotFound(f"No feedback {feedback_id}.")
+    _require_resolved(row)
+    resolution = (await repository.latest_resolutions(session, [row.id])).get(row.id)
+    if resolution is None or resolution.given_at is not None:
+        # Resolved before verdicts existed: this resolution never had a link.
+        resolution = await _open_resolution(session, row, settings)
+    return await _judge(session, row, resolution, verdict, given_by="staff", changed_by=principal.sub)
+
+
+def _require_resolved(row: FeedbackRow) -> None:
+    if row.status != S.RESOLVED.value:
+        raise Conflict(
+            f"Feedback is '{row.status}'; a verdict is given only on a resolved feedback.",
+            slug="feedback-not-resolved",
+            current_status=row.status,
+        )
+
+
+async def verdict_link(session: AsyncSession, *, links: VerdictLinks, token: str) -> VerdictLink:
+    """What an open verdict link is about; the same checks as giving the verdict."""
+    row, resolution = await _link_target(session, links, token, for_update=False)
+    return VerdictLink(kind=row.kind, resolved_at=resolution.resolved_at, expires_at=resolution.expires_at)
+
+
+async def give_verdict_by_link(
+    session: AsyncSession, *, links: VerdictLinks, token: str, verdict: VerdictIn
+) -> VerdictReceipt:
+    """The customer's verdict through the link: once, before it expires, while the feedback is resolved."""
+    row, resolution = await _link_target(session, links, token, for_update=True)
+    feedback = await _judge(session, row, resolution, verdict, given_by="customer", changed_by="customer")
+    assert feedback.verdict is not None
+    return VerdictReceipt(verdict=feedback.verdict, status=feedback.status)
+
+
+async def _link_target(
+    session: AsyncSession, links: VerdictLinks, token: str, *, for_update: bool
+) -> tuple[FeedbackRow, ResolutionRow]:
+    resolution_id, expires_at = links.read(token)
+    if expires_at <= datetime.now(UTC):
+        raise Gone("This verdict link has expired.", slug="verdict-link-expired")
+    resolution = await repository.resolution(session, resolution_id)
+    if resolution is None or resolution.expires_at != expires_at:
+        raise unknown_link()
+    row = await repository.get_feedback(session, resolution.feedback_id, for_update=for_update)
+    if row is None:
+        raise unknown_link()
+    # Read again under the feedback's lock: a verdict given meanwhile is seen here.
+    await session.refresh(resolution)
+    if resolution.given_at is not None:
+        raise Conflict("A verdict was already given through this link.", slug="verdict-already-given")
+    latest = (await repository.latest_resolutions(session, [row.id]))[row.id]
+    if latest.id != resolution.id:
+        raise Gone("This link was for an earlier resolution; a later one has its own.", slug="verdict-link-superseded")
+    _require_resolved(row)
+    return row, resolution
+
+
+async def _judge(
+    session: AsyncSession,
+    row: FeedbackRow,
+    resolution: ResolutionRow,
+    verdict: VerdictIn,
+    *,
+    given_by: str,
+    changed_by: str,
+) -> Feedback:
+    """Record the verdict, move the feedback (accepted → closed, rejected → reopened) and announce both."""
+    resolution.accepted = verdict.accepted
+    resolution.fairness = verdict.fairness
+    resolution.comment = verdict.comment
+    resolution.given_at = datetime.now(UTC)
+    resolution.given_by = given_by
+    await session.flush()
+    to_status = S.CLOSED if verdict.accepted else S.REOPENED
+    note = f"The {given_by} {'accepted' if verdict.accepted else 'rejected'} the resolution."
+    await repository.record_move(session, row, to_status=to_status.value, note=note, changed_by=changed_by)
+    feedback = await _represent(session, row)
+    changed = FeedbackStatusChanged(**feedback.model_dump(), previous_status=S.RESOLVED)
+    await add_event(session, FEEDBACK_STATUS_CHANGED, data=changed, subject=str(row.id), customer_id=row.customer_id)
+    await add_event(session, FEEDBACK_VERDICT_GIVEN, data=feedback, subject=str(row.id), customer_id=row.customer_id)
     return feedback
 
 
@@ -170,8 +292,12 @@ async def find(session: AsyncSession, *, where: FeedbackFilter, cursor: str | No
     _check_range(where)
     rows = await repository.list_feedback(session, where, cursor=cursor, limit=limit)
     page, next_cursor = page_of(rows, limit=limit, key=lambda row: (row.created_at, row.id))
-    history = await repository.history_of(session, [row.id for row in page])
-    return FeedbackPage(items=[_feedback_of(row, history[row.id]) for row in page], next_cursor=next_cursor)
+    ids = [row.id for row in page]
+    history = await repository.history_of(session, ids)
+    resolutions = await repository.latest_resolutions(session, ids)
+    return FeedbackPage(
+        items=[_feedback_of(row, history[row.id], resolutions.get(row.id)) for row in page], next_cursor=next_cursor
+    )
 
 
 def _check_range(where: FeedbackFilter) -> None:
@@ -200,8 +326,20 @@ async def measure(
             Period(period_start=row.period_start, period_end=row.period_end, **_figures_of(row, assumptions))
             for row in rows
         ]
+    verdicts = await repository.resolution_figures(session, where)
+    resolution = Resolution(
+        verdicts=verdicts.verdicts,
+        accepted=verdicts.accepted,
+        acceptance_rate=verdicts.accepted / verdicts.verdicts if verdicts.verdicts else None,
+        fairness_average=float(verdicts.fairness_average) if verdicts.fairness_average is not None else None,
+    )
     return FeedbackMetrics(
-        since=where.since, until=where.until, bucket=bucket, series=series, **_figures_of(overall, assumptions)
+        since=where.since,
+        until=where.until,
+        bucket=bucket,
+        series=series,
+        resolution=resolution,
+        **_figures_of(overall, assumptions),
     )
 
 
@@ -235,7 +373,25 @@ def _figures_of(row: Any, assumptions: Assumptions) -> dict[str, Any]:
     return dict(figures)
 
 
-def _feedback_of(row: FeedbackRow, history: list[StatusChangeRow]) -> Feedback:
+def _verdict_of(resolution: ResolutionRow | None) -> Verdict | None:
+    if resolution is None or resolution.accepted is None or resolution.given_at is None:
+        return None
+    return Verdict(
+        accepted=resolution.accepted,
+        fairness=resolution.fairness,
+        comment=resolution.comment,
+        given_at=resolution.given_at,
+        given_by="customer" if resolution.given_by == "customer" else "staff",
+    )
+
+
+def _feedback_of(
+    row: FeedbackRow,
+    history: list[StatusChangeRow],
+    resolution: ResolutionRow | None = None,
+    *,
+    verdict_url: str | None = None,
+) -> Feedback:
     rating: RatingModel | None = None
     if row.rating_scale is not None:
         rating = _rating_of.validate_python({"scale": row.rating_scale, "value": row.rating_value})
@@ -267,6 +423,8 @@ def _feedback_of(row: FeedbackRow, history: list[StatusChangeRow]) -> Feedback:
             )
             for change in history
         ],
+        verdict=_verdict_of(resolution),
+        verdict_url=verdict_url,
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
