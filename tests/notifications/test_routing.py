@@ -20,6 +20,17 @@ from tests.support.platform import Platform
 
 DEPARTMENTS = ("sales", "support", "production", "management")
 
+
+def verdict(*, accepted: bool) -> dict[str, Any]:
+    return {
+        "accepted": accepted,
+        "fairness": 2,
+        "comment": None,
+        "given_at": "2026-11-22T11:00:00Z",
+        "given_by": "customer",
+    }
+
+
 Case = tuple[EventSpec, Callable[[str], dict[str, Any]], set[str]]
 DEFAULT_RULE_CASES: dict[str, Case] = {
     "complaint": (catalogue.FEEDBACK_RECEIVED, lambda c: feedback(c, "complaint"), {"support", "management"}),
@@ -59,6 +70,16 @@ DEFAULT_RULE_CASES: dict[str, Case] = {
     "acknowledged-goes-nowhere": (
         catalogue.FEEDBACK_STATUS_CHANGED,
         lambda c: feedback(c, status="acknowledged", previous_status="new"),
+        set(),
+    ),
+    "verdict-rejected": (
+        catalogue.FEEDBACK_VERDICT_GIVEN,
+        lambda c: feedback(c, status="reopened", verdict=verdict(accepted=False)),
+        {"support", "management"},
+    ),
+    "verdict-accepted-goes-nowhere": (
+        catalogue.FEEDBACK_VERDICT_GIVEN,
+        lambda c: feedback(c, status="closed", verdict=verdict(accepted=True)),
         set(),
     ),
     "meeting": (catalogue.MEETING_RECORDED, meeting, {"sales"}),
