@@ -28,7 +28,7 @@ class CommitmentFilter:
     due_before: datetime | None = None
     source_type: str | None = None
     source_id: str | None = None
-    kind: str | None = None
+    kinds: Sequence[str] = ()
 
 
 async def add(session: AsyncSession, commitment: Commitment) -> None:
@@ -99,8 +99,8 @@ async def page(
         conditions.append(Commitment.source_type == where.source_type)
     if where.source_id is not None:
         conditions.append(Commitment.source_id == where.source_id)
-    if where.kind is not None:
-        conditions.append(Commitment.kind == where.kind)
+    if where.kinds:
+        conditions.append(Commitment.kind.in_(where.kinds))
     statement = keyset_page(
         select(Commitment).where(*conditions),
         created_at=Commitment.created_at,

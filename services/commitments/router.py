@@ -73,7 +73,7 @@ async def list_commitments(
     due_before: Annotated[Instant | None, Query(description="Only promises due strictly before this.")] = None,
     source_type: SourceType | None = None,
     source_id: SafeStr | None = None,
-    kind: Kind | None = None,
+    kind: Annotated[list[Kind] | None, Query(description="Repeat to match any of several.")] = None,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Page[Commitment]:
@@ -85,7 +85,7 @@ async def list_commitments(
         due_before=due_before,
         source_type=source_type,
         source_id=source_id,
-        kind=kind,
+        kinds=kind or (),
     )
     items, next_cursor = await service.list_page(
         session=session, settings=settings, where=where, cursor=cursor, limit=limit

@@ -169,6 +169,17 @@ async def test_complaint_becomes_acknowledge_and_resolve_promises_due_from_its_c
         assert (promise["status"], promise["kept"]) == ("open", None)
 
 
+async def test_response_promises_are_listed_by_kind(services: Services) -> None:
+    feedback = await post_feedback(services)
+    await wait_for_promises(services, feedback["id"], lambda found: len(found) >= 2)
+    response = await services.commitments.get(
+        "/v1/commitments",
+        params={"customer_id": feedback["customer_id"], "kind": ["acknowledge", "follow_up"]},
+        headers=services.headers,
+    )
+    assert [c["kind"] for c in response.json()["items"]] == ["acknowledge"]
+
+
 async def test_status_changes_meet_the_promises_at_their_own_time_and_reopening_opens_a_new_one(
     services: Services, platform: Platform
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import math
@@ -49,8 +50,13 @@ async def open_dashboard(
         await context.close()
 
 
-def in_stream(customer_id: str) -> str:
-    return f"#stream-list li[data-customer-id='{customer_id}']"
+def in_stream(customer_id: str, event_type: str = "feedback.received") -> str:
+    # A complaint also brings its response promises' events (commitment.*) to support.
+    return f"#stream-list li[data-customer-id='{customer_id}'][data-event-type='{event_type}']"
+
+
+def in_inbox(customer_id: str, event_type: str = "feedback.received") -> str:
+    return f"#inbox-list li[data-customer-id='{customer_id}'][data-event-type='{event_type}']"
 
 
 async def test_new_complaint_appears_on_the_support_dashboard_within_two_seconds(stack: Stack, support: Page) -> None:
@@ -65,7 +71,7 @@ async def test_new_complaint_appears_on_the_support_dashboard_within_two_seconds
     item = support.locator(in_stream(customer))
     assert await item.get_attribute("data-event-type") == "feedback.received"
     assert "nobody answers the phone" in await item.inner_text()
-    await support.wait_for_selector(f"#inbox-list li[data-customer-id='{customer}']", timeout=2000)
+    await support.wait_for_selector(in_inbox(customer), timeout=2000)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     await support.screenshot(path=str(ARTIFACTS / "support.png"), full_page=True)
     print(f"\ncomplaint on the support dashboard after {appeared_after * 1000:.0f} ms")  # noqa: T201
@@ -83,13 +89,13 @@ async def test_page_shows_the_department_and_links_to_the_others(support: Page) 
 async def test_marking_a_notification_read_takes_it_out_of_the_unread_inbox(stack: Stack, support: Page) -> None:
     customer = f"dash-read-{uuid.uuid4().hex[:8]}"
     await post_complaint(stack, customer)
-    item = f"#inbox-list li[data-customer-id='{customer}']"
+    item = in_inbox(customer)
     await support.wait_for_selector(item, timeout=5000)
 
     await support.click(f"{item} button.mark-read")
     await support.wait_for_selector(item, state="detached", timeout=5000)
 
-    [notification] = await inbox(stack, "support", customer)
+    [notification] = [n for n in await inbox(stack, "support", customer) if n["event_type"] == "feedback.received"]
     assert notification["read_at"] is not None
 
 
@@ -105,6 +111,34 @@ async def test_overdue_and_open_commitments_of_the_department_are_shown(stack: S
     assert "Call the customer back" in overdue
     assert "overdue by" in overdue
     assert await support.locator(f"#open-list li[data-commitment-id='{soon['id']}']").count() == 0
+
+
+async def test_kept_rate_and_response_promises_due_soon_or_overdue_are_shown(stack: Stack, support: Page) -> None:
+    customer = f"dash-response-{uuid.uuid4().hex[:8]}"
+    broken = await create_commitment(stack, customer, "Send the spare part", due_in=timedelta(seconds=1.0))
+    await post_complaint(stack, customer, "The spare part never came.")
+    # Due in four hours: inside the default 24 h lead, so due soon at once.
+    acknowledge = await wait_for_response_promise(stack, customer, "acknowledge")
+
+    row = f"#responses-list li[data-commitment-id='{acknowledge['id']}']"
+    await support.wait_for_selector(row, timeout=10_000)
+    assert await support.get_attribute(row, "data-kind") == "acknowledge"
+    assert "acknowledge · due soon" in await support.inner_text(row)
+    await support.wait_for_selector(f"#overdue-list li[data-commitment-id='{broken['id']}']", timeout=10_000)
+    await support.wait_for_function("Number(document.getElementById('broken-count').textContent) >= 1", timeout=5000)
+    assert re.fullmatch(r"\d+%", await support.inner_text("#kept-rate"))
+
+
+async def wait_for_response_promise(stack: Stack, customer_id: str, kind: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=stack.url("commitments"), headers=auth(stack)) as client:
+        deadline = time.monotonic() + 30
+        while True:
+            response = await client.get("/v1/commitments", params={"customer_id": customer_id, "kind": kind})
+            items: list[dict[str, Any]] = response.json()["items"]
+            if items:
+                return items[0]
+            assert time.monotonic() < deadline, f"no {kind} promise for {customer_id}"
+            await asyncio.sleep(0.1)
 
 
 async def create_commitment(stack: Stack, customer_id: str, title: str, *, due_in: timedelta) -> dict[str, Any]:
@@ -185,8 +219,9 @@ async def test_stream_resumes_after_a_lost_connection_with_last_event_id(
     stack: Stack, link: Link, support: Page
 ) -> None:
     before, during = f"dash-before-{uuid.uuid4().hex[:8]}", f"dash-during-{uuid.uuid4().hex[:8]}"
-    await post_complaint(stack, before)
-    await support.wait_for_selector(in_stream(before), timeout=5000)
+    # Promises made by hand: one event each (a complaint brings its response promises' events too).
+    await create_commitment(stack, before, "Call back", due_in=timedelta(days=3))
+    await support.wait_for_selector(in_stream(before, "commitment.created"), timeout=5000)
     [last_seen] = await inbox(stack, "support", before)
     reconnects: list[Request] = []
     support.on("request", lambda request: reconnects.append(request) if request.url.endswith("/stream") else None)
@@ -194,11 +229,11 @@ async def test_stream_resumes_after_a_lost_connection_with_last_event_id(
     link.drop()
     await support.wait_for_selector("#status[data-state=reconnecting]", timeout=5000)
     # Routed while the page is cut off: only a stream resumed after `before` can bring it.
-    await post_complaint(stack, during)
+    await create_commitment(stack, during, "Call back", due_in=timedelta(days=3))
     await wait_for_inbox(stack, "support", during, count=1)
     link.restore()
 
-    await support.wait_for_selector(in_stream(during), timeout=10_000)
+    await support.wait_for_selector(in_stream(during, "commitment.created"), timeout=10_000)
     assert reconnects
     for request in reconnects:
         assert (await request.all_headers()).get("last-event-id") == last_seen["event_id"]
