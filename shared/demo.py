@@ -1,11 +1,15 @@
 """`customer-focus demo`: one customer's story, played over HTTP against a running stack.
 
-A complaint with a detractor score, a meeting held by two staff members, an
-expectation the customer confirms, and a promise that goes overdue and is
-kept late. Every request carries one W3C trace (`traceparent`), so the events
-the departments receive can be followed back to the demo. At the end the demo
-reads each department's inbox and every service's /metrics and prints what
-arrived.
+A complaint with a detractor score, which the response policies turn into
+promises for support; support acknowledges it (that promise met on time); a
+meeting held by two staff members, an expectation the customer confirms, a
+promise that goes overdue and is kept late; then support resolves the
+complaint, the customer rejects the resolution through the verdict link
+(without any token, as a customer would), and the reopened complaint reaches
+support and management with a new promise to resolve it. Every request
+carries one W3C trace (`traceparent`), so the events the departments receive
+can be followed back to the demo. At the end the demo reads each
+department's inbox and every service's /metrics and prints what arrived.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ SERVICE_NAMES = ("feedback", "expectations", "commitments", "notifications")
 # The commitments scheduler fires these at a moment, not in answer to a request: no trace to carry.
 SCHEDULED_EVENT_TYPES = frozenset({"commitment.due_soon", "commitment.overdue"})
 COMMITMENT_DEPARTMENT = "production"
+# Where the default response policies put a complaint's promises, and where a rejected verdict goes too.
+RESPONSE_DEPARTMENT = "support"
+VERDICT_DEPARTMENT = "management"
 CLOCK_MARGIN = timedelta(minutes=5)
 
 
@@ -89,6 +96,9 @@ class DemoReport:
     expectation_id: str = ""
     commitment_id: str = ""
     commitment_status: str = ""
+    response_promises: int = 0
+    verdict_url: str = ""
+    feedback_status: str = ""
     received: dict[str, list[Received]] = field(default_factory=dict)
     metrics: list[ServiceMetrics] = field(default_factory=list)
 
@@ -167,8 +177,12 @@ async def play(
         api = _Api(client, targets)
         say(f"customer {report.customer_id}, trace {report.trace_id}")
         await _complaint(api, report, say)
+        await _acknowledged_on_time(api, report, say, wait_seconds=wait_seconds)
         await _meeting_and_expectation(api, report, say)
         await _late_commitment(api, report, say, overdue_in=overdue_in, wait_seconds=wait_seconds)
+        # The customer has no token: only the trace goes with their answer.
+        async with httpx.AsyncClient(timeout=10.0, event_hooks={"request": [with_trace]}) as customer:
+            await _resolution_rejected(api, customer, report, say, wait_seconds=wait_seconds)
         say("waiting for the notifications to reach every department")
         report.received = await _inboxes(api, report, departments, wait_seconds=wait_seconds)
         report.metrics = [await _service_metrics(api, service) for service in SERVICE_NAMES]
@@ -198,6 +212,101 @@ async def _complaint(api: _Api, report: DemoReport, say: Say) -> None:
         f"1. complaint received by phone (NPS 3): feedback {_short(feedback['id'])}, "
         f"sentiment {sentiment['label']} ({sentiment['score']:+.2f}), themes {', '.join(feedback['themes']) or '-'}"
     )
+
+
+async def _response_promises(api: _Api, report: DemoReport) -> dict[str, list[dict[str, Any]]]:
+    """The promises the response policies made for the complaint, by kind, oldest first."""
+    page = await api.call(
+        "GET",
+        "commitments",
+        "/v1/commitments",
+        params={"source_type": "feedback", "source_id": report.feedback_id, "limit": 200},
+    )
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for promise in sorted(page["items"], key=lambda p: p["created_at"]):
+        by_kind.setdefault(promise["kind"], []).append(promise)
+    return by_kind
+
+
+async def _until(
+    api: _Api, report: DemoReport, check: Callable[[dict[str, list[dict[str, Any]]]], bool], what: str, wait: float
+) -> dict[str, list[dict[str, Any]]]:
+    deadline = time.monotonic() + wait
+    while not check(promises := await _response_promises(api, report)):
+        if time.monotonic() > deadline:
+            raise DemoError(f"{what} did not happen within {wait:g}s")
+        await asyncio.sleep(0.1)
+    return promises
+
+
+def _acknowledge_settled(promises: dict[str, list[dict[str, Any]]]) -> bool:
+    """The acknowledge promise exists, and its due-soon moment, if already reached, has fired."""
+    acknowledge = promises.get("acknowledge", [])
+    if not acknowledge:
+        return False
+    promise = acknowledge[0]
+    reached = datetime.fromisoformat(promise["due_soon_at"]) <= datetime.now(UTC)
+    return promise["status"] == "due_soon" or not reached
+
+
+async def _acknowledged_on_time(api: _Api, report: DemoReport, say: Say, *, wait_seconds: float) -> None:
+    promises = await _until(api, report, _acknowledge_settled, "the complaint's acknowledge promise", wait_seconds)
+    report.response_promises = sum(len(made) for made in promises.values())
+    made = ", ".join(
+        f"{kind} by {datetime.fromisoformat(p[0]['due_at']):%H:%M} UTC" for kind, p in sorted(promises.items())
+    )
+    say(f"   the response policies made {report.response_promises} promises for support: {made}")
+    await api.call(
+        "PATCH",
+        "feedback",
+        f"/v1/feedback/{report.feedback_id}",
+        json={"status": "acknowledged", "note": "Called Dana back; apologised."},
+    )
+    promises = await _until(
+        api,
+        report,
+        lambda found: found["acknowledge"][0]["status"] not in ("open", "due_soon"),
+        "meeting the acknowledge promise",
+        wait_seconds,
+    )
+    acknowledge = promises["acknowledge"][0]
+    kept = "kept" if acknowledge["kept"] else f"broken ({acknowledge['broken_because']})"
+    say(f"   support acknowledged the complaint: acknowledge promise {acknowledge['status']}, {kept}")
+
+
+async def _resolution_rejected(
+    api: _Api, customer: httpx.AsyncClient, report: DemoReport, say: Say, *, wait_seconds: float
+) -> None:
+    path = f"/v1/feedback/{report.feedback_id}"
+    await api.call("PATCH", "feedback", path, json={"status": "in_progress"})
+    resolved = await api.call(
+        "PATCH", "feedback", path, json={"status": "resolved", "note": "Router replaced; line card swapped."}
+    )
+    report.verdict_url = resolved["verdict_url"]
+    say(f"7. support resolved the complaint; the customer gets the link {report.verdict_url[:60]}…")
+    try:
+        page = await customer.get(report.verdict_url)
+        answer = await customer.post(
+            report.verdict_url,
+            data={"accepted": "false", "fairness": "2", "comment": "It still drops every evening."},
+        )
+    except httpx.HTTPError as exc:
+        raise DemoError(f"cannot open the verdict link {report.verdict_url} ({type(exc).__name__}: {exc})") from exc
+    if page.status_code != 200 or answer.status_code != 200:
+        raise DemoError(f"the verdict link answered {page.status_code}, then {answer.status_code}: {answer.text[:200]}")
+    feedback = await api.call("GET", "feedback", path)
+    report.feedback_status = feedback["status"]
+    verdict = feedback["verdict"]
+    say(
+        f"8. the customer rejected the resolution through the link (fairness {verdict['fairness']}/5): "
+        f"complaint {feedback['status']}"
+    )
+    promises = await _until(
+        api, report, lambda found: len(found.get("resolve", [])) >= 2, "a new resolve promise", wait_seconds
+    )
+    report.response_promises = sum(len(made) for made in promises.values())
+    due_at = datetime.fromisoformat(promises["resolve"][-1]["due_at"])
+    say(f"9. a new promise to resolve it is open for support, due {due_at:%d %b %H:%M} UTC")
 
 
 async def _meeting_and_expectation(api: _Api, report: DemoReport, say: Say) -> None:
@@ -293,7 +402,7 @@ async def _inboxes(
     settled_polls = 0
     while settled_polls < 3:
         current = {d: await _inbox(api, d, report.customer_id, since=report.started_at) for d in departments}
-        last_arrived = any(r.event_type == "commitment.met" for r in current.get(COMMITMENT_DEPARTMENT, []))
+        last_arrived = _story_arrived(current, report)
         settled_polls = settled_polls + 1 if last_arrived and _counts(current) == _counts(seen) else 0
         seen = current
         if time.monotonic() > deadline:
@@ -326,6 +435,19 @@ async def _inbox(api: _Api, department: str, customer_id: str, *, since: datetim
         if page["next_cursor"] is None or not items or datetime.fromisoformat(items[-1]["created_at"]) < horizon:
             return sorted(received, key=lambda r: r.created_at)
         params["cursor"] = page["next_cursor"]
+
+
+def _story_arrived(received: dict[str, list[Received]], report: DemoReport) -> bool:
+    """The last event of each thread of the story is in: the late promise met, the verdict, every promise made."""
+
+    def count(department: str, event_type: str) -> int:
+        return sum(r.event_type == event_type for r in received.get(department, []))
+
+    return (
+        count(COMMITMENT_DEPARTMENT, "commitment.met") >= 1
+        and count(VERDICT_DEPARTMENT, "feedback.verdict_given") >= 1
+        and count(RESPONSE_DEPARTMENT, "commitment.created") >= report.response_promises
+    )
 
 
 def _counts(received: dict[str, list[Received]]) -> dict[str, int]:

@@ -546,9 +546,11 @@ class Stack:
     def start_services(self) -> None:
         for index, service in enumerate(self.options.services):
             port = self.options.base_port + index if self.options.base_port else free_port()
-            process = ServiceProcess(
-                service, port, self.options.host, self.service_environment(service), launch=self.launch
-            )
+            environment = self.service_environment(service)
+            if service == "feedback":
+                # Verdict links point at the port feedback got, as customers of this stack reach it.
+                environment.setdefault("CF_FEEDBACK_PUBLIC_URL", f"http://{self.options.host}:{port}")
+            process = ServiceProcess(service, port, self.options.host, environment, launch=self.launch)
             self.services[service] = process
             process.start(self.printer)
 

@@ -27,7 +27,18 @@ CLI = Path(sys.executable).with_name("customer-focus")
 
 # What the default routing rules (contract §6) send each department in the demo's story.
 EXPECTED = {
-    "support": Counter({"feedback.received": 1}),
+    # The complaint, its four response promises (acknowledge, resolve, follow-up for the NPS 3, and a new
+    # resolve once reopened), the acknowledge one due soon at once (4 h < the 24 h lead), two met, the verdict.
+    "support": Counter(
+        {
+            "feedback.received": 1,
+            "commitment.created": 4,
+            "commitment.due_soon": 1,
+            "commitment.met": 2,
+            "feedback.status_changed": 1,
+            "feedback.verdict_given": 1,
+        }
+    ),
     "sales": Counter({"meeting.recorded": 1, "expectation.confirmed": 1}),
     "production": Counter(
         {
@@ -38,7 +49,15 @@ EXPECTED = {
             "commitment.met": 1,
         }
     ),
-    "management": Counter({"feedback.received": 1, "commitment.overdue": 1, "commitment.met": 1}),
+    "management": Counter(
+        {
+            "feedback.received": 1,
+            "commitment.overdue": 1,
+            "commitment.met": 1,
+            "feedback.status_changed": 1,
+            "feedback.verdict_given": 1,
+        }
+    ),
 }
 TOTAL = sum(expected.total() for expected in EXPECTED.values())
 CAUSED_BY_REQUESTS = sum(
@@ -71,6 +90,21 @@ def test_the_commitment_goes_overdue_and_is_met_late(report: DemoReport) -> None
 
     assert report.commitment_status == "met_late"
     assert production.index("commitment.overdue") < production.index("commitment.met")
+
+
+def test_the_complaint_is_acknowledged_in_time_and_its_rejected_resolution_reaches_management(
+    report: DemoReport,
+) -> None:
+    support = [r.event_type for r in report.received["support"]]
+    management = [r.event_type for r in report.received["management"]]
+
+    assert report.feedback_status == "reopened"
+    assert report.response_promises == 4
+    assert "/v1/verdicts/" in report.verdict_url
+    assert management.index("feedback.received") < management.index("feedback.verdict_given")
+    assert "feedback.status_changed" in management
+    # The acknowledge promise was met before anything about the resolution happened.
+    assert support.index("commitment.met") < support.index("feedback.verdict_given")
 
 
 def test_every_event_a_request_caused_carries_the_demo_s_trace(report: DemoReport) -> None:
