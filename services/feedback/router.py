@@ -35,7 +35,7 @@ from shared.auth import Principal, authenticate, require_scope
 from shared.db import DbSession, pooled_connection
 from shared.errors import Problem, Unprocessable
 from shared.hotpath import documented_request, json_body
-from shared.idempotency import KEY_PARAMETER, idempotency_key_of, idempotent, json_response
+from shared.idempotency import KEY_PARAMETER, Idempotency, idempotency_key_of, idempotent, json_response
 from shared.pagination import DEFAULT_LIMIT, Cursor, Limit
 from shared.types import CustomerId, Instant
 
@@ -189,13 +189,24 @@ async def move_feedback(
     response_model=Feedback,
     summary="Record the customer's verdict on a resolution, for them",
     description="Only for a feedback in `resolved` (else 409): accepted → `closed`, rejected → `reopened`, "
-    "each with its `feedback.status_changed`, plus one `feedback.verdict_given` (`given_by: staff`).",
+    "each with its `feedback.status_changed`, plus one `feedback.verdict_given` (`given_by: staff`). "
+    "Honours `Idempotency-Key`.",
 )
 async def give_verdict(
-    feedback_id: uuid.UUID, verdict: VerdictIn, session: DbSession, principal: Writer, settings: ServiceSettings
-) -> Feedback:
-    return await service.give_verdict(
-        session, feedback_id=feedback_id, verdict=verdict, principal=principal, settings=settings
+    feedback_id: uuid.UUID,
+    verdict: VerdictIn,
+    session: DbSession,
+    principal: Writer,
+    settings: ServiceSettings,
+    idempotency: Idempotency,
+) -> Response:
+    return await idempotency.respond(
+        principal,
+        body=verdict,
+        create=lambda: service.give_verdict(
+            session, feedback_id=feedback_id, verdict=verdict, principal=principal, settings=settings
+        ),
+        status_code=200,
     )
 
 

@@ -192,6 +192,20 @@ async def test_staff_record_an_accepted_verdict(client: httpx.AsyncClient, platf
     assert link.status_code == 409
 
 
+async def test_a_staff_verdict_sent_twice_with_its_key_is_recorded_once(
+    client: httpx.AsyncClient, platform: Platform
+) -> None:
+    feedback = await resolved(client, platform)
+    headers = {**platform.auth("feedback:write", sub="agent-8"), "Idempotency-Key": str(uuid.uuid4())}
+    url = f"/v1/feedback/{feedback['id']}/verdict"
+    first = await client.post(url, json={"accepted": False}, headers=headers)
+    again = await client.post(url, json={"accepted": False}, headers=headers)
+    assert first.status_code == again.status_code == 200, again.text
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    assert first.json()["status"] == "reopened"
+
+
 async def test_a_verdict_on_feedback_that_is_not_resolved_is_409(client: httpx.AsyncClient, platform: Platform) -> None:
     created = await capture(client, platform, complaint(new_customer()))
     response = await client.post(
