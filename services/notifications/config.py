@@ -64,6 +64,15 @@ class Settings(PlatformSettings):
     webhook_poll_interval_seconds: float = Field(
         default=1.0, gt=0, description="Longest wait between looks for due webhook deliveries."
     )
+    webhook_worker_port: int = Field(
+        default=8014,
+        ge=0,
+        le=65535,
+        description=(
+            "Port (all interfaces) on which each `python -m services.notifications.webhook_worker` process "
+            "serves `/metrics` and `/healthz`; 0: none."
+        ),
+    )
     sse_ping_seconds: float = Field(default=15.0, gt=0, description="Keep-alive comment interval on live streams.")
     sse_queue_size: int = Field(
         default=1000, ge=1, description="Events queued per live stream before it catches up from the database."

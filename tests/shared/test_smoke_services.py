@@ -29,5 +29,13 @@ async def test_service_is_live_ready_and_documented(platform: Platform, service:
         metrics = await client.get("/metrics")
         assert metrics.status_code == 200
         assert "cf_outbox_pending_events" in metrics.text
+        # The process and garbage-collector collectors, on the app's own registry.
+        for figure in (
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "python_gc_objects_collected_total",
+        ):
+            assert f"\n{figure}" in metrics.text, figure
+        assert 'python_info{implementation="CPython"' in metrics.text
         openapi = (await client.get("/openapi.json")).json()
         assert openapi["info"]["title"].lower() == service
