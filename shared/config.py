@@ -100,6 +100,11 @@ class PlatformSettings(BaseSettings):
         default=False, description="Idempotent producer; keep off against the embedded broker (it lacks support)."
     )
     kafka_topic_partitions: int = Field(default=6, ge=1, description="Partitions of the topics the platform creates.")
+    kafka_replication_factor: int = Field(
+        default=1,
+        ge=1,
+        description="Replicas of each topic the platform creates (3 on a three-broker cluster; 1 for one broker).",
+    )
     kafka_fetch_max_wait_ms: int = Field(
         default=10, ge=1, description="Consumers' fetch wait; small, because the embedded broker never wakes early."
     )

@@ -52,8 +52,9 @@ async def _create_missing_topics(settings: PlatformSettings, topics: Iterable[st
         existing = set(await admin.list_topics())
         missing = [name for name in names if name not in existing]
         if missing:
+            partitions, replicas = settings.kafka_topic_partitions, settings.kafka_replication_factor
             with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics([NewTopic(name, settings.kafka_topic_partitions, 1) for name in missing])
+                await admin.create_topics([NewTopic(name, partitions, replicas) for name in missing])
             logger.info("created topics: %s", ", ".join(missing))
         return missing
     finally:
