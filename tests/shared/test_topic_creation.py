@@ -6,9 +6,8 @@ import uuid
 from typing import Any
 
 import pytest
-from aiokafka.admin import NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-import shared.kafka
 from shared.kafka import ensure_topics
 from tests.support.platform import Platform
 
@@ -18,14 +17,14 @@ async def test_topics_are_created_with_the_configured_replication_factor_and_par
 ) -> None:
     # One broker here cannot hold three replicas, so what is asked of it is recorded on the way.
     asked: list[NewTopic] = []
-    real = shared.kafka.AIOKafkaAdminClient.create_topics
+    real = AIOKafkaAdminClient.create_topics
 
     async def recording(self: Any, new_topics: list[NewTopic], *args: Any, **kwargs: Any) -> Any:
         asked.extend(new_topics)
         one_replica = [NewTopic(t.name, t.num_partitions, 1) for t in new_topics]
         return await real(self, one_replica, *args, **kwargs)
 
-    monkeypatch.setattr(shared.kafka.AIOKafkaAdminClient, "create_topics", recording)
+    monkeypatch.setattr(AIOKafkaAdminClient, "create_topics", recording)
     settings = platform.settings(
         "feedback", topic_prefix=f"r{uuid.uuid4().hex[:8]}.", kafka_replication_factor=3, kafka_topic_partitions=2
     )
