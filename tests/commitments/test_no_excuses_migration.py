@@ -1,4 +1,4 @@
-"""commitments_0005 on a database from before it: what is known of each promise decides kept or broken."""
+"""commitments_0005 and _0006 on a database from before them: promises judged by what is known, policies seeded."""
 
 from __future__ import annotations
 
@@ -88,3 +88,25 @@ def test_existing_promises_are_judged_by_their_status_and_dates(fresh_database: 
     command.downgrade(alembic_config("commitments", fresh_database), "commitments_0004")
     columns = _run(fresh_database, "SELECT column_name FROM information_schema.columns WHERE table_name = 'commitment'")
     assert "kept" not in {row["column_name"] for row in columns}
+
+
+def test_the_default_response_policies_are_seeded_and_go_with_a_downgrade(fresh_database: str) -> None:
+    upgrade("commitments", fresh_database)
+
+    rows = _run(
+        fresh_database,
+        "SELECT name, match, department, acknowledge_within_seconds AS ack, resolve_within_seconds AS resolve, "
+        "follow_up_within_seconds AS follow_up FROM response_policy ORDER BY name",
+    )
+    seeded = {
+        row["name"]: (orjson.loads(row["match"]), row["department"], row["ack"], row["resolve"], row["follow_up"])
+        for row in rows
+    }
+    assert seeded == {
+        "complaint": ({"kind": "complaint"}, "support", 4 * 3600, 72 * 3600, None),
+        "detractor": ({"detractor": True}, "support", None, None, 48 * 3600),
+        "question": ({"kind": "question"}, "support", 24 * 3600, None, None),
+    }
+    command.downgrade(alembic_config("commitments", fresh_database), "commitments_0005")
+    tables = _run(fresh_database, "SELECT to_regclass('response_policy') AS found")
+    assert tables[0]["found"] is None
