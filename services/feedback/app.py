@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
 
 from services.feedback.config import Settings
@@ -29,6 +31,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.verdict_links = VerdictLinks.from_secret(
         settings.auth_secret.get_secret_value(), settings.feedback_public_url
     )
+    _document_verdict_pages(app)
     app.state.triage = triage
     app.state.feedback_inserts = feedback_inserts(app.state.metrics)
     return app
+
+
+def _document_verdict_pages(app: FastAPI) -> None:
+    """The verdict link answers a page for a browser, problems included: say so beside problem+json."""
+    document = app.openapi
+    page = {"text/html": {"schema": {"type": "string"}}}
+    refusals = {
+        "404": "The link is not valid (any forged, altered or foreign token)",
+        "409": "The verdict was already given, or the feedback is no longer resolved",
+        "410": "The link expired, or a later resolution replaced it",
+        "422": "The answer is not a verdict",
+    }
+
+    def openapi() -> dict[str, Any]:
+        schema = document()
+        for operation in schema.get("paths", {}).get("/v1/verdicts/{token}", {}).values():
+            responses = operation.setdefault("responses", {})
+            for code, description in refusals.items():
+                response = responses.setdefault(code, {"description": description, "content": {}})
+                response.setdefault("content", {}).setdefault(
+                    "application/problem+json", {"schema": {"$ref": "#/components/schemas/Problem"}}
+                )
+                response["content"].update(page)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
