@@ -10,9 +10,12 @@ all there.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import re
 import secrets
+import shutil
+import subprocess
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,7 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILE = ROOT / "Dockerfile"
 INIT_SCRIPT = ROOT / "deploy" / "postgres" / "initdb" / "10-service-databases.sh"
+CADDYFILE = ROOT / "deploy" / "proxy" / "Caddyfile"
 CONTRACT_PORTS = {"feedback": 8001, "expectations": 8002, "commitments": 8003, "notifications": 8004}
 REQUIRED_SECRETS = ("CF_AUTH_SECRET", "POSTGRES_PASSWORD", "DATABASE_PASSWORD")
 ENV_LINE = re.compile(r"^(#\s*)?([A-Z][A-Z0-9_]*)=(.*)$")
@@ -84,9 +88,9 @@ def env_example() -> dict[str, tuple[bool, str]]:
     return found
 
 
-@pytest.mark.parametrize("service", SERVICES)
-def test_every_setting_compose_passes_to_a_service_is_one_it_reads(service: str) -> None:
-    passed = {key for key in environment(service) if key.startswith("CF_")}
+@pytest.mark.parametrize(("name", "service"), [*((s, s) for s in SERVICES), ("webhook-worker", "notifications")])
+def test_every_setting_compose_passes_to_a_service_is_one_it_reads(name: str, service: str) -> None:
+    passed = {key for key in environment(name) if key.startswith("CF_")}
 
     assert passed - set(variables(settings_class(service))) == set()
 
@@ -142,9 +146,15 @@ def test_compose_refuses_to_start_without_the_secrets() -> None:
 @pytest.mark.parametrize("service", SERVICES)
 def test_every_service_serves_on_its_contract_port_after_migrations_and_topics(service: str) -> None:
     definition = container(service)
+    port = CONTRACT_PORTS[service]
 
     assert f"services.{service}.app:create_app" in definition["command"]
-    assert definition["ports"] == [f"{CONTRACT_PORTS[service]}:8000"]
+    # No host port of its own, so that `--scale` can run several; the proxy publishes the contract's port
+    # and spreads it over every replica of the service (found by name in Docker's DNS).
+    assert "ports" not in definition
+    assert "container_name" not in definition
+    assert f"{port}:{port}" in container("proxy")["ports"]
+    assert caddy_sites()[port] == service
     assert definition["depends_on"] == {
         "postgres": {"condition": "service_healthy"},
         "kafka": {"condition": "service_healthy"},
@@ -175,10 +185,12 @@ def test_kafka_runs_in_kraft_mode_and_is_health_checked() -> None:
     assert "kafka-1:9093,2@kafka-2:9093,3@kafka-3:9093" in COMPOSE_FILE.read_text()
 
 
-def test_postgres_16_creates_a_database_per_service_on_first_start() -> None:
+def test_postgres_18_like_the_tests_creates_a_database_per_service_on_first_start() -> None:
     postgres = container("postgres")
 
-    assert postgres["image"] == "postgres:16"
+    assert postgres["image"] == "postgres:18"
+    # PostgreSQL 18's images keep their data in 18/docker below this folder, and refuse a mount at .../data.
+    assert any(volume.endswith(":/var/lib/postgresql") for volume in postgres["volumes"])
     assert "./deploy/postgres/initdb:/docker-entrypoint-initdb.d:ro" in postgres["volumes"]
     assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
     loop = re.search(r"for service in ([\w ]+); do", INIT_SCRIPT.read_text())
@@ -207,3 +219,109 @@ def test_the_image_is_multi_stage_unprivileged_and_installed_from_the_lock() -> 
     assert users[-1].split(":")[0] not in {"root", "0"}
     assert any(line.startswith("COPY --from=build") for line in final_stage)
     assert "uv sync --frozen --no-dev --no-editable" in DOCKERFILE.read_text()
+
+
+def caddy_sites() -> dict[int, str]:
+    """Each port the proxy serves, and the service name whose replicas it reaches."""
+    text = CADDYFILE.read_text()
+    sites = re.findall(r"^:(\d+) \{\n\treverse_proxy \{\n\t\tdynamic a \{\n\t\t\tname (\w[\w-]*)\n", text, re.M)
+    return {int(port): name for port, name in sites}
+
+
+def test_the_proxy_sends_each_port_to_every_replica_of_its_service_on_8000() -> None:
+    text = CADDYFILE.read_text()
+
+    assert caddy_sites() == {port: service for service, port in CONTRACT_PORTS.items()}
+    assert text.count("port 8000") == len(CONTRACT_PORTS)
+    # Docker's DNS, asked again often enough to see a replica that was just started.
+    assert text.count("resolvers 127.0.0.11") == len(CONTRACT_PORTS)
+    assert "./deploy/proxy/Caddyfile:/etc/caddy/Caddyfile:ro" in container("proxy")["volumes"]
+
+
+@pytest.mark.skipif(shutil.which("caddy") is None, reason="caddy is not installed (Debian: apt-get install caddy)")
+def test_the_caddyfile_is_one_caddy_accepts() -> None:
+    adapted = subprocess.run(
+        ["caddy", "adapt", "--config", str(CADDYFILE), "--adapter", "caddyfile"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    servers = json.loads(adapted.stdout)["apps"]["http"]["servers"].values()
+    assert sorted(server["listen"][0] for server in servers) == [f":{port}" for port in sorted(CONTRACT_PORTS.values())]
+
+
+def long_running() -> list[str]:
+    return [name for name, definition in compose()["services"].items() if definition.get("restart") != "no"]
+
+
+def test_every_container_rotates_its_logs() -> None:
+    for name, definition in compose()["services"].items():
+        assert definition["logging"]["driver"] == "json-file", name
+        assert definition["logging"]["options"]["max-size"], name
+        assert int(definition["logging"]["options"]["max-file"]) >= 2, name
+
+
+def test_every_long_running_container_has_cpu_and_memory_limits() -> None:
+    assert {"postgres", "kafka", "proxy", "webhook-worker", *SERVICES} <= set(long_running())
+    for name in long_running():
+        assert float(container(name)["cpus"]) > 0, name
+        assert container(name)["mem_limit"], name
+
+
+def test_webhook_workers_send_the_webhooks_and_report_their_health() -> None:
+    worker = container("webhook-worker")
+
+    assert worker["entrypoint"] == ["python", "-m", "services.notifications.webhook_worker"]
+    assert environment("notifications")["CF_WEBHOOKS_IN_PROCESS"] == "false"
+    assert "ports" not in worker
+    assert "/healthz" in " ".join(worker["healthcheck"]["test"])
+    assert worker["depends_on"] == container("notifications")["depends_on"]
+    assert (
+        environment("webhook-worker")["CF_NOTIFICATIONS_DATABASE_URL"]
+        == environment("notifications")["CF_NOTIFICATIONS_DATABASE_URL"]
+    )
+
+
+def compose_default(variable: str, service: str = "feedback") -> str:
+    match = re.fullmatch(rf"\$\{{{variable}:-(.*)\}}", str(environment(service)[variable]))
+    assert match, f"{variable} has no default in docker-compose.yml"
+    return match.group(1)
+
+
+def test_apache_kafka_gets_the_idempotent_producer_and_a_normal_fetch_wait() -> None:
+    assert compose_default("CF_KAFKA_ENABLE_IDEMPOTENCE") == "true"
+    assert int(compose_default("CF_KAFKA_FETCH_MAX_WAIT_MS")) >= 100
+    assert env_example()["CF_KAFKA_ENABLE_IDEMPOTENCE"] == (False, "true")
+    assert env_example()["CF_KAFKA_FETCH_MAX_WAIT_MS"] == (False, compose_default("CF_KAFKA_FETCH_MAX_WAIT_MS"))
+    assert "CF_KAFKA_REPLICATION_FACTOR" in environment("feedback")
+    assert environment("kafka-topics")["CF_KAFKA_REPLICATION_FACTOR"] == "${CF_KAFKA_REPLICATION_FACTOR:-1}"
+
+
+# What one replica opens at most, with P = CF_DATABASE_POOL_SIZE (docs/SCALING.md, measured by
+# tests/shared/test_connections_per_replica.py): the SQLAlchemy pool P + overflow P, the asyncpg pool 2P, the outbox
+# relay 1; commitments' scheduler and notifications' live stream one more each; a webhook worker 5.
+def connections_per_replica(pool_size: int) -> dict[str, int]:
+    service = 4 * pool_size + 1
+    return {
+        "feedback": service,
+        "expectations": service,
+        "commitments": service + 1,
+        "notifications": service + 1,
+        "webhook-worker": 5,
+    }
+
+
+def test_postgres_max_connections_hold_several_replicas_of_every_service() -> None:
+    command = container("postgres")["command"]
+    max_connections = int(next(arg.split("=")[1] for arg in command if arg.startswith("max_connections=")))
+    pool_size = int(compose_default("CF_DATABASE_POOL_SIZE"))
+    assert env_example()["CF_DATABASE_POOL_SIZE"] == (False, str(pool_size))
+    per_replica = connections_per_replica(pool_size)
+
+    # The example in docker-compose.yml's comment, and three of everything, fit beside the superuser's 3.
+    example = {"feedback": 6, "expectations": 3, "commitments": 3, "notifications": 3, "webhook-worker": 4}
+    for replicas in (example, dict.fromkeys(per_replica, 3)):
+        needed = sum(per_replica[name] * count for name, count in replicas.items())
+        assert needed <= max_connections - 3, replicas
+    assert f"= {sum(per_replica[n] * c for n, c in example.items())}," in COMPOSE_FILE.read_text()
+    assert f"max_connections {max_connections}" in COMPOSE_FILE.read_text()
