@@ -35,9 +35,11 @@ define need_tool
 endef
 
 # The secrets are required by docker-compose.yml and empty in .env.example; any value validates.
-compose-check: ## validate docker-compose.yml with docker-compose (Debian: apt-get install -y docker-compose)
+compose-check: ## validate docker-compose.yml with docker-compose and its proxy's Caddyfile with caddy (Debian packages)
 	$(call need_tool,docker-compose,docker-compose)
+	$(call need_tool,caddy,caddy)
 	CF_AUTH_SECRET=check POSTGRES_PASSWORD=check DATABASE_PASSWORD=check docker-compose --env-file .env.example config -q
+	caddy adapt --config deploy/proxy/Caddyfile --adapter caddyfile > /dev/null
 
 lint: install
 	$(BIN)/ruff check .
