@@ -24,6 +24,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -120,7 +121,15 @@ def build_service_app(
                 runtime.pool.terminate()
             await engine.dispose()
 
-    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    app = FastAPI(
+        title=title,
+        description=description,
+        version="1.0.0",
+        lifespan=lifespan,
+        # Each operation's `operationId` is its route function's name (`capture_feedback`), not FastAPI's
+        # name + path + method: readable in generated clients and stable when a path changes.
+        generate_unique_id_function=operation_id,
+    )
     app.state.settings = settings
     app.state.token_verifier = TokenVerifier(settings.auth_secret.get_secret_value())
     app.state.metrics = metrics
@@ -145,6 +154,11 @@ def build_service_app(
         app.include_router(router)
     _document_problems(app)
     return app
+
+
+def operation_id(route: APIRoute) -> str:
+    """The route function's name; `_document_problems` checks that no two operations of an app share one."""
+    return route.name
 
 
 TASK_STOP_SECONDS = 10.0
@@ -287,8 +301,13 @@ def _document_problems(app: FastAPI) -> None:
         components.pop("HTTPValidationError", None)
         components.pop("ValidationError", None)
         problem = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        seen: dict[str, str] = {}
         for path, operations in schema.get("paths", {}).items():
-            for operation in operations.values():
+            for method, operation in operations.items():
+                named = operation.get("operationId")
+                if named in seen:
+                    raise RuntimeError(f"operationId {named!r} of {method.upper()} {path} is also {seen[named]}'s")
+                seen[named] = f"{method.upper()} {path}"
                 operation.setdefault("parameters", []).extend(CONTEXT_PARAMETERS)
                 if "operations" in operation.get("tags", ()):
                     continue

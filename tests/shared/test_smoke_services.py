@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 
 import pytest
 
@@ -39,3 +40,16 @@ async def test_service_is_live_ready_and_documented(platform: Platform, service:
         assert 'python_info{implementation="CPython"' in metrics.text
         openapi = (await client.get("/openapi.json")).json()
         assert openapi["info"]["title"].lower() == service
+        # Readable operationIds: each route function's name, once per app.
+        operation_ids = [op["operationId"] for path in openapi["paths"].values() for op in path.values()]
+        assert len(operation_ids) == len(set(operation_ids))
+        assert all(re.fullmatch(r"[a-z][a-z0-9_]*", name) for name in operation_ids), operation_ids
+        assert {"healthz", "readyz", "prometheus_metrics"} <= set(operation_ids)
+
+
+async def test_operation_ids_are_the_route_functions_names(platform: Platform) -> None:
+    module = importlib.import_module("services.feedback.app")
+    openapi = module.create_app(platform.settings("feedback")).openapi()
+
+    assert openapi["paths"]["/v1/feedback"]["post"]["operationId"] == "capture_feedback"
+    assert openapi["paths"]["/healthz"]["get"]["operationId"] == "healthz"
