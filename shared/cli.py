@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import importlib.metadata
 import json
 import os
 import re
@@ -59,6 +60,22 @@ token_app = typer.Typer(help="Bearer tokens for the services.", no_args_is_help=
 outbox_app = typer.Typer(help="The transactional outbox of each service.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 app.add_typer(outbox_app, name="outbox")
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"customer-focus {importlib.metadata.version('customer-focus-platform')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", help="Show the version and exit.", callback=_show_version, is_eager=True)
+    ] = False,
+) -> None:
+    """Run and operate the Customer Focus Platform."""
+
 
 DataDir = Annotated[
     Path, typer.Option("--data-dir", help="Where the embedded PostgreSQL, the secret and the admin token live.")
