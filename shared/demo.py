@@ -253,7 +253,7 @@ async def _acknowledged_on_time(api: _Api, report: DemoReport, say: Say, *, wait
     promises = await _until(api, report, _acknowledge_settled, "the complaint's acknowledge promise", wait_seconds)
     report.response_promises = sum(len(made) for made in promises.values())
     made = ", ".join(
-        f"{kind} by {datetime.fromisoformat(p[0]['due_at']):%H:%M} UTC" for kind, p in sorted(promises.items())
+        f"{kind.replace('_', ' ')} within {_hours_to_due(p[0]):g} h" for kind, p in sorted(promises.items())
     )
     say(f"   the response policies made {report.response_promises} promises for support: {made}")
     await api.call(
@@ -271,7 +271,14 @@ async def _acknowledged_on_time(api: _Api, report: DemoReport, say: Say, *, wait
     )
     acknowledge = promises["acknowledge"][0]
     kept = "kept" if acknowledge["kept"] else f"broken ({acknowledge['broken_because']})"
-    say(f"   support acknowledged the complaint: acknowledge promise {acknowledge['status']}, {kept}")
+    status = acknowledge["status"].replace("_", " ")
+    say(f"   support acknowledged the complaint: the acknowledge promise is {status}, {kept}")
+
+
+def _hours_to_due(promise: dict[str, Any]) -> float:
+    """How long the policy gave, in whole hours: the promise was made moments after the complaint arrived."""
+    due_at, made_at = datetime.fromisoformat(promise["due_at"]), datetime.fromisoformat(promise["created_at"])
+    return round((due_at - made_at).total_seconds() / 3600)
 
 
 async def _resolution_rejected(
