@@ -128,6 +128,10 @@ class PlatformSettings(BaseSettings):
     run_workers: bool = Field(default=True, description="Run the relay, consumers and schedulers in this process.")
     log_level: str = Field(default="INFO", description="Python log level.")
     log_json: bool = Field(default=True, description="Structured JSON logs (else plain text).")
+    access_log: bool = Field(
+        default=False,
+        description="Log every HTTP request (uvicorn's access log: method, path, status, client) like the other lines.",
+    )
     max_body_bytes: int = Field(
         default=1_048_576,
         ge=1,

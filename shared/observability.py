@@ -196,11 +196,34 @@ class _ContextFilter(logging.Filter):
         record.service = self.service
         record.correlation_id = correlation_id_var.get()
         record.trace_id = trace_id_of(traceparent_var.get())
+        # uvicorn's terminal colours of the same message: not a field of a log line.
+        record.__dict__.pop("color_message", None)
         return True
 
 
-def configure_logging(service: str, *, level: str = "INFO", json_logs: bool = True) -> None:
-    """Structured JSON logs on stderr with `correlation_id` and `trace_id`."""
+class _AccessFields(logging.Filter):
+    """uvicorn's access line (`client - "METHOD path HTTP/v" status`) with each part a field of its own."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) == 5:
+            client, method, path, http_version, status = record.args
+            record.client_addr, record.method, record.path = client, method, path
+            record.http_version, record.status_code = http_version, status
+        return True
+
+
+# uvicorn's loggers: its own lines (start, stop, errors) and, when on, one line per request.
+_UVICORN_LOGGERS = ("uvicorn", "uvicorn.error")
+_ACCESS_LOGGER = "uvicorn.access"
+
+
+def configure_logging(service: str, *, level: str = "INFO", json_logs: bool = True, access_log: bool = False) -> None:
+    """Structured JSON logs on stderr with `correlation_id` and `trace_id`, uvicorn's lines included.
+
+    uvicorn's loggers lose the plain-text handlers it gave them and reach this one. Its access log
+    (`access_log`, `CF_ACCESS_LOG`) is on only when asked for: otherwise the logger has no handler at all,
+    and uvicorn, which checks that per connection, does not even format the line.
+    """
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_ContextFilter(service))
     formatter: logging.Formatter
@@ -216,4 +239,12 @@ def configure_logging(service: str, *, level: str = "INFO", json_logs: bool = Tr
     root.handlers = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    for name in _UVICORN_LOGGERS:
+        logging.getLogger(name).handlers = []
+        logging.getLogger(name).propagate = True
+    access = logging.getLogger(_ACCESS_LOGGER)
+    access.handlers = []
+    access.propagate = access_log
+    access.setLevel(logging.INFO if access_log else logging.WARNING)
+    if not any(isinstance(existing, _AccessFields) for existing in access.filters):
+        access.addFilter(_AccessFields())

@@ -83,7 +83,12 @@ def build_service_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging(settings.service_name, level=settings.log_level, json_logs=settings.log_json)
+        configure_logging(
+            settings.service_name,
+            level=settings.log_level,
+            json_logs=settings.log_json,
+            access_log=settings.access_log,
+        )
         engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
         runtime = ServiceRuntime(
             settings=settings,
