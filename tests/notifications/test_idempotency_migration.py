@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Iterator
 
-import asyncpg
 import orjson
 import pytest
 from alembic import command
-from sqlalchemy.engine import make_url
 
-from shared.db import asyncpg_dsn
 from shared.migrations import alembic_config, upgrade
+from tests.support.migrations import empty_database, run_sql
 from tests.support.platform import Platform
 
 SECRET = "whsec_" + "A" * 43 + "="
@@ -21,24 +18,8 @@ SECRET = "whsec_" + "A" * 43 + "="
 
 @pytest.fixture
 def fresh_database(platform: Platform) -> Iterator[str]:
-    url = make_url(platform.database_urls["notifications"])
-    name = f"migrate_{uuid.uuid4().hex[:8]}"
-    server = asyncpg_dsn(url.set(database="postgres").render_as_string(hide_password=False))
-    asyncio.run(_execute(server, f'CREATE DATABASE "{name}"'))
-    yield url.set(database=name).render_as_string(hide_password=False)
-    asyncio.run(_execute(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-async def _execute(dsn: str, sql: str, *args: object) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return list(await conn.fetch(sql, *args))
-    finally:
-        await conn.close()
-
-
-def _run(url: str, sql: str, *args: object) -> list[asyncpg.Record]:
-    return asyncio.run(_execute(asyncpg_dsn(url), sql, *args))
+    with empty_database(platform, "notifications") as url:
+        yield url
 
 
 def test_keys_stored_before_keep_working_and_lose_their_secret(fresh_database: str) -> None:
@@ -49,18 +30,18 @@ def test_keys_stored_before_keep_working_and_lose_their_secret(fresh_database: s
         "INSERT INTO idempotency_key (sub, key, route, fingerprint, status_code, response_body) "
         "VALUES ('alice', $1, $2, 'f', 201, $3)"
     )
-    _run(fresh_database, insert, "k-sub", "/v1/subscriptions", orjson.dumps(subscription))
-    _run(fresh_database, insert, "k-rule", "/v1/routing-rules", orjson.dumps(rule))
+    run_sql(fresh_database, insert, "k-sub", "/v1/subscriptions", orjson.dumps(subscription))
+    run_sql(fresh_database, insert, "k-rule", "/v1/routing-rules", orjson.dumps(rule))
 
     upgrade("notifications", fresh_database)
 
     rows = {
-        row["key"]: row for row in _run(fresh_database, "SELECT key, department, response_body FROM idempotency_key")
+        row["key"]: row for row in run_sql(fresh_database, "SELECT key, department, response_body FROM idempotency_key")
     }
     assert {row["department"] for row in rows.values()} == {""}
     assert orjson.loads(rows["k-sub"]["response_body"]) == {**subscription, "secret": None, "note": "secret_shown_once"}
     assert orjson.loads(rows["k-rule"]["response_body"]) == rule
-    primary_key = _run(
+    primary_key = run_sql(
         fresh_database,
         "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
         "WHERE i.indrelid = 'idempotency_key'::regclass AND i.indisprimary",
@@ -68,7 +49,7 @@ def test_keys_stored_before_keep_working_and_lose_their_secret(fresh_database: s
     assert {row["attname"] for row in primary_key} == {"sub", "department", "key"}
 
     # A key of a department-bound token: forgotten on the way down, where it would collide with alice's.
-    _run(
+    run_sql(
         fresh_database,
         "INSERT INTO idempotency_key (sub, department, key, route, fingerprint, status_code, response_body) "
         "VALUES ('alice', 'sales', 'k-sub', '/v1/subscriptions', 'g', 201, '{}')",
@@ -76,5 +57,5 @@ def test_keys_stored_before_keep_working_and_lose_their_secret(fresh_database: s
 
     command.downgrade(alembic_config("notifications", fresh_database), "notifications_0003")
 
-    kept = _run(fresh_database, "SELECT sub, key FROM idempotency_key ORDER BY key")
+    kept = run_sql(fresh_database, "SELECT sub, key FROM idempotency_key ORDER BY key")
     assert [(row["sub"], row["key"]) for row in kept] == [("alice", "k-rule"), ("alice", "k-sub")]
