@@ -18,7 +18,9 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
-PROBLEM_BASE = "https://customer-focus.dev/problems/"
+# A problem's `type` is `/problems/<slug>`: a reference with the full path (RFC 9457 §3.1.1), resolved against
+# the request's URL to the page describing it on the service that answered (shared/problem_types.py).
+PROBLEM_BASE = "/problems/"
 
 logger = logging.getLogger(__name__)
 

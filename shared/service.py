@@ -16,14 +16,14 @@ import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Path, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
@@ -34,12 +34,13 @@ from shared.backoff import Backoff
 from shared.boundary import RequestBoundary
 from shared.config import PlatformSettings
 from shared.db import create_driver_pool, create_engine, create_sessionmaker
-from shared.errors import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA, install_problem_handlers
+from shared.errors import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA, NotFound, install_problem_handlers
 from shared.hotpath import add_body_schemas
 from shared.idempotency import PURGE_EXPIRED
 from shared.kafka import create_producer, ensure_topics
 from shared.observability import CONTEXT_PARAMETERS, Metrics, RequestContextMiddleware, configure_logging
 from shared.outbox import MAX_EVENT_BYTES_INFO, OutboxRelay
+from shared.problem_types import PROBLEM_TYPES, problem_page
 from shared.ratelimit import RateLimit
 
 logger = logging.getLogger(__name__)
@@ -155,6 +156,7 @@ def build_service_app(
         max_age=600,
     )
     app.include_router(_operations_router())
+    app.include_router(_problems_router())
     for router in routers:
         app.include_router(router)
     _document_problems(app)
@@ -263,6 +265,24 @@ def _operations_router() -> APIRouter:
     async def prometheus_metrics(request: Request) -> Response:
         metrics: Metrics = request.app.state.metrics
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def _problems_router() -> APIRouter:
+    """`/problems/{slug}`; not tagged `operations`, so that its 404 and 422 are documented like any operation's."""
+    router = APIRouter(tags=["problems"])
+
+    @router.get(
+        "/problems/{slug}",
+        summary="The page describing a problem type (a problem's `type` is this page's path)",
+        response_class=HTMLResponse,
+    )
+    async def problem_type(slug: Annotated[str, Path(max_length=64, pattern="^[a-z0-9-]+$")]) -> HTMLResponse:
+        described = PROBLEM_TYPES.get(slug)
+        if described is None:
+            raise NotFound(f"No problem type is named '{slug}'.")
+        return HTMLResponse(problem_page(slug, described))
 
     return router
 
