@@ -48,8 +48,9 @@ lint: install
 typecheck: install
 	$(BIN)/mypy .
 
-pytest: install ## the suite; the dashboard test drives Debian's headless chromium
+pytest: install ## the suite; the dashboard test drives Debian's headless chromium, the manifests test renders with Debian's kubectl
 	$(call need_tool,chromium,chromium)
+	$(call need_tool,kubectl,kubectl)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck compose-check pytest ## lint, type checks, compose validation and the whole suite on real PostgreSQL and Kafka
