@@ -16,8 +16,8 @@ import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
@@ -31,6 +31,11 @@ from shared.context import causation_id_var, correlation_id_var, traceparent_var
 from shared.errors import is_unavailable
 from shared.events import MalformedEvent, parse_event
 from shared.observability import Metrics
+from shared.tracing import failed as _failed
+from shared.tracing import parent_context, traceparent_of
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span, Tracer
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +70,9 @@ class ConsumedEvent:
     topic: str
     partition: int
     offset: int
+    # The span this event's handling continues: with tracing on, the span of this consumer's processing
+    # (child of the message's `traceparent` header, or else the event's extension); off, the extension.
+    traceparent: str | None = None
 
     @property
     def id(self) -> str:
@@ -112,6 +120,7 @@ class EventConsumer:
         max_batch: int = 500,
         retry_delays: Sequence[float] = (0.05, 0.2, 0.5),
         batch_handler: BatchHandler | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         if (handler is None) == (batch_handler is None):
             raise ValueError("give exactly one of handler and batch_handler")
@@ -123,6 +132,8 @@ class EventConsumer:
         self._topics = list(topics)
         self._handler = handler
         self._batch_handler = batch_handler
+        self._tracer = tracer
+        self._name = name
         self._max_batch = max_batch
         self._retry_delays = list(retry_delays)[: max(0, settings.consumer_max_attempts - 1)]
         self._lock = asyncio.Lock()
@@ -218,36 +229,55 @@ class EventConsumer:
             envelope = parse_event(record.value)
         except MalformedEvent as exc:
             return _Pending(record, None, str(exc))
-        return _Pending(record, ConsumedEvent(envelope, topic, record.partition, record.offset), None)
+        traceparent = envelope.get("traceparent")
+        if self._tracer is not None:
+            traceparent = _traceparent_header(record) or traceparent
+        event = ConsumedEvent(
+            envelope,
+            topic,
+            record.partition,
+            record.offset,
+            traceparent if isinstance(traceparent, str) else None,
+        )
+        return _Pending(record, event, None)
 
     async def _apply_batch(self, events: list[ConsumedEvent]) -> None:
-        async with self._sessionmaker() as session, session.begin():
-            # Through the session, not its driver connection: cancelled mid-statement on the driver (a replica
-            # stopping), the session's rollback then waited forever (tests/notifications/test_replicas.py).
-            claimed = await session.execute(
-                _CLAIM,
-                {
-                    "consumer": self.group_id,
-                    "partitions": self._partition_locks(events),
-                    "ids": [e.id for e in events],
-                },
-            )
-            fresh = set(claimed.scalars().all())
-            new: list[ConsumedEvent] = []
-            for event in events:
-                if event.id in fresh:
-                    fresh.discard(event.id)
-                    new.append(event)
+        # With tracing on, a consumer span per new event, ended once the transaction has committed or failed.
+        spans: list[Span] = []
+        try:
+            async with self._sessionmaker() as session, session.begin():
+                # Through the session, not its driver connection: cancelled mid-statement on the driver (a replica
+                # stopping), the session's rollback then waited forever (tests/notifications/test_replicas.py).
+                claimed = await session.execute(
+                    _CLAIM,
+                    {
+                        "consumer": self.group_id,
+                        "partitions": self._partition_locks(events),
+                        "ids": [e.id for e in events],
+                    },
+                )
+                fresh = set(claimed.scalars().all())
+                new: list[ConsumedEvent] = []
+                for event in events:
+                    if event.id in fresh:
+                        fresh.discard(event.id)
+                        new.append(event)
+                    else:
+                        self._metrics.consumer_events.labels(event.topic, "duplicate").inc()
+                if self._batch_handler is not None:
+                    if new:
+                        await self._batch_handler(session, new if self._tracer is None else self._traced(new, spans))
+                    for event in new:
+                        self._metrics.consumer_events.labels(event.topic, "processed").inc()
                 else:
-                    self._metrics.consumer_events.labels(event.topic, "duplicate").inc()
-            if self._batch_handler is not None:
-                if new:
-                    await self._batch_handler(session, new)
-                for event in new:
-                    self._metrics.consumer_events.labels(event.topic, "processed").inc()
-            else:
-                for event in new:
-                    await self._call(session, event)
+                    for event in new:
+                        await self._call(session, event, spans)
+        except BaseException as exc:
+            _failed(spans, exc)
+            raise
+        finally:
+            for span in spans:
+                span.end()
         self.processed += len(events)
 
     def _partition_locks(self, events: list[ConsumedEvent]) -> list[int]:
@@ -287,15 +317,54 @@ class EventConsumer:
                 await asyncio.sleep(self._retry_delays[attempts])
                 attempts += 1
 
-    async def _call(self, session: AsyncSession, event: ConsumedEvent) -> None:
+    def _span(self, event: ConsumedEvent) -> Span:
+        """The consumer span of handling `event`, child of the span that published it."""
+        assert self._tracer is not None
+        from opentelemetry.trace import SpanKind
+
+        return self._tracer.start_span(
+            f"process {event.topic}",
+            context=parent_context(event.traceparent),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": event.topic,
+                "messaging.consumer.group.name": self.group_id,
+                "messaging.message.id": event.id,
+                "cloudevents.event_type": event.type,
+            },
+        )
+
+    def _traced(self, events: list[ConsumedEvent], spans: list[Span]) -> list[ConsumedEvent]:
+        """`events` for a batch handler, each `traceparent` naming the span of its handling (several events at
+        once, so none is current): what the handler writes about an event continues its trace."""
+        traced = []
+        for event in events:
+            span = self._span(event)
+            spans.append(span)
+            traced.append(replace(event, traceparent=traceparent_of(span)))
+        return traced
+
+    async def _call(self, session: AsyncSession, event: ConsumedEvent, spans: list[Span]) -> None:
+        span = self._span(event) if self._tracer is not None else None
+        if span is not None:
+            spans.append(span)
+            event = replace(event, traceparent=traceparent_of(span))
         tokens = (
             correlation_id_var.set(event.envelope.get("correlationid") or event.id),
             causation_id_var.set(event.id),
-            traceparent_var.set(event.envelope.get("traceparent")),
+            traceparent_var.set(event.traceparent),
         )
         assert self._handler is not None
         try:
-            await self._handler(session, event)
+            if span is None:
+                await self._handler(session, event)
+            else:
+                from opentelemetry.trace import use_span
+
+                with use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
+                    await self._handler(session, event)
         finally:
             traceparent_var.reset(tokens[2])
             causation_id_var.reset(tokens[1])
@@ -354,6 +423,13 @@ class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:  # noqa: ARG002
         return None
+
+
+def _traceparent_header(record: ConsumerRecord) -> str | None:
+    for name, value in record.headers or ():
+        if name == "traceparent" and isinstance(value, bytes):
+            return value.decode("latin-1")
+    return None
 
 
 async def _stop_quietly(consumer: AIOKafkaConsumer) -> None:

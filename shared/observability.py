@@ -16,6 +16,7 @@ import time
 import uuid
 from typing import Any
 
+from opentelemetry import trace
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -29,6 +30,7 @@ from pythonjsonlogger.json import JsonFormatter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.context import correlation_id_var, traceparent_var
+from shared.tracing import traceparent_of
 
 
 class Metrics:
@@ -81,9 +83,12 @@ class Metrics:
 class RequestContextMiddleware:
     """Per-request correlation id, trace context and HTTP metrics."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, *, tracing: bool = False) -> None:
         self.app = app
         self.metrics = metrics
+        # With OpenTelemetry on, the request's server span is current here (its middleware is outermost):
+        # the events carry its `traceparent`, sampled flag included, and the span is named by the route.
+        self.tracing = tracing
         # Per (method, route, status): labels() costs a lock and a lookup on every request.
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
@@ -99,7 +104,10 @@ class RequestContextMiddleware:
             elif name == b"traceparent":
                 traceparent = value.decode("latin-1")
         correlation_id = correlation_id or _new_correlation_id()
-        traceparent = incoming_or_new_traceparent(traceparent)
+        if self.tracing:
+            traceparent = traceparent_of(trace.get_current_span()) or incoming_or_new_traceparent(traceparent)
+        else:
+            traceparent = incoming_or_new_traceparent(traceparent)
         token_c = correlation_id_var.set(correlation_id)
         token_t = traceparent_var.set(traceparent)
         status = 500
@@ -109,6 +117,9 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if self.tracing:
+                    # Named by the route before the response ends it (OpenTelemetry's default is the path).
+                    _name_server_span(scope)
                 message.setdefault("headers", [])
                 message["headers"] = [
                     *message["headers"],
@@ -134,6 +145,14 @@ class RequestContextMiddleware:
             children[1].observe(time.perf_counter() - started)
             correlation_id_var.reset(token_c)
             traceparent_var.reset(token_t)
+
+
+def _name_server_span(scope: Scope) -> None:
+    template = getattr(scope.get("route"), "path", None)
+    if template is not None:
+        span = trace.get_current_span()
+        span.update_name(f"{scope['method']} {template}")
+        span.set_attribute("http.route", template)
 
 
 # What a client may name its request by (contract §1): 1-128 visible ASCII characters; anything else is replaced.
@@ -196,6 +215,9 @@ class _ContextFilter(logging.Filter):
         record.service = self.service
         record.correlation_id = correlation_id_var.get()
         record.trace_id = trace_id_of(traceparent_var.get())
+        # The span current where the line was logged (a request's, a consumer's, a delivery's), with tracing on.
+        span = trace.get_current_span().get_span_context()
+        record.span_id = f"{span.span_id:016x}" if span.is_valid else None
         # uvicorn's terminal colours of the same message: not a field of a log line.
         record.__dict__.pop("color_message", None)
         return True
@@ -218,7 +240,9 @@ _ACCESS_LOGGER = "uvicorn.access"
 
 
 def configure_logging(service: str, *, level: str = "INFO", json_logs: bool = True, access_log: bool = False) -> None:
-    """Structured JSON logs on stderr with `correlation_id` and `trace_id`, uvicorn's lines included.
+    """Structured JSON logs on stderr, uvicorn's lines included.
+
+    Each line has `correlation_id` and `trace_id`, and `span_id` when a span is current (tracing on).
 
     uvicorn's loggers lose the plain-text handlers it gave them and reach this one. Its access log
     (`access_log`, `CF_ACCESS_LOG`) is on only when asked for: otherwise the logger has no handler at all,
@@ -229,7 +253,7 @@ def configure_logging(service: str, *, level: str = "INFO", json_logs: bool = Tr
     formatter: logging.Formatter
     if json_logs:
         formatter = JsonFormatter(
-            "%(asctime)s %(levelname)s %(name)s %(message)s %(service)s %(correlation_id)s %(trace_id)s",
+            "%(asctime)s %(levelname)s %(name)s %(message)s %(service)s %(correlation_id)s %(trace_id)s %(span_id)s",
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
         )
     else:

@@ -26,7 +26,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -48,6 +48,11 @@ from shared.events import CONTENT_TYPE, OutboxRecord, build_event
 from shared.group_commit import highest_parameter, repeat_rows
 from shared.kafka import ensure_topics
 from shared.observability import Metrics
+from shared.tracing import failed as _failed
+from shared.tracing import parent_context, stored_traceparent, traceparent_of
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span, Tracer
 
 logger = logging.getLogger(__name__)
 
@@ -176,10 +181,12 @@ class OutboxRelay:
         producer: AIOKafkaProducer,
         metrics: Metrics,
         maintenance: list[str] | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self._settings = settings
         self._producer = producer
         self._metrics = metrics
+        self._tracer = tracer
         self._dsn = asyncpg_dsn(settings.database_url)
         self._wake = asyncio.Event()
         self._maintenance = maintenance or []
@@ -254,31 +261,67 @@ class OutboxRelay:
                 return 0
             refused: list[tuple[asyncpg.Record, Exception]] = []
             # Bounded: a broker paused mid-request can leave a send or a delivery unanswered.
-            async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
-                sent = []
-                for row in rows:
-                    try:
-                        delivery = await self._producer.send(
-                            self._settings.topic(row["topic"]),
-                            value=bytes(row["value"]),
-                            key=row["key"].encode(),
-                            headers=_HEADERS,
-                        )
-                    except REFUSED_FOR_GOOD as exc:  # the producer's own size check, before the broker
-                        refused.append((row, exc))
-                    else:
-                        sent.append((row, delivery))
-                outcomes = await asyncio.gather(*(delivery for _, delivery in sent), return_exceptions=True)
-            for (row, _), outcome in zip(sent, outcomes, strict=True):
-                if isinstance(outcome, REFUSED_FOR_GOOD):
-                    refused.append((row, outcome))
-                elif isinstance(outcome, BaseException):
-                    raise outcome  # a passing failure: the whole batch is claimed again later
+            spans: list[Span] = []
+            try:
+                async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
+                    sent = []
+                    for row in rows:
+                        value = bytes(row["value"])
+                        topic = self._settings.topic(row["topic"])
+                        # The event's trace travels as a Kafka header too (contract §2, v1.1): the bytes of its
+                        # stored `traceparent` extension or, with tracing on, those of this publish's span.
+                        traceparent = stored_traceparent(value)
+                        if self._tracer is not None and traceparent is not None:
+                            span = self._publish_span(topic, row, traceparent)
+                            spans.append(span)
+                            traceparent = (traceparent_of(span) or "").encode() or traceparent
+                        try:
+                            delivery = await self._producer.send(
+                                topic,
+                                value=value,
+                                key=row["key"].encode(),
+                                headers=_HEADERS if traceparent is None else [*_HEADERS, ("traceparent", traceparent)],
+                            )
+                        except REFUSED_FOR_GOOD as exc:  # the producer's own size check, before the broker
+                            refused.append((row, exc))
+                        else:
+                            sent.append((row, delivery))
+                    outcomes = await asyncio.gather(*(delivery for _, delivery in sent), return_exceptions=True)
+                for (row, _), outcome in zip(sent, outcomes, strict=True):
+                    if isinstance(outcome, REFUSED_FOR_GOOD):
+                        refused.append((row, outcome))
+                    elif isinstance(outcome, BaseException):
+                        raise outcome  # a passing failure: the whole batch is claimed again later
+            except BaseException as exc:
+                if spans:
+                    _failed(spans, exc)  # claimed again later: each retry is a span of its own
+                raise
+            finally:
+                for span in spans:
+                    span.end()
             if refused:
                 await self._set_aside(conn, refused)
         self.published += len(rows) - len(refused)
         self._metrics.outbox_published.inc(len(rows) - len(refused))
         return len(rows)
+
+    def _publish_span(self, topic: str, row: asyncpg.Record, traceparent: bytes) -> Span:
+        """A producer span, child of the span that wrote the event; ended once the batch is acknowledged."""
+        assert self._tracer is not None
+        from opentelemetry.trace import SpanKind
+
+        return self._tracer.start_span(
+            f"publish {topic}",
+            context=parent_context(traceparent),
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.operation.type": "send",
+                "messaging.destination.name": topic,
+                "messaging.message.id": str(row["event_id"]),
+                "cloudevents.event_type": row["event_type"],
+            },
+        )
 
     async def _set_aside(self, conn: asyncpg.Connection, refused: list[tuple[asyncpg.Record, Exception]]) -> None:
         """Move events the broker refuses for good out of the queue, with the reason, in the claim's transaction."""

@@ -16,7 +16,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -42,6 +42,10 @@ from shared.observability import CONTEXT_PARAMETERS, Metrics, RequestContextMidd
 from shared.outbox import MAX_EVENT_BYTES_INFO, OutboxRelay
 from shared.problem_types import PROBLEM_TYPES, problem_page
 from shared.ratelimit import RateLimit
+from shared.tracing import start_tracing, stop_tracing
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +63,8 @@ class ServiceRuntime:
     producer_ready: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
+    # OpenTelemetry's tracer for this service when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (shared/tracing.py).
+    tracer: Tracer | None = None
 
     def spawn(self, name: str, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coroutine, name=name)
@@ -81,6 +87,8 @@ def build_service_app(
     on_shutdown: Hook | None = None,
 ) -> FastAPI:
     metrics = Metrics(settings.service_name)
+    # None unless `OTEL_EXPORTER_OTLP_ENDPOINT` is set: then no middleware, span or provider exists.
+    tracer = start_tracing(settings.service_name)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -98,6 +106,7 @@ def build_service_app(
             pool=await create_driver_pool(settings.database_url, pool_size=settings.database_pool_size),
             producer=create_producer(settings),
             metrics=metrics,
+            tracer=tracer,
         )
         # Every session knows how large an event may be (shared.outbox.add_records checks it).
         runtime.sessionmaker.configure(info={MAX_EVENT_BYTES_INFO: settings.max_event_bytes})
@@ -126,6 +135,8 @@ def build_service_app(
             except TimeoutError:
                 runtime.pool.terminate()
             await engine.dispose()
+            if tracer is not None:
+                stop_tracing(settings.service_name)
 
     app = FastAPI(
         title=title,
@@ -145,7 +156,7 @@ def build_service_app(
     if settings.rate_limit:
         # Outside the boundary: a request past its `sub`'s limit is a 429 before anything else is done for it.
         app.add_middleware(RateLimit, spec=settings.rate_limit, verifier=app.state.token_verifier)
-    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics, tracing=tracer is not None)
     # Added last, so outermost: preflights are answered before auth and metrics see them.
     app.add_middleware(
         CORSMiddleware,
@@ -155,6 +166,18 @@ def build_service_app(
         expose_headers=["Idempotent-Replayed", "X-Correlation-ID", "traceparent"],
         max_age=600,
     )
+    if tracer is not None:
+        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+        from shared.tracing import excluded_urls, provider_of
+
+        # Outermost: the request's server span (its parent the incoming `traceparent`) holds everything else.
+        app.add_middleware(
+            OpenTelemetryMiddleware,
+            tracer_provider=provider_of(settings.service_name),
+            exclude_spans=["receive", "send"],
+            excluded_urls=excluded_urls(),
+        )
     app.include_router(_operations_router())
     app.include_router(_problems_router())
     for router in routers:
@@ -234,6 +257,7 @@ async def _start_workers(runtime: ServiceRuntime, workers: WorkerFactory | None)
         settings=settings,
         producer=runtime.producer,
         metrics=runtime.metrics,
+        tracer=runtime.tracer,
         maintenance=[PURGE_EXPIRED.format(hours=settings.idempotency_ttl_hours)],
     )
     runtime.extras["relay"] = relay

@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             name="feedback-responses",
             topics=[FEEDBACK_RECEIVED.topic],
             handler=FeedbackResponses(settings).handle,
+            tracer=runtime.tracer,
         )
         runtime.extras["feedback_consumer"] = consumer
         return [("feedback-responses", consumer.run())]

@@ -44,15 +44,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 topics=ROUTED_SOURCE_TOPICS,
                 batch_handler=event_router.route,
                 max_batch=settings.router_batch_size,
+                tracer=runtime.tracer,
             )
             for _ in range(settings.router_consumers)
         ]
         runtime.extras["consumers"] = consumers
+        event_router.tracer = runtime.tracer
         routers = [(f"router-{n}", consumer.run()) for n, consumer in enumerate(consumers, 1)]
         if not settings.webhooks_in_process:
             return routers
         dispatcher = WebhookDispatcher(
-            settings=settings, metrics=webhook_metrics, guard=guard, intake_has_backlog=event_router.has_backlog
+            settings=settings,
+            metrics=webhook_metrics,
+            guard=guard,
+            intake_has_backlog=event_router.has_backlog,
+            tracer=runtime.tracer,
         )
         runtime.extras["dispatcher"] = dispatcher
         return [*routers, ("webhooks", dispatcher.run())]

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,6 +29,10 @@ from services.notifications.schemas import AllOf, AnyOf, Condition, FieldTest, N
 from shared.catalogue import department_topic
 from shared.consumer import ConsumedEvent
 from shared.events import with_extensions
+from shared.tracing import parent_context, traceparent_of
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
 
 logger = logging.getLogger(__name__)
 
@@ -219,6 +223,8 @@ class EventRouter:
         self._topics = {department: department_topic(department) for department in settings.departments}
         self._backlog_batch = max(1, settings.router_batch_size // 4)
         self._backlog_until = 0.0
+        # The service's tracer when tracing is on (set by the app once it runs): a `route` span per event.
+        self.tracer: Tracer | None = None
 
     def has_backlog(self) -> bool:
         """Whether large batches came in within the last second (the consumers are catching up)."""
@@ -232,13 +238,42 @@ class EventRouter:
         pairs = repository.RoutedPairs()
         for event in events:
             departments = self._rules.departments_for(rules, event)
-            if departments:
+            if self.tracer is not None:
+                self._traced_route(pairs, event, departments)
+            elif departments:
                 self._add_pairs(pairs, event, departments)
         if pairs:
             await repository.insert_routed(session, pairs)
 
-    def _add_pairs(self, pairs: repository.RoutedPairs, event: ConsumedEvent, departments: list[str]) -> None:
+    def _traced_route(self, pairs: repository.RoutedPairs, event: ConsumedEvent, departments: list[str]) -> None:
+        """Routing as a span, child of the event's processing: the copies carry its `traceparent`."""
+        assert self.tracer is not None
+        span = self.tracer.start_span(
+            f"route {event.type}",
+            context=parent_context(event.traceparent),
+            attributes={"cloudevents.event_type": event.type, "cf.departments": ",".join(departments)},
+        )
+        try:
+            if departments:
+                self._add_pairs(pairs, event, departments, traceparent=traceparent_of(span))
+        finally:
+            span.end()
+
+    def _add_pairs(
+        self,
+        pairs: repository.RoutedPairs,
+        event: ConsumedEvent,
+        departments: list[str],
+        *,
+        traceparent: str | None = None,
+    ) -> None:
         envelope = event.envelope
+        if traceparent is not None:
+            # Before `data`, where the relay looks for it (shared.tracing.stored_traceparent).
+            envelope = {name: value for name, value in envelope.items() if name != "data"}
+            envelope["traceparent"] = traceparent
+            if "data" in event.envelope:
+                envelope["data"] = event.envelope["data"]
         subject = _text_or_none(envelope.get("subject"))
         occurred_at = _time_or_none(envelope.get("time"))
         for department in departments:

@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import asyncpg
 from prometheus_client import Counter, Gauge
@@ -38,6 +39,10 @@ from services.notifications.webhooks.client import DeliveryFailed, WebhookClient
 from services.notifications.webhooks.guard import AddressGuard
 from services.notifications.webhooks.policy import is_success, judge_attempt, parse_retry_after
 from services.notifications.webhooks.signing import Signer
+from shared.tracing import parent_context, traceparent_of
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span, Tracer
 from shared.backoff import Backoff
 from shared.catalogue import SUBSCRIPTION_DISABLED
 from shared.db import asyncpg_dsn, create_sessionmaker
@@ -121,8 +126,10 @@ class WebhookDispatcher:
         metrics: WebhookMetrics,
         guard: AddressGuard,
         intake_has_backlog: Callable[[], bool] = lambda: False,
+        tracer: Tracer | None = None,
     ) -> None:
         self._settings = settings
+        self._tracer = tracer
         self._intake_has_backlog = intake_has_backlog
         self._dsn = asyncpg_dsn(settings.database_url)
         self._engine = bookkeeping_engine(settings.database_url)
@@ -279,6 +286,26 @@ class WebhookDispatcher:
         if self._more_due:
             self._wake.set()
 
+    def _delivery_span(self, delivery: repository.ClaimedDelivery, headers: dict[str, str]) -> Span:
+        """The attempt's client span, child of the span that routed the event; the receiver gets its trace."""
+        assert self._tracer is not None
+        from opentelemetry.trace import SpanKind
+
+        span = self._tracer.start_span(
+            "webhook POST",
+            context=parent_context(headers.get("traceparent")),
+            kind=SpanKind.CLIENT,
+            attributes={
+                "http.request.method": "POST",
+                "cf.webhook.delivery_id": str(delivery.id),
+                "cf.webhook.subscription_id": str(delivery.subscription_id),
+            },
+        )
+        traceparent = traceparent_of(span)
+        if traceparent is not None:
+            headers["traceparent"] = traceparent
+        return span
+
     async def _attempt(self, delivery: repository.ClaimedDelivery, lease: _Lease) -> None:
         lane = self._lanes.get(delivery.subscription_id)
         if lane is None:
@@ -297,10 +324,13 @@ class WebhookDispatcher:
                 self._metrics.in_flight.set(self._in_flight)
                 attempted_at = datetime.now(UTC)
                 started = time.perf_counter()
+                span: Span | None = None
                 try:
                     headers = self._signer.headers(
                         message_id=str(delivery.id), secret=delivery.secret, body=delivery.body
                     )
+                    if self._tracer is not None:
+                        span = self._delivery_span(delivery, headers)
                     answer = await self._client.post(delivery.url, headers, delivery.body)
                     status_code, retry_after = answer.status, answer.retry_after
                 except TimeoutError:
@@ -315,6 +345,8 @@ class WebhookDispatcher:
                 finally:
                     self._in_flight -= 1
                     self._metrics.in_flight.set(self._in_flight)
+                    if span is not None:
+                        _end_delivery_span(span, status_code, error)
         finally:
             self._leave_lane(delivery.subscription_id)
         if error is None and status_code is not None and not is_success(status_code):
@@ -433,3 +465,13 @@ async def disable(session: AsyncSession, subscription_id: uuid.UUID, *, reason: 
     await add_event(
         session, SUBSCRIPTION_DISABLED, data=subscription_view(row), subject=str(row.id), customer_id=str(row.id)
     )
+
+
+def _end_delivery_span(span: Span, status_code: int | None, error: str | None) -> None:
+    from opentelemetry.trace import Status, StatusCode
+
+    if status_code is not None:
+        span.set_attribute("http.response.status_code", status_code)
+    if error is not None or (status_code is not None and not is_success(status_code)):
+        span.set_status(Status(StatusCode.ERROR, error or f"HTTP {status_code}"))
+    span.end()

@@ -27,18 +27,26 @@ from services.notifications.webhooks.dispatcher import WebhookDispatcher, Webhoo
 from services.notifications.webhooks.guard import AddressGuard
 from shared.config import load_settings
 from shared.observability import Metrics, configure_logging
+from shared.tracing import start_tracing, stop_tracing
 
 logger = logging.getLogger(__name__)
 
 
 async def send_webhooks(settings: Settings, metrics: Metrics | None = None) -> None:
     """Send due webhook deliveries until cancelled; leases in flight are handed back on the way out."""
+    # Tracing (OTEL_EXPORTER_OTLP_ENDPOINT) reports the worker as its service, `notifications`.
+    tracer = start_tracing(settings.service_name)
     dispatcher = WebhookDispatcher(
         settings=settings,
         metrics=WebhookMetrics(metrics or Metrics(settings.service_name)),
         guard=AddressGuard(allow_private=settings.webhook_allow_private),
+        tracer=tracer,
     )
-    await dispatcher.run()
+    try:
+        await dispatcher.run()
+    finally:
+        if tracer is not None:
+            stop_tracing(settings.service_name)
 
 
 def operations_app(metrics: Metrics, sending: asyncio.Task[None]) -> web.Application:
