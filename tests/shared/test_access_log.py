@@ -40,7 +40,10 @@ def json_lines(text: str) -> list[dict[str, Any]]:
 
 def test_an_access_line_is_json_with_each_part_a_field(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("probe", json_logs=True, access_log=True)
-
+    # uvicorn sets its own loggers' level from its --log-level (info by default); an earlier test's
+    # uvicorn may have left them at warning.
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).setLevel(logging.INFO)
     # As uvicorn's protocols write it.
     logging.getLogger("uvicorn.access").info(
         '%s - "%s %s HTTP/%s" %d', "10.0.0.7:51234", "GET", "/v1/feedback?limit=5", "1.1", 200
