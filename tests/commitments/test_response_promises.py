@@ -4,9 +4,8 @@ makes and meets their promises, end to end through the feedback, commitments and
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -27,6 +26,7 @@ from tests.feedback.conftest import feedback_settings
 from tests.notifications.conftest import notifications_settings
 from tests.support.kafka import read_topic
 from tests.support.platform import Platform, serve
+from tests.support.waiting import eventually
 
 HOUR = 3600
 T = TypeVar("T")
@@ -38,17 +38,6 @@ class Services:
     commitments: httpx.AsyncClient
     notifications: httpx.AsyncClient
     headers: dict[str, str]
-
-
-async def eventually(check: Callable[[], Awaitable[T | None]], *, within: float = 30.0) -> T:
-    """The first truthy answer of `check`, asked every 50 ms for up to `within` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        answer = await check()
-        if answer:
-            return answer
-        assert time.monotonic() < deadline, "never happened"
-        await asyncio.sleep(0.05)
 
 
 async def consuming(app: FastAPI) -> None:
@@ -112,7 +101,7 @@ async def wait_for_promises(
         promises = await promises_for(services, feedback_id)
         return promises if check(promises) else None
 
-    return await eventually(current)
+    return await eventually(current, within=30)
 
 
 def by_kind(promises: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -263,7 +252,7 @@ async def test_a_policy_with_a_two_second_deadline_is_overdue_on_time_in_support
             )
 
         for department in ("support", "management"):
-            await eventually(lambda department=department: in_inbox(department))  # type: ignore[misc]
+            await eventually(lambda department=department: in_inbox(department), within=30)  # type: ignore[misc]
     finally:
         await services.commitments.delete(f"/v1/response-policies/{name}", headers=services.headers)
 

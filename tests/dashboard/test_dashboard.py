@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import math
@@ -22,6 +21,7 @@ from shared.auth import mint_token
 from shared.stack import Stack
 from tests.dashboard.link import Link
 from tests.ops.support import auth, inbox, post_complaint, wait_for_inbox
+from tests.support.waiting import eventually
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
 
@@ -131,14 +131,13 @@ async def test_kept_rate_and_response_promises_due_soon_or_overdue_are_shown(sta
 
 async def wait_for_response_promise(stack: Stack, customer_id: str, kind: str) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=stack.url("commitments"), headers=auth(stack)) as client:
-        deadline = time.monotonic() + 30
-        while True:
+
+        async def first() -> dict[str, Any] | None:
             response = await client.get("/v1/commitments", params={"customer_id": customer_id, "kind": kind})
             items: list[dict[str, Any]] = response.json()["items"]
-            if items:
-                return items[0]
-            assert time.monotonic() < deadline, f"no {kind} promise for {customer_id}"
-            await asyncio.sleep(0.1)
+            return items[0] if items else None
+
+        return await eventually(first, within=30)
 
 
 async def create_commitment(stack: Stack, customer_id: str, title: str, *, due_in: timedelta) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import pytest
 import pytest_asyncio
 
 from shared.stack import Stack
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.faults
 
@@ -41,15 +42,14 @@ async def _still_flowing(http: httpx.AsyncClient, stack: Stack, within: float = 
     created = await http.post(f"{stack.url('feedback')}/v1/feedback", json=_complaint(f"calm-{uuid.uuid4().hex[:8]}"))
     assert created.status_code == 201, created.text
     subject = created.json()["id"]
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
+
+    async def in_support_inbox() -> bool:
         inbox = await http.get(
             f"{stack.url('notifications')}/v1/departments/support/notifications", params={"limit": 50}
         )
-        if any(item["subject"] == subject for item in inbox.json()["items"]):
-            return
-        await asyncio.sleep(0.25)
-    raise AssertionError(f"complaint {subject} did not reach the support inbox within {within} s")
+        return any(item["subject"] == subject for item in inbox.json()["items"])
+
+    await eventually(in_support_inbox, within=within)
 
 
 async def _streamed_complaint(customer: str, megabytes: float) -> AsyncIterator[bytes]:

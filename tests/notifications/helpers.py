@@ -6,7 +6,7 @@ import asyncio
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -19,21 +19,10 @@ from shared.embedded import free_port
 from shared.events import CONTENT_TYPE, OutboxRecord, build_event
 from tests.support.local_server import LocalServer
 from tests.support.platform import Platform
+from tests.support.waiting import eventually
 
 ROUTER_GROUP = "cf-notifications-router"
 T = TypeVar("T")
-
-
-async def eventually(check: Callable[[], Awaitable[T | None]], *, within: float = 15.0, every: float = 0.05) -> T:
-    """Poll `check` until it returns something truthy; fail after `within` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {within}s: {check}")
-        await asyncio.sleep(every)
 
 
 # --- events, published as the producing services do ------------------------------------------

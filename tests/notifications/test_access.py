@@ -19,8 +19,9 @@ from services.notifications.app import create_app
 from services.notifications.webhooks.signing import new_secret
 from shared import catalogue
 from tests.notifications.conftest import RunningService, notifications_settings
-from tests.notifications.helpers import EventPublisher, Receiver, customer, eventually, feedback
+from tests.notifications.helpers import EventPublisher, Receiver, customer, feedback
 from tests.support.platform import Platform, serve
+from tests.support.waiting import eventually
 
 SHOWN_ONCE = {"secret": None, "note": "secret_shown_once"}
 

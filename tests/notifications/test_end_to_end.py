@@ -9,9 +9,10 @@ import orjson
 from services.feedback.app import create_app as create_feedback_app
 from services.feedback.config import Settings as FeedbackSettings
 from tests.notifications.conftest import RunningService
-from tests.notifications.helpers import customer, eventually
+from tests.notifications.helpers import customer
 from tests.support.kafka import read_topic
 from tests.support.platform import Platform, serve
+from tests.support.waiting import eventually
 
 
 async def test_complaint_posted_to_the_feedback_service_reaches_support_and_management(

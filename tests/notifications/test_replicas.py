@@ -14,9 +14,10 @@ from shared import catalogue
 from shared.consumer import EventConsumer
 from shared.events import OutboxRecord, build_event
 from tests.notifications.conftest import notifications_settings
-from tests.notifications.helpers import ROUTER_GROUP, EventPublisher, customer, eventually, feedback
+from tests.notifications.helpers import ROUTER_GROUP, EventPublisher, customer, feedback
 from tests.support.kafka import read_topic
 from tests.support.platform import Platform, serve
+from tests.support.waiting import eventually
 
 
 def customers_on_every_partition(partitions: int, *, each: int = 2) -> list[str]:

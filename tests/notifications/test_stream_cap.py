@@ -12,8 +12,8 @@ import pytest
 from services.notifications.stream import StreamSlots
 from shared.errors import TooManyRequests
 from tests.notifications.conftest import RunningService
-from tests.notifications.helpers import eventually
 from tests.support.platform import Platform
+from tests.support.waiting import eventually
 
 DEFAULT_CAP = 10
 

@@ -16,7 +16,7 @@ from services.notifications.webhooks.guard import AddressGuard
 from shared import catalogue
 from shared.observability import Metrics
 from tests.notifications.conftest import RunningService, notifications_settings
-from tests.notifications.helpers import Answer, EventPublisher, Receiver, commitment, customer, eventually, feedback
+from tests.notifications.helpers import Answer, EventPublisher, Receiver, commitment, customer, feedback
 from tests.notifications.test_webhooks import (
     about,
     deliveries,
@@ -27,6 +27,7 @@ from tests.notifications.test_webhooks import (
     subscription,
 )
 from tests.support.platform import Platform
+from tests.support.waiting import eventually
 
 _running: list[asyncio.Task[None]] = []
 

@@ -24,18 +24,10 @@ from shared.context import traceparent_var
 from shared.db import asyncpg_dsn
 from shared.events import CONTENT_TYPE
 from tests.notifications.conftest import RunningService, notifications_settings
-from tests.notifications.helpers import (
-    Answer,
-    EventPublisher,
-    Received,
-    Receiver,
-    commitment,
-    customer,
-    eventually,
-    feedback,
-)
+from tests.notifications.helpers import Answer, EventPublisher, Received, Receiver, commitment, customer, feedback
 from tests.support.kafka import read_topic
 from tests.support.platform import Platform, serve
+from tests.support.waiting import eventually
 
 
 async def subscribe(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from typing import Any
 
 import httpx
 import orjson
@@ -24,6 +23,7 @@ from shared.outbox import MAX_EVENT_BYTES_INFO, add_records
 from shared.service import ServiceRuntime
 from tests.support.kafka import Record, read_topic
 from tests.support.platform import Platform
+from tests.support.waiting import eventually
 
 # Past the producer's 1 MiB request limit: the broker side refuses this for good.
 BEYOND_THE_BROKER = 1_200_000
@@ -61,8 +61,10 @@ async def test_an_event_the_broker_refuses_is_set_aside_and_the_events_behind_it
     assert [n for key, n in published if key == other] == [1]
 
     # Set aside in the same transaction that gives up the claim, which commits once the others are acknowledged.
-    dead = await _wait_for_rows(
-        platform, "SELECT event_type, key, reason FROM outbox_dead_event WHERE event_id = $1", huge.event_id
+    dead = await eventually(
+        lambda: platform.fetch(
+            "feedback", "SELECT event_type, key, reason FROM outbox_dead_event WHERE event_id = $1", huge.event_id
+        )
     )
     assert len(dead) == 1
     assert dead[0]["key"] == customer
@@ -74,8 +76,12 @@ async def test_an_event_the_broker_refuses_is_set_aside_and_the_events_behind_it
     assert any(line["event_id"] == str(huge.event_id) for line in lines)
 
     total = len(await platform.fetch("feedback", "SELECT 1 FROM outbox_dead_event"))
-    metrics = await _wait_for_metric(app, f"cf_outbox_dead_events {float(total)}")
-    assert f"cf_outbox_dead_events {float(total)}" in metrics
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+
+        async def gauge_shows_them() -> bool:
+            return f"cf_outbox_dead_events {float(total)}" in (await client.get("/metrics")).text
+
+        await eventually(gauge_shows_them, within=10)
 
 
 async def test_retry_queues_a_set_aside_event_again_and_the_relay_publishes_it(
@@ -117,24 +123,6 @@ async def test_retry_queues_a_set_aside_event_again_and_the_relay_publishes_it(
     assert "no event" in again.output
 
 
-async def _wait_for_rows(platform: Platform, sql: str, *args: object, within: float = 10.0) -> list[Any]:
-    async with asyncio.timeout(within):
-        while not (rows := await platform.fetch("feedback", sql, *args)):  # noqa: ASYNC110 - polls the database
-            await asyncio.sleep(0.05)
-    return rows
-
-
 async def _cli(platform: Platform, *arguments: str) -> Result:
     env = {f"CF_{service.upper()}_DATABASE_URL": url for service, url in platform.database_urls.items()}
     return await asyncio.to_thread(lambda: CliRunner().invoke(cli, list(arguments), env=env))
-
-
-async def _wait_for_metric(app: FastAPI, line: str, within: float = 10.0) -> str:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        async with asyncio.timeout(within):
-            while True:
-                text = (await client.get("/metrics")).text
-                if line in text:
-                    return text
-                await asyncio.sleep(0.1)

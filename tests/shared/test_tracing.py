@@ -29,9 +29,10 @@ from services.feedback.config import Settings as FeedbackSettings
 from services.notifications.app import create_app as create_notifications_app
 from services.notifications.config import Settings as NotificationsSettings
 from shared.tracing import provider_of, span_in, stored_traceparent, tracing_enabled
-from tests.notifications.helpers import Receiver, customer, eventually
+from tests.notifications.helpers import Receiver, customer
 from tests.support.kafka import read_topic
 from tests.support.platform import Platform, serve
+from tests.support.waiting import eventually
 
 
 @dataclass(frozen=True)
