@@ -56,14 +56,11 @@ async def test_a_second_member_on_a_partition_waits_before_it_writes(platform: P
     settings = platform.settings("feedback")
     engine = create_async_engine(platform.database_urls["feedback"], pool_size=4)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
-    zombie_may_commit = asyncio.Event()
 
-    def consumer(*, hold: bool) -> EventConsumer:
+    def consumer() -> EventConsumer:
         async def handle(session: AsyncSession, events: Sequence[ConsumedEvent]) -> None:
             for event in events:
                 await session.execute(text(f"INSERT INTO {probe_table} (event_id) VALUES (:id)"), {"id": event.id})
-            if hold:
-                await zombie_may_commit.wait()
 
         return EventConsumer(
             settings=settings,
@@ -77,7 +74,7 @@ async def test_a_second_member_on_a_partition_waits_before_it_writes(platform: P
 
     run = uuid.uuid4().hex[:8]
     first, second, other, held = (f"{run}-{name}" for name in ("first", "second", "other", "held"))
-    wide, zombie = consumer(hold=False), consumer(hold=False)
+    wide, zombie = consumer(), consumer()
     blocker = await asyncpg.connect(platform.dsn("feedback"))
     try:
         # A third transaction holds `held` claimed, so the wide member's claim waits on it mid-statement.
@@ -98,7 +95,8 @@ async def test_a_second_member_on_a_partition_waits_before_it_writes(platform: P
         await _until_waiting(platform, count=1)
         # The zombie still handles partition 0 from its old assignment: the key's first event.
         zombie_batch = asyncio.create_task(zombie._apply_batch([_event("feedback.events", 0, 20, first)]))
-        await asyncio.sleep(0.5)
+        # Until the zombie has committed (no fence) or waits for the wide member's partition lock (the fence).
+        await _until_waiting(platform, count=2, or_done=zombie_batch)
         await blocker_tx.rollback()
         await asyncio.wait_for(asyncio.gather(wide_batch, zombie_batch), 30)
     finally:
@@ -111,10 +109,12 @@ async def test_a_second_member_on_a_partition_waits_before_it_writes(platform: P
     assert len(rows) == 4, "each event handled once"
 
 
-async def _until_waiting(platform: Platform, *, count: int, within: float = 10.0) -> None:
-    """Until `count` claims in the feedback database wait on a lock."""
+async def _until_waiting(
+    platform: Platform, *, count: int, or_done: asyncio.Task[None] | None = None, within: float = 10.0
+) -> None:
+    """Until `count` claims in the feedback database wait on a lock (or `or_done` has finished)."""
     deadline = asyncio.get_running_loop().time() + within
-    while True:
+    while or_done is None or not or_done.done():
         rows: list[Any] = await platform.fetch(
             "feedback",
             "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
