@@ -196,6 +196,15 @@ def _disarm(row: CommitmentRow) -> None:
     row.next_event_at = None
 
 
+def _judge_excuse(row: CommitmentRow, now: datetime, *, agreed: bool, late: str, unagreed: str) -> None:
+    """A reschedule or cancellation after the due date, or without the customer's agreement, is an excuse:
+    counted, and the promise is broken (`late` or `unagreed` is why, unless it was broken before)."""
+    after_due = row.status == "overdue" or now > row.due_at
+    if after_due or not agreed:
+        _break(row, late if after_due else unagreed)
+        row.excuses += 1
+
+
 def _break(row: CommitmentRow, because: str) -> None:
     """Mark the promise broken; one broken already keeps its first reason (nothing mends it)."""
     if row.kept is not False:
@@ -239,13 +248,9 @@ async def reschedule(
     now = datetime.now(UTC)
     _require_future(rescheduling.due_at, now, ["body", "due_at"])
     previous_due_at = row.due_at
-    after_due = row.status == "overdue" or now > previous_due_at
-    if after_due:
-        _break(row, "overdue")
-    elif not rescheduling.customer_agreed:
-        _break(row, "rescheduled_without_agreement")
-    if after_due or not rescheduling.customer_agreed:
-        row.excuses += 1
+    _judge_excuse(
+        row, now, agreed=rescheduling.customer_agreed, late="overdue", unagreed="rescheduled_without_agreement"
+    )
     earlier = EarlierDueDate(
         due_at=previous_due_at,
         reason=rescheduling.reason,
@@ -272,13 +277,13 @@ async def cancel(*, session: AsyncSession, commitment_id: uuid.UUID, cancellatio
     row = await _find(session, commitment_id, for_update=True)
     _require_unclosed(row, "cancelled")
     now = datetime.now(UTC)
-    after_due = row.status == "overdue" or now > row.due_at
-    if after_due:
-        _break(row, "cancelled_after_due")
-    elif not cancellation.customer_agreed:
-        _break(row, "cancelled_without_agreement")
-    if after_due or not cancellation.customer_agreed:
-        row.excuses += 1
+    _judge_excuse(
+        row,
+        now,
+        agreed=cancellation.customer_agreed,
+        late="cancelled_after_due",
+        unagreed="cancelled_without_agreement",
+    )
     row.status = "cancelled"
     row.cancelled_at = now
     row.cancellation_reason = cancellation.reason
