@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import time
 import uuid
 from collections import defaultdict
@@ -14,6 +16,7 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from starlette.types import Receive, Scope, Send
 
+from services.notifications.config import Settings
 from shared.catalogue import EventSpec
 from shared.embedded import free_port
 from shared.events import CONTENT_TYPE, OutboxRecord, build_event
@@ -23,6 +26,28 @@ from tests.support.waiting import eventually
 
 ROUTER_GROUP = "cf-notifications-router"
 T = TypeVar("T")
+
+
+async def start_webhook_worker(settings: Settings, **environment: str) -> asyncio.subprocess.Process:
+    """A `python -m services.notifications.webhook_worker` process with `settings`' database, broker and webhooks
+    (and `environment` on top)."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.notifications.webhook_worker",
+        env={
+            **os.environ,
+            "CF_NOTIFICATIONS_DATABASE_URL": settings.database_url,
+            "CF_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+            "CF_TOPIC_PREFIX": settings.topic_prefix,
+            "CF_AUTH_SECRET": settings.auth_secret.get_secret_value(),
+            "CF_WEBHOOK_ALLOW_PRIVATE": "true" if settings.webhook_allow_private else "false",
+            "CF_WEBHOOK_TIMEOUT_SECONDS": str(settings.webhook_timeout_seconds),
+            "CF_WEBHOOK_RETRY_SCHEDULE": ",".join(str(delay) for delay in settings.webhook_retry_schedule),
+            "CF_WEBHOOK_CONCURRENCY_PER_SUBSCRIPTION": str(settings.webhook_concurrency_per_subscription),
+            **environment,
+        },
+    )
 
 
 # --- events, published as the producing services do ------------------------------------------

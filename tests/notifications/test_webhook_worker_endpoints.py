@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
-import sys
 
 import httpx
 
-from services.notifications.config import Settings
 from services.notifications.webhooks.worker import serve_operations
 from shared.observability import Metrics
 from tests.notifications.conftest import RunningService
+from tests.notifications.helpers import start_webhook_worker
 
 
 def free_port() -> int:
@@ -23,25 +21,9 @@ def free_port() -> int:
         return port
 
 
-async def start_worker(settings: Settings, port: int) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "services.notifications.webhook_worker",
-        env={
-            **os.environ,
-            "CF_NOTIFICATIONS_DATABASE_URL": settings.database_url,
-            "CF_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-            "CF_TOPIC_PREFIX": settings.topic_prefix,
-            "CF_AUTH_SECRET": settings.auth_secret.get_secret_value(),
-            "CF_WEBHOOK_WORKER_PORT": str(port),
-        },
-    )
-
-
 async def test_webhook_worker_process_serves_its_health_and_metrics(notifications: RunningService) -> None:
     port = free_port()
-    worker = await start_worker(notifications.settings, port)
+    worker = await start_webhook_worker(notifications.settings, CF_WEBHOOK_WORKER_PORT=str(port))
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
             for _ in range(150):

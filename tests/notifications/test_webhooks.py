@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -17,14 +15,22 @@ import pytest
 from standardwebhooks import Webhook
 
 from services.notifications.app import create_app
-from services.notifications.config import Settings
 from services.notifications.webhooks.dispatcher import LEASE_MARGIN_SECONDS, WebhookDispatcher
 from shared import catalogue
 from shared.context import traceparent_var
 from shared.db import asyncpg_dsn
 from shared.events import CONTENT_TYPE
 from tests.notifications.conftest import RunningService, notifications_settings
-from tests.notifications.helpers import Answer, EventPublisher, Received, Receiver, commitment, customer, feedback
+from tests.notifications.helpers import (
+    Answer,
+    EventPublisher,
+    Received,
+    Receiver,
+    commitment,
+    customer,
+    feedback,
+    start_webhook_worker,
+)
 from tests.support.kafka import read_topic
 from tests.support.platform import Platform, serve
 from tests.support.waiting import eventually
@@ -125,26 +131,6 @@ async def webhooks_running_after_each_test(notifications: RunningService) -> Asy
     yield
     if not any(task.get_name() == "webhooks" and not task.done() for task in notifications.app.state.runtime.tasks):
         restart_in_process_webhooks(notifications)
-
-
-async def start_webhook_worker(settings: Settings) -> asyncio.subprocess.Process:
-    """A `python -m services.notifications.webhook_worker` process with the suite's database, broker and webhooks."""
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "services.notifications.webhook_worker",
-        env={
-            **os.environ,
-            "CF_NOTIFICATIONS_DATABASE_URL": settings.database_url,
-            "CF_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-            "CF_TOPIC_PREFIX": settings.topic_prefix,
-            "CF_AUTH_SECRET": settings.auth_secret.get_secret_value(),
-            "CF_WEBHOOK_ALLOW_PRIVATE": "true" if settings.webhook_allow_private else "false",
-            "CF_WEBHOOK_TIMEOUT_SECONDS": str(settings.webhook_timeout_seconds),
-            "CF_WEBHOOK_RETRY_SCHEDULE": ",".join(str(delay) for delay in settings.webhook_retry_schedule),
-            "CF_WEBHOOK_CONCURRENCY_PER_SUBSCRIPTION": str(settings.webhook_concurrency_per_subscription),
-        },
-    )
 
 
 async def test_webhook_is_signed_per_standard_webhooks_and_carries_the_cloudevent(
