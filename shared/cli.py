@@ -279,7 +279,7 @@ def outbox_dead(
     """Events the broker refused for good, set aside so that the events behind them flow on."""
     services = _services(service)
     with _database_urls(data_dir, services) as urls:
-        found = {name: asyncio.run(_on_database(urls[name], dead_events)) for name in services}
+        found = {name: _on_database(name, urls[name], dead_events) for name in services}
     for name, events in found.items():
         for event in events:
             if as_json:
@@ -303,18 +303,26 @@ def outbox_retry(
     services = _services(service)
     with _database_urls(data_dir, services) as urls:
         for name in services:
-            if asyncio.run(_on_database(urls[name], lambda conn: requeue_dead_event(conn, event_id))):
+            if _on_database(name, urls[name], lambda conn: requeue_dead_event(conn, event_id)):
                 typer.echo(f"{name}: event {event_id} queued again")
                 return
     raise _fail(f"no event {event_id} is set aside in {', '.join(services)}")
 
 
-async def _on_database(url: str, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-    connection = await asyncpg.connect(asyncpg_dsn(url), timeout=5)
+def _on_database(service: str, url: str, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    """`work` on a connection to `service`'s database; one `error:` line and exit 1 if it is unreachable."""
+
+    async def run() -> T:
+        connection = await asyncpg.connect(asyncpg_dsn(url), timeout=5)
+        try:
+            return await work(connection)
+        finally:
+            await connection.close()
+
     try:
-        return await work(connection)
-    finally:
-        await connection.close()
+        return asyncio.run(run())
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        raise _fail(f"{service}'s database is unreachable ({type(exc).__name__}: {exc})") from None
 
 
 @app.command()

@@ -123,6 +123,16 @@ async def test_retry_queues_a_set_aside_event_again_and_the_relay_publishes_it(
     assert "no event" in again.output
 
 
+async def test_outbox_commands_say_when_a_database_is_unreachable() -> None:
+    unreachable = {"CF_FEEDBACK_DATABASE_URL": "postgresql://postgres@127.0.0.1:9/feedback"}
+    for arguments in (["outbox", "dead"], ["outbox", "retry", str(uuid.uuid4())]):
+        command = [*arguments, "--service", "feedback"]
+        result = await asyncio.to_thread(CliRunner().invoke, cli, command, env=unreachable)
+        assert result.exit_code == 1, result.output
+        assert "feedback's database is unreachable" in result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
 async def _cli(platform: Platform, *arguments: str) -> Result:
     env = {f"CF_{service.upper()}_DATABASE_URL": url for service, url in platform.database_urls.items()}
     return await asyncio.to_thread(lambda: CliRunner().invoke(cli, list(arguments), env=env))
