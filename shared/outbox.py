@@ -166,8 +166,10 @@ _SET_ASIDE = """
 INSERT INTO outbox_dead_event (outbox_id, event_id, topic, key, event_type, value, created_at, reason)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 """
-_DEAD_COUNT = "SELECT count(*) FROM outbox_dead_event"
-_BACKLOG = "SELECT count(*), extract(epoch FROM now() - min(created_at)) FROM outbox_event"
+_BACKLOG = """
+SELECT count(*), extract(epoch FROM now() - min(created_at)), (SELECT count(*) FROM outbox_dead_event)
+FROM outbox_event
+"""
 _LEADER_LOCK = 7_246_001  # one active relay per service database keeps per-key order
 
 
@@ -249,10 +251,10 @@ class OutboxRelay:
         now = time.monotonic()
         if now >= self._next_backlog_report:
             self._next_backlog_report = now + BACKLOG_REPORT_INTERVAL_SECONDS
-            count, oldest = await conn.fetchrow(_BACKLOG)
+            count, oldest, dead = await conn.fetchrow(_BACKLOG)
             self._metrics.outbox_pending.set(count)
             self._metrics.outbox_oldest_seconds.set(float(oldest or 0.0))
-            self._metrics.outbox_dead.set(await conn.fetchval(_DEAD_COUNT))
+            self._metrics.outbox_dead.set(dead)
 
     async def _publish_batch(self, conn: asyncpg.Connection) -> int:
         async with conn.transaction():
