@@ -13,7 +13,7 @@ from services.notifications.config import Settings
 from services.notifications.dashboard import router as dashboard_router
 from services.notifications.router import router
 from services.notifications.routing import EventRouter
-from services.notifications.secrets_at_rest import SecretBox, seal_plaintext_secrets
+from services.notifications.secrets_at_rest import seal_plaintext_secrets
 from services.notifications.stream import NotificationFeed, StreamSlots
 from services.notifications.webhooks.dispatcher import WebhookDispatcher, WebhookMetrics
 from services.notifications.webhooks.guard import AddressGuard
@@ -93,7 +93,7 @@ async def _seal_plaintext_secrets(runtime: ServiceRuntime, settings: Settings) -
     """Encrypt the webhook secrets stored in plain text before they were encrypted at rest (once, at start)."""
     try:
         async with runtime.sessionmaker() as session, session.begin():
-            await seal_plaintext_secrets(session, SecretBox.of(settings))
+            await seal_plaintext_secrets(session, settings)
     except Exception as exc:
         # Not fatal: a plain secret still signs (secrets_at_rest.reveal), and the next start seals it.
         logger.warning("webhook secrets in plain text not encrypted yet: %s", exc)

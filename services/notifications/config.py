@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
+from services.notifications import secrets_at_rest
 from shared.config import PlatformSettings, check_auth_secret, database_url_field, split_csv
 
 DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
@@ -111,3 +112,9 @@ class Settings(PlatformSettings):
         if value is not None:
             check_auth_secret(value.get_secret_value())
         return value
+
+    @model_validator(mode="after")
+    def _remember_secret_key(self) -> Settings:
+        # The repository, which signs with stored secrets, is handed a session only (secrets_at_rest says why).
+        secrets_at_rest.remember_key(secrets_at_rest.key_material(self))
+        return self

@@ -13,8 +13,8 @@ import asyncpg
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.notifications import secrets_at_rest
 from services.notifications.models import DeliveryAttempt, Notification, RoutingRule, Subscription, WebhookDelivery
-from services.notifications.secrets_at_rest import SecretBox, SecretUnreadable
 from shared.pagination import keyset_page
 
 logger = logging.getLogger(__name__)
@@ -476,13 +476,7 @@ RETURNING d.id, d.subscription_id, due.url, due.secret, d.schedule_step, n.value
 
 
 async def claim_due_deliveries(
-    session: AsyncSession,
-    *,
-    secrets: SecretBox,
-    busy: dict[uuid.UUID, int],
-    lane_size: int,
-    total: int,
-    lease_seconds: float,
+    session: AsyncSession, *, busy: dict[uuid.UUID, int], lane_size: int, total: int, lease_seconds: float
 ) -> list[ClaimedDelivery]:
     """Lease due deliveries of active subscriptions, at most as many per subscription as its lane has room.
 
@@ -501,8 +495,8 @@ async def claim_due_deliveries(
     claimed: list[ClaimedDelivery] = []
     for row in rows:
         try:
-            secret = secrets.reveal(row.secret)
-        except SecretUnreadable as exc:
+            secret = secrets_at_rest.reveal(row.secret)
+        except secrets_at_rest.SecretUnreadable as exc:
             # Never sent unsigned or signed wrongly; its lease runs out and it is tried again, the others go on.
             logger.error("delivery %s of subscription %s not sent: %s", row.id, row.subscription_id, exc)
             continue

@@ -22,9 +22,9 @@ Secrets written before this module existed are plain `whsec_…` values:
 `reveal` passes them through and the service seals them when it starts
 (`seal_plaintext_secrets`).
 
-One `SecretBox` per process is built from the settings (`SecretBox.of`) and
-handed to who seals (creating a subscription, the start-up pass) and who
-reveals (the dispatcher's claim): no key lives in module state.
+The repository is handed a session, not settings: every notifications
+`Settings` remembers its key here when it is built (`remember_key`), so
+`reveal` opens what any of them sealed (one key in a deployed process).
 """
 
 from __future__ import annotations
@@ -53,47 +53,58 @@ class SecretUnreadable(Exception):
     """A stored secret none of this process's keys opens (the key setting changed)."""
 
 
+_keys: dict[bytes, Fernet] = {}
+# What `reveal` opened, by stored value: the dispatcher signs many deliveries per subscription.
+_opened: dict[str, str] = {}
+
+
 def derive_key(material: str) -> bytes:
     """The Fernet key for `material` (a setting's value): HKDF-SHA256 with this module's info label."""
     derived = HKDF(algorithm=SHA256(), length=32, salt=None, info=_INFO).derive(material.encode())
     return base64.urlsafe_b64encode(derived)
 
 
-class SecretBox:
-    """Seals webhook secrets for storage and opens them for signing, with one key."""
+def key_material(settings: Settings) -> str:
+    """`CF_WEBHOOK_SECRET_KEY` if set, else `CF_AUTH_SECRET`."""
+    chosen = settings.webhook_secret_key or settings.auth_secret
+    return chosen.get_secret_value()
 
-    def __init__(self, material: str) -> None:
-        self._fernet = Fernet(derive_key(material))
-        # What `reveal` opened, by stored value: the dispatcher signs many deliveries per subscription.
-        self._opened: dict[str, str] = {}
 
-    @classmethod
-    def of(cls, settings: Settings) -> SecretBox:
-        """The box of `CF_WEBHOOK_SECRET_KEY` if set, else of `CF_AUTH_SECRET`."""
-        chosen = settings.webhook_secret_key or settings.auth_secret
-        return cls(chosen.get_secret_value())
+def remember_key(material: str) -> Fernet:
+    """This process may open secrets sealed with `material`'s key; its `Fernet`."""
+    key = derive_key(material)
+    fernet = _keys.get(key)
+    if fernet is None:
+        fernet = _keys[key] = Fernet(key)
+    return fernet
 
-    def seal(self, secret: str) -> str:
-        """`secret` as it is stored: encrypted."""
-        return self._fernet.encrypt(secret.encode()).decode()
 
-    def reveal(self, stored: str) -> str:
-        """The plain secret a stored value holds (a `whsec_…` value from before encryption passes through)."""
-        if stored.startswith(PLAINTEXT_PREFIX):
-            return stored
-        opened = self._opened.get(stored)
-        if opened is None:
-            try:
-                opened = self._fernet.decrypt(stored.encode()).decode()
-            except InvalidToken:
-                raise SecretUnreadable(
-                    "a webhook secret cannot be decrypted with the key of CF_WEBHOOK_SECRET_KEY (or CF_AUTH_SECRET): "
-                    "was it changed? Set CF_WEBHOOK_SECRET_KEY to the value in use when the secret was stored."
-                ) from None
-            if len(self._opened) >= _OPENED_CACHE_SIZE:
-                self._opened.clear()
-            self._opened[stored] = opened
+def seal(secret: str, settings: Settings) -> str:
+    """`secret` as it is stored: encrypted with the settings' key."""
+    return remember_key(key_material(settings)).encrypt(secret.encode()).decode()
+
+
+def reveal(stored: str) -> str:
+    """The plain secret a stored value holds (a `whsec_…` value from before encryption passes through)."""
+    if stored.startswith(PLAINTEXT_PREFIX):
+        return stored
+    opened = _opened.get(stored)
+    if opened is not None:
         return opened
+    token = stored.encode()
+    for fernet in reversed(_keys.values()):
+        try:
+            opened = fernet.decrypt(token).decode()
+        except InvalidToken:
+            continue
+        if len(_opened) >= _OPENED_CACHE_SIZE:
+            _opened.clear()
+        _opened[stored] = opened
+        return opened
+    raise SecretUnreadable(
+        "a webhook secret cannot be decrypted with the key of CF_WEBHOOK_SECRET_KEY (or CF_AUTH_SECRET): "
+        "was it changed? Set CF_WEBHOOK_SECRET_KEY to the value that was in use when the secret was stored."
+    )
 
 
 def is_sealed(stored: str) -> bool:
@@ -110,7 +121,7 @@ WHERE s.id = sealed.id AND s.secret = sealed.plain
 )
 
 
-async def seal_plaintext_secrets(session: AsyncSession, box: SecretBox) -> int:
+async def seal_plaintext_secrets(session: AsyncSession, settings: Settings) -> int:
     """Encrypt every secret still stored in plain text (written before encryption); how many."""
     rows = (await session.execute(_PLAINTEXT)).all()
     if rows:
@@ -119,7 +130,7 @@ async def seal_plaintext_secrets(session: AsyncSession, box: SecretBox) -> int:
             {
                 "ids": [row.id for row in rows],
                 "plain": [row.secret for row in rows],
-                "sealed": [box.seal(row.secret) for row in rows],
+                "sealed": [seal(row.secret, settings) for row in rows],
             },
         )
         logger.info("encrypted %d webhook secrets stored in plain text", len(rows))

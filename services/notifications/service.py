@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.notifications import repository
+from services.notifications import repository, secrets_at_rest
 from services.notifications.config import Settings
 from services.notifications.models import Notification as NotificationRow
 from services.notifications.models import WebhookDelivery
@@ -28,7 +28,6 @@ from services.notifications.schemas import (
     SubscriptionIn,
     SubscriptionStatus,
 )
-from services.notifications.secrets_at_rest import SecretBox
 from services.notifications.webhooks.dispatcher import subscription_view
 from services.notifications.webhooks.guard import AddressGuard
 from services.notifications.webhooks.signing import new_secret
@@ -211,7 +210,7 @@ async def create_subscription(
             "department": body.department,
             "url": url,
             "event_types": list(dict.fromkeys(body.event_types)),
-            "secret": SecretBox.of(settings).seal(secret),
+            "secret": secrets_at_rest.seal(secret, settings),
             "created_by": principal.sub,
         },
     )

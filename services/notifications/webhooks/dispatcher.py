@@ -35,7 +35,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 from services.notifications import repository
 from services.notifications.config import Settings
 from services.notifications.schemas import Subscription
-from services.notifications.secrets_at_rest import SecretBox
 from services.notifications.webhooks.client import DeliveryFailed, WebhookClient
 from services.notifications.webhooks.guard import AddressGuard
 from services.notifications.webhooks.policy import is_success, judge_attempt, parse_retry_after
@@ -141,7 +140,6 @@ class WebhookDispatcher:
         )
         self._signer = Signer()
         self._lease_seconds = settings.webhook_timeout_seconds + LEASE_MARGIN_SECONDS
-        self._secrets = SecretBox.of(settings)
         self._lane_size = settings.webhook_concurrency_per_subscription
         # Claimed and not yet settled, per lane and in all: twice what may be sent at once.
         self._lane_capacity = 2 * self._lane_size
@@ -258,7 +256,6 @@ class WebhookDispatcher:
         async with self._sessionmaker() as session, session.begin():
             claimed = await repository.claim_due_deliveries(
                 session,
-                secrets=self._secrets,
                 busy=busy,
                 lane_size=self._lane_capacity,
                 total=room,
