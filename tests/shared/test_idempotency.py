@@ -8,6 +8,7 @@ import uuid
 import httpx
 
 from tests.support.platform import Platform
+from tests.support.waiting import eventually
 
 
 def _key() -> str:
@@ -55,7 +56,17 @@ async def test_concurrent_duplicate_is_409_while_the_first_is_in_flight(
     name, headers = f"p-{uuid.uuid4().hex[:8]}", {**platform.auth("feedback:write"), "Idempotency-Key": _key()}
     body = {"name": name, "delay_seconds": 0.5}
     first = asyncio.create_task(probe.post("/probes", json=body, headers=headers))
-    await asyncio.sleep(0.15)
+
+    async def first_in_flight() -> bool:
+        # Its transaction holds the key and waits out its delay, the stored-response lookup done.
+        rows = await platform.fetch(
+            "feedback",
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database()"
+            " AND state = 'idle in transaction' AND query LIKE '%FROM idempotency_key%'",
+        )
+        return bool(rows[0]["n"] > 0)
+
+    await eventually(first_in_flight, every=0.01)
     second = await probe.post("/probes", json=body, headers=headers)
     assert second.status_code == 409
     assert second.json()["type"].endswith("idempotency-key-in-flight")
