@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from typing import Any
 
@@ -13,6 +12,7 @@ from services.commitments.app import create_app
 from tests.commitments.conftest import commitments_settings
 from tests.commitments.support import LEAD_SECONDS, at, create, events_about, in_seconds, unique, wait_for_status
 from tests.support.platform import Platform, serve
+from tests.support.waiting import eventually
 
 
 @pytest.fixture
@@ -118,8 +118,8 @@ async def test_two_replicas_and_a_restart_fire_each_moment_exactly_once(
             made = [
                 await create(second, writer, customer_id=customer, due_at=in_seconds(1.2 + i * 0.06)) for i in range(25)
             ]
-            await asyncio.sleep(1.2)
-        # The second replica stops in the middle of the moments and comes back.
+            # The second replica stops in the middle of the moments (the first one's overdue has fired) and comes back.
+            await wait_for_status(second, writer, made[0]["id"], "overdue")
         async with serve(create_app(settings)):
             for commitment in made:
                 await wait_for_status(first, writer, commitment["id"], "overdue")
@@ -135,14 +135,21 @@ async def test_two_replicas_and_a_restart_fire_each_moment_exactly_once(
 async def test_scheduler_listens_again_after_losing_its_connection(
     client: httpx.AsyncClient, writer: dict[str, str], platform: Platform
 ) -> None:
+    listening = (
+        "SELECT pid FROM pg_stat_activity"
+        " WHERE datname = current_database() AND query ILIKE 'LISTEN %commitment_schedule%'"
+    )
     killed = await platform.fetch(
-        "commitments",
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-        "WHERE datname = current_database() AND query ILIKE 'LISTEN %commitment_schedule%'",
+        "commitments", f"SELECT pid, pg_terminate_backend(pid) AS killed FROM ({listening}) AS l"
     )
     assert killed
-    assert all(row[0] for row in killed)
-    await asyncio.sleep(0.3)
+    assert all(row["killed"] for row in killed)
+
+    async def listening_again() -> bool:
+        pids = {row["pid"] for row in await platform.fetch("commitments", listening)}
+        return len(pids - {row["pid"] for row in killed}) >= len(killed)
+
+    await eventually(listening_again)
     created = await create(client, writer, due_at=in_seconds(LEAD_SECONDS + 1.0))
     events = await events_about(platform, {created["id"]}, until=2)
     assert events[1]["type"] == "commitment.due_soon"
