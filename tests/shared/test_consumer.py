@@ -22,6 +22,7 @@ from shared.kafka import ensure_topics
 from shared.observability import Metrics
 from tests.support.kafka import read_topic
 from tests.support.platform import Platform
+from tests.support.waiting import eventually
 
 EFFECT_TABLE = "CREATE TABLE IF NOT EXISTS consumer_effect (event_id text, consumer text, n int)"
 
@@ -74,14 +75,18 @@ class Harness:
         )
         return [(r["event_id"], r["n"]) for r in rows]
 
-    async def wait_for_effects(self, count: int, within: float = 30) -> list[tuple[str, int]]:
-        for _ in range(int(within * 10)):
+    async def effects_once(self, *markers: int, within: float = 30) -> list[tuple[str, int]]:
+        """Every effect, once the effects of `markers` are in.
+
+        Each marker was published after the events it vouches for, on their partition: a consumer handles a
+        partition in order, so a duplicate effect of an earlier event would be in before the marker's.
+        """
+
+        async def marked() -> list[tuple[str, int]] | None:
             found = await self.effects()
-            if len(found) >= count:
-                await asyncio.sleep(0.5)  # a duplicate would show up by now
-                return await self.effects()
-            await asyncio.sleep(0.1)
-        return await self.effects()
+            return found if set(markers) <= {n for _, n in found} else None
+
+        return await eventually(marked, within=within)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -108,8 +113,8 @@ async def test_an_event_delivered_twice_has_one_effect(harness: Harness) -> None
         value = harness.event(1)
         await harness.publish(value)
         await harness.publish(value)
-        await harness.publish(harness.event(2))
-        effects = await harness.wait_for_effects(2)
+        await harness.publish(harness.event(2))  # on the same partition, after the duplicate
+        effects = await harness.effects_once(2)
         assert sorted(n for _, n in effects) == [1, 2]
     finally:
         task.cancel()
@@ -120,8 +125,8 @@ async def test_poison_messages_are_dead_lettered_and_later_messages_flow(harness
     try:
         await harness.publish(b"this is not a cloudevent", key="poison")
         await harness.publish(harness.event(10, fail=True), key="poison")
-        await harness.publish(harness.event(11))
-        effects = await harness.wait_for_effects(1)
+        await harness.publish(harness.event(11), key="poison")  # behind the poison, on its partition
+        effects = await harness.effects_once(11)
         assert [n for _, n in effects] == [11]
         dead = await read_topic(
             harness.platform.bootstrap_servers,
@@ -146,8 +151,13 @@ async def test_two_members_splitting_partitions_mid_stream_give_each_event_one_e
                 second = await _running(harness.consumer(group))  # a rebalance mid-stream
             if n == 200:
                 first.cancel()  # a member leaves mid-stream: its partitions move
-        effects = await harness.wait_for_effects(300, within=60)
-        assert sorted(n for _, n in effects) == list(range(300))
+        effects = await harness.effects_once(*range(300), within=60)
+        # Once the partitions have settled, one marker per key: a late duplicate would come before it.
+        markers = range(300, 313)
+        for n in markers:
+            await harness.publish(harness.event(n), key=f"c{n % 13}")
+        effects = await harness.effects_once(*markers, within=60)
+        assert sorted(n for _, n in effects) == [*range(300), *markers]
     finally:
         first.cancel()
         if second is not None:
