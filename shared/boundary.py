@@ -150,9 +150,7 @@ def _body_routes(routes: Sequence[BaseRoute]) -> list[tuple[RouteContext, bool]]
 
 
 def _declares_security(route: RouteContext) -> bool:
-    """A security scheme among the route's dependencies, or a hot path's documented `security`."""
-    if (route.openapi_extra or {}).get("security"):
-        return True
+    """A security scheme among the route's dependencies."""
     pending = list(route.dependant.dependencies)
     while pending:
         dependant = pending.pop()

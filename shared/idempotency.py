@@ -8,9 +8,9 @@ kept at least 24 hours and scoped to the token's `sub` and `department`
 an unbound one of the same `sub` are two keys.
 
 A replay is served only to a caller that may make the request now: the
-route's scope is checked before `respond` is reached (its dependency, or
-`authenticate` on a hot path), and the route's `authorize` (the department
-rules) runs before a stored response is looked up.
+route's scope is checked before `respond` is reached (its dependency), and
+the route's `authorize` (the department rules) runs before a stored response
+is looked up.
 
 A stored response never holds a secret: a response model with a
 `for_replay()` method is stored as what that returns (a webhook
@@ -29,9 +29,11 @@ import orjson
 from fastapi import Depends, Header, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.auth import Principal
-from shared.db import DbSession, UnitOfWork, driver_connection
+from shared.db import DbSession
 from shared.errors import Conflict, Unprocessable
 
 KEY_HEADER = "Idempotency-Key"
@@ -41,40 +43,19 @@ IdempotencyKey = Annotated[
     str | None,
     Header(alias=KEY_HEADER, min_length=1, max_length=_KEY_MAX_LENGTH, description=_KEY_DESCRIPTION),
 ]
-# The same header, for an endpoint that reads it with `idempotency_key_of` (shared/hotpath.py).
-KEY_PARAMETER = {
-    "name": KEY_HEADER,
-    "in": "header",
-    "required": False,
-    "description": _KEY_DESCRIPTION,
-    "schema": {"type": "string", "minLength": 1, "maxLength": _KEY_MAX_LENGTH},
-}
-
-
-def idempotency_key_of(request: Request) -> str | None:
-    """The request's `Idempotency-Key`, checked as `IdempotencyKey` would check it."""
-    key = request.headers.get(KEY_HEADER)
-    if key is not None and not 1 <= len(key) <= _KEY_MAX_LENGTH:
-        raise Unprocessable(
-            f"{KEY_HEADER}: must be 1 to {_KEY_MAX_LENGTH} characters",
-            errors=[{"loc": ["header", KEY_HEADER], "msg": f"must be 1 to {_KEY_MAX_LENGTH} characters"}],
-        )
-    return key
-
-
-_LOCK = "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))"
+_LOCK = text("SELECT pg_try_advisory_xact_lock(hashtextextended(:name, 0))")
 # A separate statement after the lock, so its snapshot sees a first request
 # that committed while we waited for the lock.
-_FETCH = """
+_FETCH = text("""
     SELECT fingerprint, status_code, response_body FROM idempotency_key
-    WHERE sub = $1 AND department = $2 AND key = $3 AND created_at > now() - make_interval(hours => $4)
-"""
-_STORE = """
+    WHERE sub = :sub AND department = :department AND key = :key AND created_at > now() - make_interval(hours => :hours)
+""")
+_STORE = text("""
     INSERT INTO idempotency_key (sub, department, key, route, fingerprint, status_code, response_body)
-    VALUES ($1, $2, $3, $4, $5, $6, $7)
+    VALUES (:sub, :department, :key, :route, :fingerprint, :status_code, :response_body)
     ON CONFLICT (sub, department, key) DO UPDATE SET route = excluded.route, fingerprint = excluded.fingerprint,
         status_code = excluded.status_code, response_body = excluded.response_body, created_at = now()
-"""
+""")
 # The department column of a key sent by a token bound to no department.
 UNBOUND = ""
 PURGE_EXPIRED = "DELETE FROM idempotency_key WHERE created_at < now() - interval '{hours} hours'"
@@ -88,7 +69,7 @@ def fingerprint(route: str, body: BaseModel | dict[str, Any] | None) -> str:
 
 async def idempotent(
     *,
-    session: UnitOfWork,
+    session: AsyncSession,
     principal: Principal,
     key: str | None,
     route: str,
@@ -109,29 +90,37 @@ async def idempotent(
         authorize()
     request_print = fingerprint(route, body)
     department = principal.department if principal.department is not None else UNBOUND
-    # On the driver, in the request's transaction: this runs on every keyed POST.
-    connection = await driver_connection(session)
-    if not await connection.fetchval(_LOCK, _lock_name(principal.sub, department, key)):
+    if not await session.scalar(_LOCK, {"name": _lock_name(principal.sub, department, key)}):
         raise Conflict(
             "A request with this Idempotency-Key is still being processed; retry later.",
             slug="idempotency-key-in-flight",
         )
-    stored = await connection.fetchrow(_FETCH, principal.sub, department, key, ttl_hours)
+    asked = {"sub": principal.sub, "department": department, "key": key}
+    stored = (await session.execute(_FETCH, {**asked, "hours": ttl_hours})).one_or_none()
     if stored is not None:
-        if stored["fingerprint"] != request_print:
+        if stored.fingerprint != request_print:
             raise Unprocessable(
                 "This Idempotency-Key was already used with a different request body.",
                 slug="idempotency-key-reused",
                 errors=[{"loc": ["header", "Idempotency-Key"], "msg": "already used with a different body"}],
             )
-        response = _json_response(stored["status_code"], bytes(stored["response_body"]))
+        response = _json_response(stored.status_code, bytes(stored.response_body))
         response.headers["Idempotent-Replayed"] = "true"
         return response
     created = await create()
     body_bytes = _dump(created)
     replay = _replay_form(created)
     stored_bytes = body_bytes if replay is created else _dump(replay)
-    await connection.execute(_STORE, principal.sub, department, key, route, request_print, status_code, stored_bytes)
+    await session.execute(
+        _STORE,
+        {
+            **asked,
+            "route": route,
+            "fingerprint": request_print,
+            "status_code": status_code,
+            "response_body": stored_bytes,
+        },
+    )
     return _json_response(status_code, body_bytes)
 
 
@@ -164,9 +153,9 @@ def _json_response(status_code: int, content: bytes) -> Response:
 
 @dataclass(frozen=True)
 class IdempotentRequest:
-    """A creating request's Idempotency-Key, bound to its transaction, route and key lifetime."""
+    """A creating request's Idempotency-Key, bound to its session, route and key lifetime."""
 
-    unit: UnitOfWork
+    session: AsyncSession
     key: str | None
     route: str
     ttl_hours: int
@@ -185,7 +174,7 @@ class IdempotentRequest:
         `authorize` (the route's department rules) runs before a stored response is looked up.
         """
         return await idempotent(
-            session=self.unit,
+            session=self.session,
             principal=principal,
             key=self.key,
             route=self.route,

@@ -26,7 +26,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -37,15 +37,15 @@ from aiokafka.errors import (
     UnsupportedForMessageFormatError,
 )
 from pydantic import BaseModel
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.backoff import Backoff
 from shared.catalogue import EventSpec
 from shared.config import PlatformSettings
-from shared.db import UnitOfWork, asyncpg_dsn, driver_connection
+from shared.db import asyncpg_dsn
 from shared.errors import Unprocessable
 from shared.events import CONTENT_TYPE, OutboxRecord, build_event
-from shared.group_commit import highest_parameter, repeat_rows
 from shared.kafka import ensure_topics
 from shared.observability import Metrics
 from shared.tracing import failed as _failed
@@ -91,8 +91,14 @@ def ensure_fits(record: OutboxRecord, max_bytes: int) -> None:
         )
 
 
+def max_event_bytes(session: AsyncSession) -> int:
+    """The session's service's `CF_MAX_EVENT_BYTES` (in `session.info`, set by the app's sessionmaker)."""
+    configured: int | None = session.info.get(MAX_EVENT_BYTES_INFO)
+    return configured or DEFAULT_MAX_EVENT_BYTES
+
+
 async def add_event(
-    session: UnitOfWork,
+    session: AsyncSession,
     spec: EventSpec,
     *,
     data: BaseModel | dict[str, Any],
@@ -105,7 +111,7 @@ async def add_event(
     return record.event_id
 
 
-async def add_records(session: UnitOfWork, records: list[OutboxRecord], *, refuse_oversized: bool = True) -> None:
+async def add_records(session: AsyncSession, records: list[OutboxRecord], *, refuse_oversized: bool = True) -> None:
     """Write ready-made outbox records (for example republished events).
 
     A record larger than the session's `CF_MAX_EVENT_BYTES` is refused (`EventTooLarge`) unless
@@ -115,42 +121,30 @@ async def add_records(session: UnitOfWork, records: list[OutboxRecord], *, refus
     if not records:
         return
     if refuse_oversized:
-        max_bytes = session.info.get(MAX_EVENT_BYTES_INFO) if isinstance(session, AsyncSession) else None
+        max_bytes = max_event_bytes(session)
         for record in records:
-            ensure_fits(record, max_bytes or DEFAULT_MAX_EVENT_BYTES)
-    # Every write path passes here: straight to the driver, in the session's transaction.
-    connection = await driver_connection(session)
-    rows = [outbox_values(record) for record in records]
-    if len(rows) == 1:
-        await connection.execute(_INSERT, *rows[0])
-    else:
-        await connection.executemany(_INSERT, rows)
+            ensure_fits(record, max_bytes)
+    await session.execute(_INSERT, [outbox_values(record)._asdict() for record in records])
 
 
-_COLUMNS = "outbox_event (event_id, topic, key, event_type, value)"
-_INSERT = f"INSERT INTO {_COLUMNS} VALUES ($1, $2, $3, $4, $5)"
+_INSERT = text(
+    "INSERT INTO outbox_event (event_id, topic, key, event_type, value) "
+    "VALUES (:event_id, :topic, :key, :event_type, :value)"
+)
 
 
-def outbox_values(record: OutboxRecord) -> tuple[uuid.UUID, str, str, str, bytes]:
-    """The parameters a statement from `with_outbox_rows` takes after each row's own."""
-    return record.event_id, record.topic, record.key, record.event_type, record.value
+class OutboxValues(NamedTuple):
+    """An outbox row's columns, as an insert takes them."""
+
+    event_id: uuid.UUID
+    topic: str
+    key: str
+    event_type: str
+    value: bytes
 
 
-def with_outbox_rows(insert: str, row: str, rows: int = 1) -> str:
-    """`insert` with `rows` VALUES tuples like `row`, and each row's event in the outbox, as one statement.
-
-    One statement is atomic without BEGIN and COMMIT, so a request whose only
-    write this is saves two round trips (and `shared.group_commit` can send
-    many requests' rows at once). `row` is numbered from `$1`; pass each row's
-    parameters, then `outbox_values(record)` of its event, one row after another.
-    """
-    own = highest_parameter(row)
-    event = "(" + ", ".join(f"${own + number}" for number in range(1, 6)) + ")"
-    # Numbered alike, so that row i's event takes the parameters right after row i's own.
-    return (
-        f"WITH change AS ({insert} VALUES {repeat_rows(row, rows, stride=own + 5)}) "
-        f"INSERT INTO {_COLUMNS} VALUES {repeat_rows(event, rows, stride=own + 5)}"
-    )
+def outbox_values(record: OutboxRecord) -> OutboxValues:
+    return OutboxValues(record.event_id, record.topic, record.key, record.event_type, record.value)
 
 
 # Claimed and deleted in one statement; the rows come back if the transaction rolls back

@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Seque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
 
-import asyncpg
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, FastAPI, Path, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -33,9 +32,8 @@ from shared.auth import TokenVerifier
 from shared.backoff import Backoff
 from shared.boundary import RequestBoundary
 from shared.config import PlatformSettings
-from shared.db import create_driver_pool, create_engine, create_sessionmaker
+from shared.db import create_engine, create_sessionmaker
 from shared.errors import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA, NotFound, install_problem_handlers
-from shared.hotpath import add_body_schemas
 from shared.idempotency import PURGE_EXPIRED
 from shared.kafka import create_producer, ensure_topics
 from shared.observability import CONTEXT_PARAMETERS, Metrics, RequestContextMiddleware, configure_logging
@@ -57,7 +55,6 @@ class ServiceRuntime:
     settings: PlatformSettings
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
-    pool: asyncpg.Pool
     producer: AIOKafkaProducer
     metrics: Metrics
     producer_ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -103,7 +100,6 @@ def build_service_app(
             settings=settings,
             engine=engine,
             sessionmaker=create_sessionmaker(engine),
-            pool=await create_driver_pool(settings.database_url, pool_size=settings.database_pool_size),
             producer=create_producer(settings),
             metrics=metrics,
             tracer=tracer,
@@ -130,10 +126,6 @@ def build_service_app(
                 await on_shutdown(runtime)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(runtime.producer.stop(), 5)
-            try:
-                await asyncio.wait_for(runtime.pool.close(), 5)
-            except TimeoutError:
-                runtime.pool.terminate()
             await engine.dispose()
             if tracer is not None:
                 stop_tracing(settings.service_name)
@@ -346,7 +338,6 @@ def _document_problems(app: FastAPI) -> None:
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components["Problem"] = PROBLEM_SCHEMA
-        add_body_schemas(components)
         components.pop("HTTPValidationError", None)
         components.pop("ValidationError", None)
         problem = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}

@@ -7,12 +7,12 @@ from typing import Any
 from fastapi import FastAPI
 
 from services.feedback.config import Settings
-from services.feedback.repository import feedback_inserts
+from services.feedback.repository import group_captures
 from services.feedback.router import router, verdict_router
 from services.feedback.triage import Taxonomy, Triage
 from services.feedback.verdicts import VerdictLinks
 from shared.config import load_settings
-from shared.service import build_service_app
+from shared.service import ServiceRuntime, build_service_app
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -27,14 +27,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "triaged, tracked until the loop is closed, and measured."
         ),
         routers=[router, verdict_router],
+        on_startup=lambda runtime: _group_captures(app, runtime),
     )
     app.state.verdict_links = VerdictLinks.from_secret(
         settings.auth_secret.get_secret_value(), settings.feedback_public_url
     )
     _document_verdict_pages(app)
     app.state.triage = triage
-    app.state.feedback_inserts = feedback_inserts(app.state.metrics)
     return app
+
+
+async def _group_captures(app: FastAPI, runtime: ServiceRuntime) -> None:
+    """Captures that are their request's only write go together (services/feedback/repository.py)."""
+    observe = runtime.metrics.group_commit_rows.labels("feedback").observe
+    app.state.feedback_captures = group_captures(runtime.sessionmaker, observe=observe)
 
 
 def _document_verdict_pages(app: FastAPI) -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-import asyncpg
+import orjson
 from sqlalchemy import (
     ColumnElement,
     DateTime,
@@ -22,16 +22,16 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.feedback.models import FeedbackRow, ResolutionRow, StatusChangeRow
-from shared.db import UnitOfWork, driver_connection
 from shared.events import OutboxRecord
 from shared.group_commit import GroupCommit
-from shared.observability import Metrics
-from shared.outbox import outbox_values, with_outbox_rows
+from shared.outbox import OutboxValues, ensure_fits, max_event_bytes, outbox_values
 from shared.pagination import keyset_page
 
 
@@ -50,7 +50,7 @@ class FeedbackFilter:
 
 
 class NewFeedback(NamedTuple):
-    """A feedback row to insert, in the column order of `_INSERT`."""
+    """A feedback row to insert."""
 
     id: uuid.UUID
     customer_id: str
@@ -71,43 +71,85 @@ class NewFeedback(NamedTuple):
     created_at: datetime
 
 
-_INSERT = """
+# New feedback and each one's event, in one statement: each parameter is one column, an array with a value
+# per row (a row's tags and themes as JSON, since an array of arrays would be one flat array). One
+# statement is atomic on its own: written alone, it needs no BEGIN and COMMIT.
+_INSERT = text(
+    """
+WITH capture AS (
+    SELECT * FROM unnest(
+        CAST(:id AS uuid[]), CAST(:customer_id AS text[]), CAST(:customer_kind AS text[]), CAST(:channel AS text[]),
+        CAST(:kind AS text[]), CAST(:text AS text[]), CAST(:rating_scale AS text[]),
+        CAST(:rating_value AS smallint[]), CAST(:product AS text[]), CAST(:tags AS text[]),
+        CAST(:occurred_at AS timestamptz[]), CAST(:status AS text[]), CAST(:sentiment_score AS float8[]),
+        CAST(:sentiment_label AS text[]), CAST(:sentiment_source AS text[]), CAST(:themes AS text[]),
+        CAST(:created_at AS timestamptz[]), CAST(:event_id AS uuid[]), CAST(:topic AS text[]),
+        CAST(:key AS text[]), CAST(:event_type AS text[]), CAST(:value AS bytea[])
+    ) WITH ORDINALITY AS capture(id, customer_id, customer_kind, channel, kind, text, rating_scale, rating_value,
+        product, tags, occurred_at, status, sentiment_score, sentiment_label, sentiment_source, themes, created_at,
+        event_id, topic, key, event_type, value, position)
+), feedback AS (
     INSERT INTO feedback (id, customer_id, customer_kind, channel, kind, text, rating_scale, rating_value, product,
         tags, occurred_at, status, sentiment_score, sentiment_label, sentiment_source, themes, created_at, updated_at)
+    SELECT id, customer_id, customer_kind, channel, kind, text, rating_scale, rating_value, product,
+        ARRAY(SELECT jsonb_array_elements_text(CAST(tags AS jsonb))), occurred_at, status, sentiment_score,
+        sentiment_label, sentiment_source, ARRAY(SELECT jsonb_array_elements_text(CAST(themes AS jsonb))),
+        created_at, created_at
+    FROM capture ORDER BY position
+)
+INSERT INTO outbox_event (event_id, topic, key, event_type, value)
+SELECT event_id, topic, key, event_type, value FROM capture ORDER BY position
 """
-_ROW = "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17)"
+)
+
+Capture = tuple[NewFeedback, OutboxRecord]
 
 
-def _insert_feedback(rows: int) -> str:
-    """`rows` feedback rows and their events in one statement: the ingest hot path's only round trip."""
-    return with_outbox_rows(_INSERT, _ROW, rows)
+def _columns(captures: Sequence[Capture]) -> dict[str, list[Any]]:
+    """The parameters of `_INSERT` for `captures`, in their order."""
+    rows = [(*feedback, *outbox_values(event)) for feedback, event in captures]
+    names = (*NewFeedback._fields, *OutboxValues._fields)
+    columns = {name: list(values) for name, values in zip(names, zip(*rows, strict=True), strict=True)}
+    for name in ("tags", "themes"):
+        columns[name] = [orjson.dumps(values).decode() for values in columns[name]]
+    return columns
 
 
-_INSERT_ONE = _insert_feedback(1)
+def group_captures(
+    sessionmaker: async_sessionmaker[AsyncSession], *, observe: Callable[[int], None] = lambda _: None
+) -> GroupCommit[Capture]:
+    """The app's captures that are their request's only write, written together while others are in flight."""
+
+    async def write_together(captures: list[Capture]) -> None:
+        async with sessionmaker() as session:
+            # One statement, atomic on its own: without BEGIN and COMMIT, one round trip.
+            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            await session.execute(_INSERT, _columns(captures))
+
+    # PostgreSQL rejected a row (classes 22 and 23), so none of the batch committed: each is written alone.
+    return GroupCommit(write_together, alone_on=(DataError, IntegrityError), observe=observe)
 
 
-def feedback_inserts(metrics: Metrics) -> GroupCommit:
-    """Captures without an Idempotency-Key, written together while others are in flight."""
-    return GroupCommit(_insert_feedback, observe=metrics.group_commit_rows.labels("feedback").observe)
+class Captures:
+    """Where a request's new feedback goes, with its `feedback.received` event.
 
+    In `session`'s transaction once it has begun one (with an Idempotency-Key, whose row commits with the
+    capture's). A session that has begun nothing makes the capture its request's only write: given the
+    app's `group_captures`, it is then written in one statement with the captures of concurrent requests
+    (shared/group_commit.py), committed when `insert` returns.
+    """
 
-@dataclass(frozen=True)
-class Grouped:
-    """Insert by group commit (`shared/group_commit.py`): on the pool, with concurrent captures' rows."""
+    def __init__(self, session: AsyncSession, together: GroupCommit[Capture] | None = None) -> None:
+        self.session = session
+        self._together = together
 
-    inserts: GroupCommit
-    pool: asyncpg.Pool
-
-
-async def insert_feedback(unit: UnitOfWork | Grouped, feedback: NewFeedback, event: OutboxRecord) -> None:
-    """Insert one feedback and its `feedback.received` event."""
-    parameters = (*feedback, *outbox_values(event))
-    if isinstance(unit, Grouped):
-        await unit.inserts.write(unit.pool, parameters)
-        return
-    # Straight to the driver (bench/feedback_ingest.py measures why).
-    connection = await driver_connection(unit)
-    await connection.execute(_INSERT_ONE, *parameters)
+    async def insert(self, feedback: NewFeedback, event: OutboxRecord) -> None:
+        """Insert one feedback and its event; refuse (422) an event above `CF_MAX_EVENT_BYTES`."""
+        ensure_fits(event, max_event_bytes(self.session))
+        if self._together is not None and not self.session.in_transaction():
+            await self._together.write((feedback, event))
+        else:
+            await self.session.execute(_INSERT, _columns([(feedback, event)]))
 
 
 async def get_feedback(

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from services.feedback import service, verdict_page
 from services.feedback.config import Settings
-from services.feedback.repository import FeedbackFilter, Grouped
+from services.feedback.repository import Captures, FeedbackFilter
 from services.feedback.schemas import (
     Bucket,
     Channel,
@@ -31,11 +31,10 @@ from services.feedback.schemas import (
 )
 from services.feedback.triage import Triage
 from services.feedback.verdicts import VerdictLinks
-from shared.auth import Principal, authenticate, require_scope
-from shared.db import DbSession, pooled_connection
+from shared.auth import Principal, require_scope
+from shared.db import DbSession
 from shared.errors import Problem, Unprocessable
-from shared.hotpath import documented_request, json_body
-from shared.idempotency import KEY_PARAMETER, Idempotency, idempotency_key_of, idempotent, json_response
+from shared.idempotency import Idempotency
 from shared.pagination import DEFAULT_LIMIT, Cursor, Limit
 from shared.types import CustomerId, Instant
 
@@ -46,21 +45,27 @@ Reader = Annotated[Principal, Depends(require_scope("feedback:read"))]
 Writer = Annotated[Principal, Depends(require_scope("feedback:write"))]
 
 
-def _settings_of(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def _triage_of(request: Request) -> Triage:
+ServiceSettings = Annotated[Settings, Depends(_settings)]
+
+
+async def _triage(request: Request) -> Triage:
     triage: Triage = request.app.state.triage
     return triage
 
 
-async def _settings(request: Request) -> Settings:
-    return _settings_of(request)
+Triaging = Annotated[Triage, Depends(_triage)]
 
 
-ServiceSettings = Annotated[Settings, Depends(_settings)]
+async def _captures(request: Request, session: DbSession) -> Captures:
+    return Captures(session, request.app.state.feedback_captures)
+
+
+RequestCaptures = Annotated[Captures, Depends(_captures)]
 
 
 async def _links(request: Request) -> VerdictLinks:
@@ -82,31 +87,21 @@ CustomerFilter = Annotated[CustomerId | None, Query()]
     summary="Capture feedback",
     description="Stores the feedback with its sentiment and themes and emits `feedback.received`. "
     "Honours `Idempotency-Key`.",
-    openapi_extra=documented_request(FeedbackDraft, parameters=[KEY_PARAMETER]),
 )
-async def capture_feedback(request: Request) -> Response:
-    # The ingest hot path reads its own request (shared/hotpath.py says why); the order of the
-    # checks is FastAPI's: the token, then the body.
-    principal = authenticate(request, "feedback:write")
-    draft = await json_body(request, FeedbackDraft)
-    key = idempotency_key_of(request)
-    settings, triage = _settings_of(request), _triage_of(request)
-    if key is None:
-        # One statement, atomic on its own, sent with the rows of captures in flight beside it.
-        grouped = Grouped(request.app.state.feedback_inserts, request.app.state.runtime.pool)
-        created = await service.capture(grouped, draft=draft, triage=triage, settings=settings)
-        return json_response(201, created)
-    async with pooled_connection(request) as connection:
-        return await idempotent(
-            session=connection,
-            principal=principal,
-            key=key,
-            route=request.scope["path"],
-            body=draft,
-            create=lambda: service.capture(connection, draft=draft, triage=triage, settings=settings),
-            status_code=201,
-            ttl_hours=settings.idempotency_ttl_hours,
-        )
+async def capture_feedback(
+    draft: FeedbackDraft,
+    principal: Writer,
+    idempotency: Idempotency,
+    captures: RequestCaptures,
+    settings: ServiceSettings,
+    triage: Triaging,
+) -> Response:
+    return await idempotency.respond(
+        principal,
+        body=draft,
+        create=lambda: service.capture(captures, draft=draft, triage=triage, settings=settings),
+        status_code=201,
+    )
 
 
 @router.get("", response_model=FeedbackPage, summary="Find feedback, newest first")

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.feedback import repository
 from services.feedback.config import Settings
 from services.feedback.models import FeedbackRow, ResolutionRow, StatusChangeRow
-from services.feedback.repository import Assumptions, FeedbackFilter, NewFeedback
+from services.feedback.repository import Assumptions, Captures, FeedbackFilter, NewFeedback
 from services.feedback.schemas import (
     Bucket,
     CustomerEffort,
@@ -47,10 +47,9 @@ from services.feedback.triage import Triage
 from services.feedback.verdicts import VerdictLinks, unknown_link
 from shared.auth import Principal
 from shared.catalogue import FEEDBACK_RECEIVED, FEEDBACK_STATUS_CHANGED, FEEDBACK_VERDICT_GIVEN
-from shared.db import UnitOfWork
 from shared.errors import Conflict, Gone, NotFound, Unprocessable, field_error
 from shared.events import build_event
-from shared.outbox import add_event, ensure_fits
+from shared.outbox import add_event
 from shared.pagination import page_of
 
 S = FeedbackStatus
@@ -68,10 +67,8 @@ NEXT_STATUSES: dict[FeedbackStatus, frozenset[FeedbackStatus]] = {
 _rating_of = TypeAdapter(Rating)
 
 
-async def capture(
-    unit: UnitOfWork | repository.Grouped, *, draft: FeedbackDraft, triage: Triage, settings: Settings
-) -> Feedback:
-    """Store new feedback with its sentiment and themes, and announce it (in `unit`'s transaction, or grouped)."""
+async def capture(captures: Captures, *, draft: FeedbackDraft, triage: Triage, settings: Settings) -> Feedback:
+    """Store new feedback with its sentiment and themes, and announce it."""
     _check_capture_rules(draft, settings)
     feedback_id = uuid.uuid4()
     sentiment = triage.sentiment(draft.text, draft.rating)
@@ -101,9 +98,7 @@ async def capture(
         updated_at=now,
     )
     event = build_event(FEEDBACK_RECEIVED, data=feedback, subject=str(feedback_id), customer_id=draft.customer_id)
-    ensure_fits(event, settings.max_event_bytes)
-    await repository.insert_feedback(
-        unit,
+    await captures.insert(
         NewFeedback(
             id=feedback_id,
             customer_id=draft.customer_id,

@@ -1,8 +1,9 @@
 """Capture is atomic: the feedback row and its event row commit or roll back together.
 
-The capture writes both rows in one statement through the asyncpg driver: on
-its own (no Idempotency-Key), or inside the request's transaction. These
-tests prove both. No app runs here, so no relay drains the outbox meanwhile.
+The capture writes both rows in one statement: on its own, with the captures
+of concurrent requests (no Idempotency-Key), or inside the request's
+transaction. These tests prove both. No app runs here, so no relay drains
+the outbox meanwhile.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-import asyncpg
 import pytest
 import pytest_asyncio
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.feedback import repository, service
@@ -47,7 +48,9 @@ async def _events_for(platform: Platform, customer_id: str) -> int:
 async def _capture(session: AsyncSession, platform: Platform, customer_id: str) -> None:
     draft = FeedbackDraft.model_validate(complaint(customer_id))
     triage = Triage(Taxonomy.load(DEFAULT_TAXONOMY_FILE))
-    await service.capture(session, draft=draft, triage=triage, settings=feedback_settings(platform))
+    await service.capture(
+        repository.Captures(session), draft=draft, triage=triage, settings=feedback_settings(platform)
+    )
 
 
 async def test_a_rolled_back_capture_leaves_neither_feedback_nor_event(
@@ -74,19 +77,18 @@ async def test_a_committed_capture_leaves_the_feedback_and_its_event(
 
 
 async def test_a_capture_whose_event_cannot_be_written_stores_no_feedback_without_a_transaction(
-    platform: Platform,
+    sessions: async_sessionmaker[AsyncSession], platform: Platform
 ) -> None:
     # The event id is unique in the outbox: a second row with the same id fails the statement.
     customer = new_customer()
     event = build_event(FEEDBACK_RECEIVED, data={"id": "x"}, subject="x", customer_id=customer)
-    connection = await asyncpg.connect(platform.dsn("feedback"))
-    try:
-        await repository.insert_feedback(connection, _row(customer), event)
-        with pytest.raises(asyncpg.UniqueViolationError):
-            await repository.insert_feedback(connection, _row(customer), event)
-        assert not connection.is_in_transaction()
-    finally:
-        await connection.close()
+    together = repository.group_captures(sessions)
+    async with sessions() as session:
+        captures = repository.Captures(session, together)
+        await captures.insert(_row(customer), event)
+        with pytest.raises(IntegrityError):
+            await captures.insert(_row(customer), event)
+        assert not session.in_transaction(), "written on their own, not in this session's transaction"
     assert await stored_count(platform, customer) == 1
     assert await _events_for(platform, customer) == 1
 

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.auth import Principal, require_scope
 from shared.config import PlatformSettings
-from shared.db import Base, DbSession, pooled_connection
+from shared.db import Base, DbSession
 from shared.errors import NotFound
 from shared.idempotency import IdempotencyKey, idempotent
 from shared.pagination import DEFAULT_LIMIT, Cursor, Limit, Page, keyset_page, page_of
@@ -74,16 +74,6 @@ async def create_probe(
     return await idempotent(
         session=session, principal=principal, key=key, route=request.url.path, body=payload, create=create
     )
-
-
-@router.post("/pooled", status_code=201, response_model=ProbeOut)
-async def create_probe_pooled(payload: ProbeIn, request: Request, _: Writer) -> ProbeOut:
-    """A write on the driver pool (`pooled_connection`), as the hot paths write."""
-    async with pooled_connection(request) as connection:
-        row = await connection.fetchrow(
-            "INSERT INTO probe (id, name) VALUES ($1, $2) RETURNING id, name, created_at", uuid.uuid4(), payload.name
-        )
-    return ProbeOut.model_validate(dict(row))
 
 
 @router.get("", response_model=Page[ProbeOut])

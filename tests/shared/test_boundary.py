@@ -78,7 +78,7 @@ async def test_chunked_body_over_the_limit_is_413_and_stores_nothing(
     name = f"p{uuid.uuid4().hex[:12]}"
     oversize = padded_json({"name": name}, 2 * LIMIT)
 
-    for route in ("/probes", "/probes/pooled", "/probes/public/size"):
+    for route in ("/probes", "/probes/public/size"):
         response = await client.post(route, content=in_chunks(oversize), headers={**platform.auth(), **JSON})
         assert "content-length" not in response.request.headers
         assert_too_large(response)

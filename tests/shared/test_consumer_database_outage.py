@@ -1,9 +1,9 @@
 """While the database is down, and after it is back.
 
 The consumer waits, dead-letters nothing, and handles every event once when
-the database is back. Requests on the driver pool (`pooled_connection`) get a
-503 problem while it is down and succeed again once it has restarted, on the
-same service.
+the database is back. Requests get a 503 problem while it is down and
+succeed again once it has restarted, on the same service: the engine's pool
+replaces the connections PostgreSQL closed.
 
 Runs on a PostgreSQL cluster of its own, so that stopping it leaves the rest of
 the suite alone.
@@ -116,7 +116,7 @@ async def test_events_that_arrive_while_the_database_is_down_wait_and_are_handle
         await engine.dispose()
 
 
-async def test_pooled_connections_serve_requests_again_after_postgres_restarts(
+async def test_pooled_sessions_serve_requests_again_after_postgres_restarts(
     own_postgres: EmbeddedPostgres, platform: Platform
 ) -> None:
     database_url = own_postgres.url("outage")
@@ -129,12 +129,12 @@ async def test_pooled_connections_serve_requests_again_after_postgres_restarts(
     async with serve(app) as client:
 
         async def create(name: str) -> httpx.Response:
-            return await client.post("/probes/pooled", json={"name": name}, headers=writer)
+            return await client.post("/probes", json={"name": name}, headers=writer)
 
         before = await asyncio.gather(*(create(f"before-{n}") for n in range(4)))
         assert [r.status_code for r in before] == [201] * 4, [r.text for r in before]
-        pool: asyncpg.Pool = app.state.runtime.pool
-        assert pool.get_size() >= 2, "the pool holds several connections when PostgreSQL goes away"
+        pool = app.state.runtime.engine.pool
+        assert pool.checkedin() >= 2, "the pool holds several connections when PostgreSQL goes away"
 
         await asyncio.to_thread(own_postgres.stop)
         down = await create("during")

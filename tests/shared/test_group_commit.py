@@ -1,5 +1,5 @@
-"""Group commit on a real PostgreSQL: rows of concurrent callers in one statement, each caller answered
-for its own row only, nothing written twice."""
+"""Group commit on a real PostgreSQL: rows of concurrent callers in one statement (through a session of
+the app's kind), each caller answered for its own row only, nothing written twice."""
 
 from __future__ import annotations
 
@@ -10,8 +10,13 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 import pytest_asyncio
+from sqlalchemy import text
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.group_commit import GroupCommit, repeat_rows
+from shared.db import create_engine, create_sessionmaker
+from shared.errors import is_unavailable
+from shared.group_commit import GroupCommit
 from tests.support.platform import Platform
 
 
@@ -46,14 +51,28 @@ async def pool(dsn: str) -> AsyncIterator[asyncpg.Pool]:
             pool.terminate()
 
 
-# How asyncpg reports a connection that the server ended while a statement was in flight.
-LOST = (asyncpg.ConnectionDoesNotExistError, asyncpg.AdminShutdownError)
+@pytest_asyncio.fixture(loop_scope="session")
+async def sessions(platform: Platform) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_engine(platform.database_urls["feedback"], pool_size=2)
+    try:
+        yield create_sessionmaker(engine)
+    finally:
+        await engine.dispose()
 
 
-def inserts_into(table: str, *, max_in_flight: int = 2) -> GroupCommit:
-    return GroupCommit(
-        lambda rows: f"INSERT INTO {table} (id, n) VALUES {repeat_rows('($1, $2)', rows)}", max_in_flight=max_in_flight
-    )
+Row = tuple[uuid.UUID, int]
+
+
+def inserts_into(table: str, sessions: async_sessionmaker[AsyncSession], *, max_in_flight: int = 2) -> GroupCommit[Row]:
+    """Rows written as the feedback repository writes captures: one statement, its columns as arrays."""
+    statement = text(f"INSERT INTO {table} (id, n) SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:ns AS int[]))")
+
+    async def write_batch(rows: list[Row]) -> None:
+        async with sessions() as session:
+            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            await session.execute(statement, {"ids": [row_id for row_id, _ in rows], "ns": [n for _, n in rows]})
+
+    return GroupCommit(write_batch, alone_on=(DataError, IntegrityError), max_in_flight=max_in_flight)
 
 
 async def stored(pool: asyncpg.Pool, table: str) -> dict[uuid.UUID, int]:
@@ -106,15 +125,15 @@ class TableLock:
 
 
 async def test_concurrent_writes_share_statements_and_each_returns_with_its_row_committed(
-    dsn: str, pool: asyncpg.Pool, table: str
+    dsn: str, pool: asyncpg.Pool, sessions: async_sessionmaker[AsyncSession], table: str
 ) -> None:
-    inserts = inserts_into(table)
+    inserts = inserts_into(table, sessions)
     checker = await asyncpg.create_pool(dsn, min_size=0, max_size=4)
     seen_at_return: list[bool] = []
 
     async def write(n: int) -> uuid.UUID:
         row_id = uuid.uuid4()
-        await inserts.write(pool, (row_id, n))
+        await inserts.write((row_id, n))
         # Visible to another connection the moment the caller is answered: committed, not queued.
         seen_at_return.append(await checker.fetchval(f"SELECT count(*) FROM {table} WHERE id = $1", row_id) == 1)
         return row_id
@@ -128,37 +147,41 @@ async def test_concurrent_writes_share_statements_and_each_returns_with_its_row_
     assert all(seen_at_return)
     assert len(seen_at_return) == 300
     # Many callers per statement, never more rows than allowed in one.
-    assert 300 / 64 <= inserts.statements_sent < 100
+    assert 300 / 64 <= inserts.batches_written < 100
 
 
-async def test_a_write_alone_is_sent_at_once(pool: asyncpg.Pool, table: str) -> None:
-    inserts = inserts_into(table)
+async def test_a_write_alone_is_sent_at_once(
+    pool: asyncpg.Pool, sessions: async_sessionmaker[AsyncSession], table: str
+) -> None:
+    inserts = inserts_into(table, sessions)
     row_id = uuid.uuid4()
-    await inserts.write(pool, (row_id, 7))
+    await inserts.write((row_id, 7))
     assert await stored(pool, table) == {row_id: 7}
-    assert inserts.statements_sent == 1
+    assert inserts.batches_written == 1
 
 
 async def test_a_row_that_postgresql_rejects_fails_only_its_own_caller(
-    dsn: str, pool: asyncpg.Pool, table: str
+    dsn: str, pool: asyncpg.Pool, sessions: async_sessionmaker[AsyncSession], table: str
 ) -> None:
-    inserts = inserts_into(table, max_in_flight=1)
+    inserts = inserts_into(table, sessions, max_in_flight=1)
     good = [uuid.uuid4() for _ in range(9)]
     bad = uuid.uuid4()
     async with TableLock(dsn, table) as lock:
-        first = asyncio.create_task(inserts.write(pool, (uuid.uuid4(), 0)))
+        first = asyncio.create_task(inserts.write((uuid.uuid4(), 0)))
         await lock.one_waiting_insert()
         # These queue behind the one in flight and go as one statement, the bad row among them.
-        queued = [asyncio.create_task(inserts.write(pool, (row_id, 1))) for row_id in good[:5]]
-        queued.append(asyncio.create_task(inserts.write(pool, (bad, -1))))
-        queued += [asyncio.create_task(inserts.write(pool, (row_id, 1))) for row_id in good[5:]]
+        queued = [asyncio.create_task(inserts.write((row_id, 1))) for row_id in good[:5]]
+        queued.append(asyncio.create_task(inserts.write((bad, -1))))
+        queued += [asyncio.create_task(inserts.write((row_id, 1))) for row_id in good[5:]]
         await asyncio.sleep(0.1)
         await lock.release()
         await first
         results = await asyncio.gather(*queued, return_exceptions=True)
 
     [rejected] = [r for r in results if r is not None]
-    assert isinstance(rejected, asyncpg.CheckViolationError)
+    assert isinstance(rejected, IntegrityError)
+    assert rejected.orig is not None
+    assert isinstance(rejected.orig.__cause__, asyncpg.CheckViolationError)
     assert results.index(rejected) == 5
     rows = await stored(pool, table)
     assert bad not in rows
@@ -167,14 +190,14 @@ async def test_a_row_that_postgresql_rejects_fails_only_its_own_caller(
 
 
 async def test_a_caller_cancelled_before_its_row_is_sent_writes_nothing(
-    dsn: str, pool: asyncpg.Pool, table: str
+    dsn: str, pool: asyncpg.Pool, sessions: async_sessionmaker[AsyncSession], table: str
 ) -> None:
-    inserts = inserts_into(table, max_in_flight=1)
+    inserts = inserts_into(table, sessions, max_in_flight=1)
     kept, dropped = uuid.uuid4(), uuid.uuid4()
     async with TableLock(dsn, table) as lock:
-        first = asyncio.create_task(inserts.write(pool, (kept, 1)))
+        first = asyncio.create_task(inserts.write((kept, 1)))
         await lock.one_waiting_insert()
-        waiting = asyncio.create_task(inserts.write(pool, (dropped, 2)))
+        waiting = asyncio.create_task(inserts.write((dropped, 2)))
         await asyncio.sleep(0.05)
         waiting.cancel()
         await lock.release()
@@ -183,24 +206,27 @@ async def test_a_caller_cancelled_before_its_row_is_sent_writes_nothing(
         await waiting
     await asyncio.sleep(0.2)
     assert await stored(pool, table) == {kept: 1}
-    assert inserts.statements_sent == 1
+    assert inserts.batches_written == 1
 
 
-async def test_a_batch_whose_connection_is_lost_is_not_written_again(dsn: str, pool: asyncpg.Pool, table: str) -> None:
-    inserts = inserts_into(table, max_in_flight=1)
+async def test_a_batch_whose_connection_is_lost_is_not_written_again(
+    dsn: str, pool: asyncpg.Pool, sessions: async_sessionmaker[AsyncSession], table: str
+) -> None:
+    inserts = inserts_into(table, sessions, max_in_flight=1)
     async with TableLock(dsn, table) as lock:
-        first = asyncio.create_task(inserts.write(pool, (uuid.uuid4(), 1)))
+        first = asyncio.create_task(inserts.write((uuid.uuid4(), 1)))
         await lock.one_waiting_insert()
-        batch = [asyncio.create_task(inserts.write(pool, (uuid.uuid4(), n))) for n in range(5)]
+        batch = [asyncio.create_task(inserts.write((uuid.uuid4(), n))) for n in range(5)]
         await asyncio.sleep(0.05)
         # The lone first write loses its connection; then the batch of five, sent next, loses its own.
         await lock.terminate(await lock.one_waiting_insert())
-        with pytest.raises(LOST):
+        with pytest.raises(DBAPIError) as lost:
             await first
+        assert is_unavailable(lost.value), lost.value
         await lock.terminate(await lock.one_waiting_insert())
         results = await asyncio.gather(*batch, return_exceptions=True)
     # Nothing is sent again, as for a lost statement, which may have committed: each caller hears of it.
-    assert all(isinstance(result, LOST) for result in results), results
+    assert all(isinstance(result, DBAPIError) and is_unavailable(result) for result in results), results
     await asyncio.sleep(0.2)
     assert await stored(pool, table) == {}
-    assert inserts.statements_sent == 0
+    assert inserts.batches_written == 0

@@ -1,7 +1,7 @@
 """`CF_RATE_LIMIT` (contract §1, v1.1): requests per token `sub`, the excess a 429 problem with `Retry-After`.
 
 Through real request handling on the probe app (built by `build_service_app`, as every service is), and on
-the feedback service's ingest hot path, which reads its own request.
+the feedback service's ingest path, its busiest.
 """
 
 from __future__ import annotations
