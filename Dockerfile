@@ -1,5 +1,7 @@
 # syntax=docker/dockerfile:1
-# One image for the four services and the `customer-focus` CLI (migrations).
+# One image for the four services and the `customer-focus` CLI (migrations, outbox, tokens, replay).
+# It holds ops/ for the CLI but not the `ops` dependency group (embedded PostgreSQL, Tansu, psutil):
+# `uv sync --no-dev` installs the project's dependencies only, and `customer-focus up` says what is missing.
 # Build: docker build -t customer-focus .   (docker-compose.yml builds it too)
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
@@ -20,6 +22,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 COPY README.md ./
 COPY shared ./shared
 COPY services ./services
+COPY ops ./ops
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-editable
 

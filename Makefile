@@ -1,6 +1,6 @@
 # Customer Focus Platform. `make run` starts everything; `make test` checks everything.
 # Both install what they need first: uv (into .tools/ if it is not on PATH),
-# then the locked dependencies into .venv/.
+# then the locked dependencies, every group (dev, and ops for the embedded servers), into .venv/.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -19,7 +19,7 @@ install: $(VENV)/.installed
 	.tools/bin/pip install --quiet "uv==0.13.9"
 
 $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --python 3.11
+	$(UV) sync --frozen --all-groups --python 3.11
 	@touch $@
 
 run: install ## start the embedded PostgreSQL and broker and the four services (RUN_ARGS="--base-port 9001" to move them)

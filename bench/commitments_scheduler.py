@@ -36,8 +36,8 @@ import psutil
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.common import Figure, Result, percentile, progress
+from ops.stack import Stack, StackOptions
 from shared.db import asyncpg_dsn
-from shared.stack import Stack, StackOptions
 
 GOAL_LATENESS_S = 1.0
 DUE_TYPES = ("commitment.due_soon", "commitment.overdue")

@@ -32,7 +32,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.common import Figure, Result, percentile, progress
 from bench.floors import aiokafka_round_trip
-from shared.stack import Stack, StackOptions
+from ops.stack import Stack, StackOptions
 
 GOAL_P99_MS = 25.0
 GOAL_RSS_MB = 150.0

@@ -35,10 +35,11 @@ import asyncpg
 import psutil
 
 from bench.common import RESULTS, Figure, Result, WrkRun, progress, run_wrk
+from ops.embedded import EmbeddedBroker, EmbeddedPostgres, free_port, wait_for_port
+from ops.platform import migrations_of
 from services.feedback.config import Settings
 from shared.auth import mint_token
 from shared.db import asyncpg_dsn
-from shared.embedded import EmbeddedBroker, EmbeddedPostgres, free_port, wait_for_port
 from shared.kafka import ensure_topics
 from shared.migrations import upgrade
 
@@ -207,7 +208,7 @@ def main() -> None:
             for name, database in (("feedback", "feedback"), ("floor", "floor")):
                 postgres.create_database(database)
                 urls[name] = postgres.url(database)
-                upgrade("feedback", urls[name])
+                upgrade(migrations_of("feedback"), urls[name])
             broker.start()
             env = {
                 **os.environ,

@@ -18,7 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from fastapi import FastAPI
 
 from bench.common import WrkRun, percentile, progress, run_wrk
-from shared.embedded import free_port, wait_for_port
+from ops.embedded import free_port, wait_for_port
 
 bare_app = FastAPI()
 

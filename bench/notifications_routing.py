@@ -39,13 +39,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.common import Figure, Result, progress
+from ops.embedded import free_port, wait_for_port
+from ops.platform import auth_secret
+from ops.stack import Stack, StackOptions
 from services.notifications.webhooks import new_secret
 from shared import catalogue
 from shared.catalogue import EventSpec
 from shared.db import asyncpg_dsn
-from shared.embedded import free_port, wait_for_port
 from shared.events import CONTENT_TYPE, OutboxRecord, build_event
-from shared.stack import Stack, StackOptions, auth_secret
 
 GOAL_ROUTED = 5_000.0
 GOAL_DELIVERIES = 1_000.0

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import RESULTS, progress
-from shared.readme import README, replace_section
+from ops.readme import README, replace_section
 
 BENCHMARKS: dict[str, list[str]] = {
     "feedback_ingest": [],

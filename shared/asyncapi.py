@@ -2,14 +2,16 @@
 
 Every topic is a channel, every event type a message whose payload is the
 CloudEvent envelope around the REST representation (the pydantic payload
-model). Nothing here is written by hand per event: add an `EventSpec` to the
-catalogue and it appears.
+model, handed in by the caller). Nothing here is written by hand per event: add an
+`EventSpec` to the catalogue and its payload model to the caller's mapping, and it appears.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from shared.catalogue import (
@@ -64,18 +66,23 @@ def _asyncapi_schema(node: Any) -> Any:
     return node
 
 
-def build_asyncapi(departments: list[str] | None = None, *, topic_prefix: str = "") -> dict[str, Any]:
-    """The AsyncAPI 3.0 document for every topic and event type of the platform."""
+def build_asyncapi(
+    payloads: Mapping[EventSpec, type[BaseModel]], departments: list[str] | None = None, *, topic_prefix: str = ""
+) -> dict[str, Any]:
+    """The AsyncAPI 3.0 document for every topic and event type of the platform; `payloads` has each event's model."""
     departments = list(departments or DEFAULT_DEPARTMENTS)
     specs = list(CATALOGUE.values())
-    models = {spec.payload_model for spec in specs}
+    missing = [spec.type for spec in specs if spec not in payloads]
+    if missing:
+        raise ValueError(f"no payload model for {', '.join(missing)}")
+    models = {payloads[spec] for spec in specs}
     keys, definitions = models_json_schema(
         [(model, "serialization") for model in sorted(models, key=lambda m: m.__name__)], ref_template=REF
     )
     schemas: dict[str, Any] = _asyncapi_schema(definitions.get("$defs", {}))
     messages: dict[str, Any] = {}
     for spec in specs:
-        data_ref = keys[(spec.payload_model, "serialization")]["$ref"]
+        data_ref = keys[(payloads[spec], "serialization")]["$ref"]
         for routed in (False, True):
             name = f"{spec.type}.routed" if routed else spec.type
             schema_name = f"{name}.envelope"
@@ -144,23 +151,3 @@ def build_asyncapi(departments: list[str] | None = None, *, topic_prefix: str = 
         "operations": operations,
         "components": {"messages": messages, "schemas": schemas},
     }
-
-
-def render_yaml(document: dict[str, Any]) -> str:
-    import yaml
-
-    header = "# Generated from shared/catalogue.py by `python -m shared.asyncapi`; do not edit by hand.\n"
-    return header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
-
-
-def main() -> None:
-    """Write docs/asyncapi.yaml next to the repository root."""
-    from pathlib import Path
-
-    target = Path(__file__).resolve().parents[1] / "docs" / "asyncapi.yaml"
-    target.write_text(render_yaml(build_asyncapi()))
-    print(f"wrote {target}")  # noqa: T201
-
-
-if __name__ == "__main__":
-    main()

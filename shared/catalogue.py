@@ -1,25 +1,20 @@
-"""The event catalogue: every event type, its topic and its payload model.
+"""The event catalogue: every event type and its topic, the platform's published language.
 
 Topic, key and type come from here, never from literals in the services.
-Payload models are the REST representations, named by import path so this
-module does not import the services (they import it).
+A payload is the publishing service's REST representation; the service that
+documents the events (`build_asyncapi`) is handed each spec's model, so this
+module depends on no service.
 """
 
 from __future__ import annotations
 
-import builtins
-import importlib
 from dataclasses import dataclass
-from functools import cached_property
-
-from pydantic import BaseModel
 
 
 @dataclass(frozen=True)
 class EventSpec:
     type: str
     service: str
-    payload_path: str
     description: str
 
     @property
@@ -31,85 +26,59 @@ class EventSpec:
     def source(self) -> str:
         return f"/customer-focus/{self.service}"
 
-    @cached_property
-    def payload_model(self) -> builtins.type[BaseModel]:
-        module_name, _, name = self.payload_path.partition(":")
-        model = getattr(importlib.import_module(module_name), name)
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            raise TypeError(f"{self.payload_path} is not a pydantic model")
-        return model
 
-
-FEEDBACK_RECEIVED = EventSpec(
-    "feedback.received", "feedback", "services.feedback.schemas:Feedback", "Feedback was captured."
-)
+FEEDBACK_RECEIVED = EventSpec("feedback.received", "feedback", "Feedback was captured.")
 FEEDBACK_STATUS_CHANGED = EventSpec(
     "feedback.status_changed",
     "feedback",
-    "services.feedback.schemas:FeedbackStatusChanged",
     "Feedback moved along its lifecycle; `previous_status` says from where.",
 )
 FEEDBACK_VERDICT_GIVEN = EventSpec(
     "feedback.verdict_given",
     "feedback",
-    "services.feedback.schemas:Feedback",
     "The customer (or staff for them) accepted or rejected a resolution; `verdict` says which.",
 )
-MEETING_RECORDED = EventSpec(
-    "meeting.recorded", "expectations", "services.expectations.schemas:Meeting", "A customer meeting was recorded."
-)
+MEETING_RECORDED = EventSpec("meeting.recorded", "expectations", "A customer meeting was recorded.")
 EXPECTATION_RECORDED = EventSpec(
     "expectation.recorded",
     "expectations",
-    "services.expectations.schemas:Expectation",
     "An expectation, or a new version of it, was recorded.",
 )
 EXPECTATION_CONFIRMED = EventSpec(
     "expectation.confirmed",
     "expectations",
-    "services.expectations.schemas:Expectation",
     "The customer confirmed our restatement of an expectation.",
 )
 EXPECTATION_GAP_IDENTIFIED = EventSpec(
     "expectation.gap_identified",
     "expectations",
-    "services.expectations.schemas:Expectation",
     "We can meet an expectation only partly or not at all.",
 )
-COMMITMENT_CREATED = EventSpec(
-    "commitment.created", "commitments", "services.commitments.schemas:Commitment", "A promise was made."
-)
+COMMITMENT_CREATED = EventSpec("commitment.created", "commitments", "A promise was made.")
 COMMITMENT_RESCHEDULED = EventSpec(
     "commitment.rescheduled",
     "commitments",
-    "services.commitments.schemas:CommitmentRescheduled",
     "A promise got a new due date, with a reason; `previous_due_at` says the old one.",
 )
 COMMITMENT_DUE_SOON = EventSpec(
     "commitment.due_soon",
     "commitments",
-    "services.commitments.schemas:Commitment",
     "An open promise reached its due-soon moment (`due_at` minus the lead time).",
 )
 COMMITMENT_OVERDUE = EventSpec(
     "commitment.overdue",
     "commitments",
-    "services.commitments.schemas:Commitment",
     "An open promise passed its due date.",
 )
 COMMITMENT_MET = EventSpec(
     "commitment.met",
     "commitments",
-    "services.commitments.schemas:Commitment",
     "A promise was kept; `status` says on time or late.",
 )
-COMMITMENT_CANCELLED = EventSpec(
-    "commitment.cancelled", "commitments", "services.commitments.schemas:Commitment", "A promise was cancelled."
-)
+COMMITMENT_CANCELLED = EventSpec("commitment.cancelled", "commitments", "A promise was cancelled.")
 SUBSCRIPTION_DISABLED = EventSpec(
     "subscription.disabled",
     "notifications",
-    "services.notifications.schemas:Subscription",
     "A webhook subscription was disabled (its endpoint answered 410 or exhausted the retry schedule).",
 )
 

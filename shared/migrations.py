@@ -1,7 +1,8 @@
 """Alembic, one environment per service, each with its own version table.
 
-A service's `migrations/env.py` calls `run_env(service)`; `upgrade` runs a
-service's migrations to head from code (the CLI, `make run` and the tests).
+A service's `migrations/env.py` calls `run_env(service)`; `upgrade` runs the
+migrations in a script location (`package:folder`, given by the caller) to head
+from code (the CLI, `make run` and the tests).
 """
 
 from __future__ import annotations
@@ -39,17 +40,16 @@ def version_table(service: str) -> str:
     return f"alembic_version_{service}"
 
 
-def alembic_config(service: str, database_url: str) -> Config:
+def alembic_config(script_location: str, database_url: str) -> Config:
     config = Config()
-    config.set_main_option("script_location", f"services.{service}:migrations")
+    config.set_main_option("script_location", script_location)
     config.attributes["database_url"] = database_url
-    config.attributes["service"] = service
     return config
 
 
-def upgrade(service: str, database_url: str, revision: str = "head") -> None:
-    """Migrate `service`'s database to `revision` (any URL form `asyncpg_url` accepts)."""
-    command.upgrade(alembic_config(service, database_url), revision)
+def upgrade(script_location: str, database_url: str, revision: str = "head") -> None:
+    """Migrate to `revision` of the migrations at `script_location` (any URL form `asyncpg_url` accepts)."""
+    command.upgrade(alembic_config(script_location, database_url), revision)
 
 
 def run_env(service: str) -> None:

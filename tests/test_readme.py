@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from shared.readme import README, rendered_settings
+from ops.readme import README, rendered_settings
 
 
 def test_readme_lists_every_setting_as_the_code_defines_it() -> None:
-    assert rendered_settings() in README.read_text(), "run `python -m shared.readme` and commit README.md"
+    assert rendered_settings() in README.read_text(), "run `python -m ops.readme` and commit README.md"
 
 
 def test_readme_gives_the_two_commands() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 
+from ops.embedded import free_port
 from services.commitments.app import create_app
-from shared.embedded import free_port
 from tests.commitments.conftest import commitments_settings
 from tests.commitments.support import at, create, in_seconds, unique, wait_for_status
 from tests.support.platform import Platform, serve

@@ -10,6 +10,7 @@ import orjson
 import pytest
 from alembic import command
 
+from ops.platform import migrations_of
 from shared.migrations import alembic_config, upgrade
 from tests.support.migrations import empty_database, run_sql
 from tests.support.platform import Platform
@@ -22,7 +23,7 @@ def fresh_database(platform: Platform) -> Iterator[str]:
 
 
 def test_existing_promises_are_judged_by_their_status_and_dates(fresh_database: str) -> None:
-    upgrade("commitments", fresh_database, "commitments_0004")
+    upgrade(migrations_of("commitments"), fresh_database, "commitments_0004")
     now = datetime.now(UTC)
     past, future = now - timedelta(days=1), now + timedelta(days=1)
     late_move = [{"due_at": (past - timedelta(days=2)).isoformat(), "reason": "r", "rescheduled_at": past.isoformat()}]
@@ -51,7 +52,7 @@ def test_existing_promises_are_judged_by_their_status_and_dates(fresh_database: 
             now,
         )
 
-    upgrade("commitments", fresh_database)
+    upgrade(migrations_of("commitments"), fresh_database)
 
     judged = {
         row["title"]: (row["kind"], row["kept"], row["broken_because"], row["excuses"])
@@ -66,7 +67,7 @@ def test_existing_promises_are_judged_by_their_status_and_dates(fresh_database: 
         "cancelled_late": ("promise", False, "cancelled_after_due", 1),
         "moved_late": ("promise", False, "overdue", 1),
     }
-    command.downgrade(alembic_config("commitments", fresh_database), "commitments_0004")
+    command.downgrade(alembic_config(migrations_of("commitments"), fresh_database), "commitments_0004")
     columns = run_sql(
         fresh_database, "SELECT column_name FROM information_schema.columns WHERE table_name = 'commitment'"
     )
@@ -74,7 +75,7 @@ def test_existing_promises_are_judged_by_their_status_and_dates(fresh_database: 
 
 
 def test_the_default_response_policies_are_seeded_and_go_with_a_downgrade(fresh_database: str) -> None:
-    upgrade("commitments", fresh_database)
+    upgrade(migrations_of("commitments"), fresh_database)
 
     rows = run_sql(
         fresh_database,
@@ -90,6 +91,6 @@ def test_the_default_response_policies_are_seeded_and_go_with_a_downgrade(fresh_
         "detractor": ({"detractor": True}, "support", None, None, 48 * 3600),
         "question": ({"kind": "question"}, "support", 24 * 3600, None, None),
     }
-    command.downgrade(alembic_config("commitments", fresh_database), "commitments_0005")
+    command.downgrade(alembic_config(migrations_of("commitments"), fresh_database), "commitments_0005")
     tables = run_sql(fresh_database, "SELECT to_regclass('response_policy') AS found")
     assert tables[0]["found"] is None

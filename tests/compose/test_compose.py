@@ -24,8 +24,9 @@ import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
+from ops.platform import SERVICES
 from shared.catalogue import all_topics
-from shared.config import DEFAULT_DEPARTMENTS, SERVICES, PlatformSettings
+from shared.config import DEFAULT_DEPARTMENTS, PlatformSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"

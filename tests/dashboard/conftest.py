@@ -9,7 +9,7 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, async_playwright
 
-from shared.stack import Stack
+from ops.stack import Stack
 from tests.dashboard.link import Link, link_to
 from tests.ops.support import running_stack
 

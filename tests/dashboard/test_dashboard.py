@@ -17,8 +17,8 @@ import httpx
 import pytest_asyncio
 from playwright.async_api import Browser, Page, Request
 
+from ops.stack import Stack
 from shared.auth import mint_token
-from shared.stack import Stack
 from tests.dashboard.link import Link
 from tests.ops.support import auth, inbox, post_complaint, wait_for_inbox
 from tests.support.waiting import eventually

@@ -22,8 +22,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from ops.platform import SERVICES
 from shared.catalogue import all_topics
-from shared.config import DEFAULT_DEPARTMENTS, SERVICES
+from shared.config import DEFAULT_DEPARTMENTS
 from tests.compose.test_compose import CONTRACT_PORTS, all_variables, settings_class, variables
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,6 +10,7 @@ from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.expectations import models, schemas
+from services.notifications.asyncapi import EVENT_PAYLOADS
 from shared.catalogue import (
     EXPECTATION_CONFIRMED,
     EXPECTATION_GAP_IDENTIFIED,
@@ -56,6 +57,6 @@ async def test_migrations_create_the_tables_the_models_describe(platform: Platfo
 
 
 def test_catalogue_payloads_are_the_rest_representations() -> None:
-    assert MEETING_RECORDED.payload_model is schemas.Meeting
+    assert EVENT_PAYLOADS[MEETING_RECORDED] is schemas.Meeting
     for spec in (EXPECTATION_RECORDED, EXPECTATION_CONFIRMED, EXPECTATION_GAP_IDENTIFIED):
-        assert spec.payload_model is schemas.Expectation
+        assert EVENT_PAYLOADS[spec] is schemas.Expectation

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from shared.stack import Stack, StackOptions
+from ops.stack import Stack, StackOptions
 from tests.support.platform import private_directory
 
 FULL = os.environ.get("CF_FAULTS_SCALE", "ci") == "full"

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import SERVICES
-from shared.stack import Stack
+from ops.platform import SERVICES
+from ops.stack import Stack
 from tests.faults.conftest import ARTIFACTS, FULL
 
 pytestmark = pytest.mark.faults

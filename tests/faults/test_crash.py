@@ -32,9 +32,9 @@ import httpx
 import orjson
 import pytest
 
-from shared.config import SERVICES
+from ops.platform import SERVICES
+from ops.stack import Stack
 from shared.db import asyncpg_dsn
-from shared.stack import Stack
 from tests.faults.conftest import FULL, report, start_stack
 from tests.support.kafka import Record, read_to_end
 from tests.support.platform import private_directory

@@ -13,8 +13,8 @@ import asyncpg
 import httpx
 import pytest
 
+from ops.stack import Stack
 from shared.db import asyncpg_dsn
-from shared.stack import Stack
 from tests.faults.conftest import report
 
 pytestmark = pytest.mark.faults

@@ -18,7 +18,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from shared.stack import Stack
+from ops.stack import Stack
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.faults

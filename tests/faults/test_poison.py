@@ -13,7 +13,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from shared.stack import Stack
+from ops.stack import Stack
 from tests.faults.conftest import report
 from tests.support.kafka import read_topic
 

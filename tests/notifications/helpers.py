@@ -16,9 +16,9 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from starlette.types import Receive, Scope, Send
 
+from ops.embedded import free_port
 from services.notifications.config import Settings
 from shared.catalogue import EventSpec
-from shared.embedded import free_port
 from shared.events import CONTENT_TYPE, OutboxRecord, build_event
 from tests.support.local_server import LocalServer
 from tests.support.platform import Platform

@@ -9,6 +9,7 @@ import orjson
 import pytest
 from alembic import command
 
+from ops.platform import migrations_of
 from shared.migrations import alembic_config, upgrade
 from tests.support.migrations import empty_database, run_sql
 from tests.support.platform import Platform
@@ -23,7 +24,7 @@ def fresh_database(platform: Platform) -> Iterator[str]:
 
 
 def test_keys_stored_before_keep_working_and_lose_their_secret(fresh_database: str) -> None:
-    upgrade("notifications", fresh_database, "notifications_0003")
+    upgrade(migrations_of("notifications"), fresh_database, "notifications_0003")
     subscription = {"id": str(uuid.uuid4()), "department": "sales", "secret": SECRET}
     rule = {"id": str(uuid.uuid4()), "name": "r"}
     insert = (
@@ -33,7 +34,7 @@ def test_keys_stored_before_keep_working_and_lose_their_secret(fresh_database: s
     run_sql(fresh_database, insert, "k-sub", "/v1/subscriptions", orjson.dumps(subscription))
     run_sql(fresh_database, insert, "k-rule", "/v1/routing-rules", orjson.dumps(rule))
 
-    upgrade("notifications", fresh_database)
+    upgrade(migrations_of("notifications"), fresh_database)
 
     rows = {
         row["key"]: row for row in run_sql(fresh_database, "SELECT key, department, response_body FROM idempotency_key")
@@ -55,7 +56,7 @@ def test_keys_stored_before_keep_working_and_lose_their_secret(fresh_database: s
         "VALUES ('alice', 'sales', 'k-sub', '/v1/subscriptions', 'g', 201, '{}')",
     )
 
-    command.downgrade(alembic_config("notifications", fresh_database), "notifications_0003")
+    command.downgrade(alembic_config(migrations_of("notifications"), fresh_database), "notifications_0003")
 
     kept = run_sql(fresh_database, "SELECT sub, key FROM idempotency_key ORDER BY key")
     assert [(row["sub"], row["key"]) for row in kept] == [("alice", "k-rule"), ("alice", "k-sub")]

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from shared.stack import Stack
+from ops.stack import Stack
 from tests.ops.support import running_stack
 
 

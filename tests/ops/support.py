@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from shared.stack import Stack, StackOptions
+from ops.stack import Stack, StackOptions
 from tests.support.platform import private_directory
 
 

@@ -15,12 +15,12 @@ import pytest_asyncio
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
-from shared.cli import app
-from shared.config import SERVICES
-from shared.demo import SCHEDULED_EVENT_TYPES, DemoError, DemoReport, DemoTargets, play, render
-from shared.embedded import free_port
+from ops.cli import app
+from ops.demo import SCHEDULED_EVENT_TYPES, DemoError, DemoReport, DemoTargets, play, render
+from ops.embedded import free_port
+from ops.platform import SERVICES
+from ops.stack import Stack
 from shared.observability import trace_id_of
-from shared.stack import Stack
 from tests.ops.support import inbox
 
 CLI = Path(sys.executable).with_name("customer-focus")

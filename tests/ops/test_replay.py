@@ -12,12 +12,12 @@ import asyncpg
 import pytest
 from typer.testing import CliRunner, Result
 
+from ops.cli import app
+from ops.stack import Stack
+from services.notifications.replay import parse_since
 from shared.catalogue import department_topic
-from shared.cli import app
 from shared.db import asyncpg_dsn
 from shared.events import parse_event
-from shared.replay import parse_since
-from shared.stack import Stack
 from tests.ops.support import post_complaint, wait_for_inbox
 from tests.support.kafka import read_topic
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import uvicorn
 
-from shared.embedded import free_port
+from ops.embedded import free_port
 from shared.observability import configure_logging
 from tests.shared.probe_app import create_probe_app
 from tests.support.platform import Platform

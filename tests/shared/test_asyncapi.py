@@ -6,11 +6,14 @@ import json
 from pathlib import Path
 
 import jsonschema
+import pytest
 import yaml
 
+from ops.asyncapi import rendered_document
 from services.notifications.app import create_app as create_notifications_app
+from services.notifications.asyncapi import EVENT_PAYLOADS
 from services.notifications.config import Settings as NotificationsSettings
-from shared.asyncapi import build_asyncapi, render_yaml
+from shared.asyncapi import build_asyncapi
 from tests.support.platform import Platform, serve
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,12 +32,12 @@ CONTRACT_TOPICS = {
 def test_document_validates_against_the_asyncapi_3_schema() -> None:
     schema = json.loads((ROOT / "tests" / "data" / "asyncapi-3.0.0.schema.json").read_text())
     validator_class = jsonschema.validators.validator_for(schema)
-    errors = sorted(validator_class(schema).iter_errors(build_asyncapi()), key=lambda e: list(e.path))
+    errors = sorted(validator_class(schema).iter_errors(build_asyncapi(EVENT_PAYLOADS)), key=lambda e: list(e.path))
     assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors[:10])
 
 
 def test_document_lists_every_topic_and_event_type_of_the_contract() -> None:
-    document = build_asyncapi()
+    document = build_asyncapi(EVENT_PAYLOADS)
     addresses = {channel["address"] for channel in document["channels"].values()}
     assert addresses >= CONTRACT_TOPICS
     titles = {message["title"] for message in document["components"]["messages"].values()}
@@ -46,15 +49,21 @@ def test_document_lists_every_topic_and_event_type_of_the_contract() -> None:
 
 
 def test_payloads_are_the_rest_representations() -> None:
-    document = build_asyncapi()
+    document = build_asyncapi(EVENT_PAYLOADS)
     envelope = document["components"]["schemas"]["feedback.received.envelope"]
     assert envelope["properties"]["data"] == {"$ref": "#/components/schemas/Feedback"}
     assert "customer_id" in document["components"]["schemas"]["Feedback"]["properties"]
 
 
+def test_an_event_type_without_a_payload_model_is_refused() -> None:
+    payloads = {spec: model for spec, model in EVENT_PAYLOADS.items() if spec.type != "meeting.recorded"}
+    with pytest.raises(ValueError, match=r"no payload model for meeting\.recorded"):
+        build_asyncapi(payloads)
+
+
 def test_committed_document_is_up_to_date() -> None:
     committed = (ROOT / "docs" / "asyncapi.yaml").read_text()
-    assert committed == render_yaml(build_asyncapi()), "run `python -m shared.asyncapi` and commit docs/asyncapi.yaml"
+    assert committed == rendered_document(), "run `python -m ops.asyncapi` and commit docs/asyncapi.yaml"
     assert yaml.safe_load(committed)["asyncapi"] == "3.0.0"
 
 
@@ -65,6 +74,6 @@ async def test_notifications_serves_the_document_for_its_departments_and_prefix(
         response = await client.get("/asyncapi.json")
     assert response.status_code == 200
     document = response.json()
-    assert document == build_asyncapi(["sales", "legal"], topic_prefix=platform.topic_prefix)
+    assert document == build_asyncapi(EVENT_PAYLOADS, ["sales", "legal"], topic_prefix=platform.topic_prefix)
     addresses = {channel["address"] for channel in document["channels"].values()}
     assert f"{platform.topic_prefix}notifications.legal" in addresses

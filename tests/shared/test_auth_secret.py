@@ -23,14 +23,14 @@ from pydantic import ValidationError
 from sqlalchemy.engine import URL, make_url
 from typer.testing import CliRunner
 
+from ops.cli import app
+from ops.embedded import free_port
+from ops.platform import SERVICES, ensure_database, migrations_of
 from services.feedback.config import Settings as FeedbackSettings
 from shared.auth import SCOPES, mint_token
-from shared.cli import app
-from shared.config import SERVICES, check_auth_secret, settings_problem
+from shared.config import check_auth_secret, settings_problem
 from shared.db import asyncpg_dsn
-from shared.embedded import free_port
 from shared.migrations import upgrade
-from shared.stack import ensure_database
 from tests.support.platform import TEST_SECRET, Platform
 
 # The built-in default this repository shipped until v1.1: published, so refused.
@@ -61,7 +61,7 @@ def service_environment(platform: Platform, **settings: str | None) -> dict[str,
 
 
 def uvicorn(service: str, port: int) -> list[str]:
-    """The command that serves `service`, as `make run` (shared/stack.py) and docker-compose.yml run it."""
+    """The command that serves `service`, as `make run` (ops/stack.py) and docker-compose.yml run it."""
     return [sys.executable, "-m", "uvicorn", "--factory", f"services.{service}.app:create_app", "--port", str(port)]
 
 
@@ -132,7 +132,7 @@ def own_database(platform: Platform) -> Iterator[str]:
     suite = make_url(platform.database_urls["feedback"])
     url = suite.set(drivername="postgresql", database=f"secret_{uuid.uuid4().hex[:8]}")
     asyncio.run(ensure_database(url.render_as_string(hide_password=False)))
-    upgrade("feedback", url.render_as_string(hide_password=False))
+    upgrade(migrations_of("feedback"), url.render_as_string(hide_password=False))
     try:
         yield url.render_as_string(hide_password=False)
     finally:

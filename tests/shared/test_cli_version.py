@@ -9,7 +9,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from shared.cli import app
+from ops.cli import app
 
 
 def test_version_option_prints_the_package_version_and_exits() -> None:

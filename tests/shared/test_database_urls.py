@@ -26,12 +26,12 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
+from ops.cli import app
+from ops.platform import ensure_database, migrations_of
 from services.feedback.config import Settings as FeedbackSettings
-from shared.cli import app
 from shared.config import PlatformSettings, load_settings, settings_problem
 from shared.db import asyncpg_dsn, create_engine
 from shared.migrations import upgrade, version_table
-from shared.stack import ensure_database
 from tests.support.platform import TEST_SECRET, Platform
 
 SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
@@ -211,7 +211,7 @@ def test_migrations_run_with_every_form(server: Server, scheme: str, way: str) -
     url = server.url(scheme, way, database)
     asyncio.run(ensure_database(url))
     try:
-        upgrade("feedback", url)
+        upgrade(migrations_of("feedback"), url)
 
         rows = asyncio.run(_fetch(url, f"SELECT version_num FROM {version_table('feedback')}"))
         assert len(rows) == 1
@@ -252,7 +252,7 @@ def test_any_other_url_is_refused_naming_the_setting_and_never_the_password(url:
     with pytest.raises(ValidationError, match="must start with"):
         PlatformSettings(database_url=url, auth_secret=TEST_SECRET)
     with pytest.raises(ValueError, match="must start with"):
-        upgrade("feedback", url)
+        upgrade(migrations_of("feedback"), url)
 
 
 def test_a_service_given_a_wrong_url_says_so_on_one_line_and_exits(

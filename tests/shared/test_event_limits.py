@@ -16,8 +16,8 @@ import orjson
 from fastapi import FastAPI
 from typer.testing import CliRunner, Result
 
+from ops.cli import app as cli
 from shared.catalogue import FEEDBACK_RECEIVED
-from shared.cli import app as cli
 from shared.events import OutboxRecord, build_event
 from shared.outbox import MAX_EVENT_BYTES_INFO, add_records
 from shared.service import ServiceRuntime

@@ -43,6 +43,6 @@ def test_dict_data_is_written_as_given() -> None:
 
 
 def test_an_attribute_that_breaks_cloudevents_is_refused() -> None:
-    bad = EventSpec(type="", service="feedback", payload_path="", description="no type")
+    bad = EventSpec(type="", service="feedback", description="no type")
     with pytest.raises(CloudEventValidationError):
         build_event(bad, data={}, subject="x", customer_id="c-3")

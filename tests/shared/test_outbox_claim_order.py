@@ -25,6 +25,7 @@ import orjson
 import pytest_asyncio
 from sqlalchemy.engine import make_url
 
+from ops.platform import migrations_of
 from shared.catalogue import FEEDBACK_RECEIVED
 from shared.db import asyncpg_dsn
 from shared.events import build_event
@@ -53,7 +54,7 @@ async def outbox_database(platform: Platform) -> AsyncIterator[str]:
         await server.close()
     url = make_url(platform.database_urls["feedback"]).set(database=name).render_as_string(hide_password=False)
     try:
-        await asyncio.to_thread(upgrade, "feedback", url)
+        await asyncio.to_thread(upgrade, migrations_of("feedback"), url)
         yield url
     finally:
         server = await asyncpg.connect(platform.dsn("feedback"))

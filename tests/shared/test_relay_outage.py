@@ -14,8 +14,8 @@ import pytest
 import pytest_asyncio
 from fastapi import FastAPI
 
+from ops.embedded import EmbeddedBroker, free_port
 from shared.catalogue import FEEDBACK_RECEIVED
-from shared.embedded import EmbeddedBroker, free_port
 from shared.kafka import ensure_topics
 from shared.outbox import add_event
 from shared.service import ServiceRuntime

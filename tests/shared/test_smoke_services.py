@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from shared.config import SERVICES
+from ops.platform import SERVICES
 from tests.support.platform import Platform, serve
 
 

@@ -16,9 +16,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
+from ops.cli import app
+from ops.platform import SERVICES, migrations_of
 from shared.auth import SCOPES, TokenVerifier
-from shared.cli import app
-from shared.config import SERVICES
 from shared.db import asyncpg_dsn
 from shared.migrations import alembic_config, version_table
 from tests.support.platform import Platform
@@ -64,7 +64,7 @@ def database_exists(url: str) -> bool:
 
 
 def head_revision(service: str, url: str) -> str:
-    head = ScriptDirectory.from_config(alembic_config(service, url)).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config(migrations_of(service), url)).get_current_head()
     assert head is not None
     return head
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from shared.stack import Stack, StackOptions
+from ops.stack import Stack, StackOptions
 from tests.stack.up_process import alive
 
 

@@ -22,10 +22,10 @@ import psutil
 import pytest
 from sqlalchemy.engine import make_url
 
+from ops.platform import REPO_ROOT, SERVICES
+from ops.stack import port_is_free
 from shared.auth import SCOPES, TokenVerifier
-from shared.config import SERVICES
 from shared.db import asyncpg_dsn
-from shared.stack import REPO_ROOT, port_is_free
 from tests.stack.up_process import UpProcess, alive, free_port_range, processes_mentioning, service_ports
 from tests.support.platform import Platform
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import psutil
 
-from shared.config import SERVICES
-from shared.stack import port_is_free
+from ops.platform import SERVICES
+from ops.stack import port_is_free
 
 CLI = str(Path(sys.executable).parent / "customer-focus")
 READY_LINE = "Ctrl-C stops everything."

@@ -16,7 +16,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
-from shared.embedded import free_port
+from ops.embedded import free_port
 
 __all__ = ["LocalServer", "serve_over_http"]
 

@@ -28,10 +28,11 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy.engine import make_url
 
+from ops.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
+from ops.platform import SERVICES, migrations_of
 from shared.auth import SCOPES, mint_token
-from shared.config import SERVICES, PlatformSettings, asyncpg_url
+from shared.config import PlatformSettings, asyncpg_url
 from shared.db import asyncpg_dsn
-from shared.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from shared.kafka import ensure_topics
 from shared.migrations import upgrade
 
@@ -121,7 +122,7 @@ def start_platform(base: Path) -> Platform:
             postgres.create_database(service)
         urls = {service: postgres.url(service) for service in SERVICES}
     for service in SERVICES:
-        upgrade(service, urls[service])
+        upgrade(migrations_of(service), urls[service])
 
     broker: EmbeddedBroker | None = None
     bootstrap = os.environ.get("CF_KAFKA_BOOTSTRAP_SERVERS")

@@ -1,7 +1,9 @@
 """`customer-focus`: run the platform locally and operate it.
 
-Each command is a small function over `shared.stack`; new commands (for
-example `replay`, `demo`) register on `app` the same way.
+Each command is a small function over `ops.platform` (what the service image
+needs too: `migrate`, `outbox`, `token`, `replay`) or `ops.stack` (the local
+launcher behind `up`, which needs the `ops` dependency group and is imported
+only there).
 """
 
 from __future__ import annotations
@@ -22,33 +24,35 @@ from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import asyncpg
 import typer
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared.auth import READ_SCOPES, SCOPES, mint_token
-from shared.config import SERVICES
-from shared.db import asyncpg_dsn
-from shared.demo import DemoError, DemoTargets, play, render
-from shared.outbox import dead_events, requeue_dead_event
-from shared.replay import ReplayOutcome, parse_since, replay_department
-from shared.stack import (
+from ops.demo import DemoError, DemoTargets, play, render
+from ops.embedded import OpsGroupMissing, require_ops_group
+from ops.platform import (
     ADMIN_TOKEN_FILE,
     DEFAULT_BASE_PORT,
     DEFAULT_BROKER_PORT,
     DEFAULT_DATA_DIR,
+    SERVICES,
     OutboxBacklog,
-    Stack,
     StackError,
-    StackOptions,
     auth_secret,
     database_urls,
     migrate_databases,
     outbox_backlog,
     platform_settings,
 )
+from services.notifications.replay import ReplayOutcome, parse_since, replay_department
+from shared.auth import READ_SCOPES, SCOPES, mint_token
+from shared.db import asyncpg_dsn
+from shared.outbox import dead_events, requeue_dead_event
+
+if TYPE_CHECKING:
+    from ops.stack import Stack
 
 app = typer.Typer(
     name="customer-focus",
@@ -106,7 +110,7 @@ def _database_urls(data_dir: Path, services: list[str]) -> Iterator[dict[str, st
     with contextlib.ExitStack() as stack:
         try:
             urls = stack.enter_context(database_urls(data_dir, os.environ, services))
-        except StackError as exc:
+        except (StackError, OpsGroupMissing) as exc:
             raise _fail(str(exc)) from None
         yield urls
 
@@ -128,6 +132,12 @@ def up(
 
     Every other CF_* setting in the environment reaches the services; logs are plain text unless CF_LOG_JSON=true.
     """
+    try:
+        require_ops_group("`customer-focus up`")
+    except OpsGroupMissing as exc:
+        raise _fail(str(exc)) from None
+    from ops.stack import Stack, StackOptions
+
     options = StackOptions(data_dir=data_dir, base_port=base_port, broker_port=broker_port, services=_services(service))
     stack = Stack(options)
     stop_requested = threading.Event()

