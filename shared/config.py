@@ -21,7 +21,6 @@ from sqlalchemy.exc import ArgumentError
 from shared.ratelimit import parse_rate_limit
 
 DEFAULT_DEPARTMENTS = ("sales", "support", "production", "management")
-SERVICES = ("feedback", "expectations", "commitments", "notifications")
 
 DATABASE_SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
 MIN_SECRET_BYTES = 32

@@ -16,6 +16,7 @@ import uuid
 import asyncpg
 from sqlalchemy.engine import make_url
 
+from ops.platform import migrations_of
 from services.feedback.app import create_app
 from services.feedback.config import Settings
 from shared.config import asyncpg_url
@@ -40,7 +41,7 @@ async def test_one_replica_stays_within_four_pool_sizes_plus_one(platform: Platf
     url = make_url(asyncpg_url(platform.database_urls["feedback"])).set(database=database)
     rendered = url.render_as_string(hide_password=False)
     try:
-        await asyncio.to_thread(upgrade, "feedback", rendered)
+        await asyncio.to_thread(upgrade, migrations_of("feedback"), rendered)
         settings = platform.settings("feedback", database_url=rendered, database_pool_size=POOL_SIZE)
         assert isinstance(settings, Settings)
         app = create_app(settings)

@@ -20,9 +20,10 @@ import httpx
 import pytest_asyncio
 from aiokafka import AIOKafkaProducer
 
+from ops.embedded import EmbeddedPostgres
+from ops.platform import migrations_of
 from shared.consumer import EventConsumer
 from shared.db import asyncpg_dsn, create_engine, create_sessionmaker
-from shared.embedded import EmbeddedPostgres
 from shared.errors import PROBLEM_BASE, PROBLEM_MEDIA_TYPE
 from shared.kafka import ensure_topics
 from shared.migrations import upgrade
@@ -41,7 +42,7 @@ async def own_postgres() -> AsyncIterator[EmbeddedPostgres]:
         await asyncio.to_thread(postgres.start)
         try:
             await asyncio.to_thread(postgres.create_database, "outage")
-            await asyncio.to_thread(upgrade, "feedback", postgres.url("outage"))
+            await asyncio.to_thread(upgrade, migrations_of("feedback"), postgres.url("outage"))
             yield postgres
         finally:
             await asyncio.to_thread(postgres.stop)
