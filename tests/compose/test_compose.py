@@ -16,6 +16,7 @@ import re
 import secrets
 import shutil
 import subprocess
+import tomllib
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -220,6 +221,21 @@ def test_the_image_is_multi_stage_unprivileged_and_installed_from_the_lock() -> 
     assert users[-1].split(":")[0] not in {"root", "0"}
     assert any(line.startswith("COPY --from=build") for line in final_stage)
     assert "uv sync --frozen --no-dev --no-editable" in DOCKERFILE.read_text()
+
+
+def test_the_image_gets_every_package_of_the_wheel_but_not_the_ops_group() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = project["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
+    dockerfile = DOCKERFILE.read_text()
+    allowed = (ROOT / ".dockerignore").read_text().splitlines()
+
+    assert "ops" in packages
+    for package in packages:
+        assert f"COPY {package} ./{package}" in dockerfile
+        assert f"!{package}/" in allowed
+    # `uv sync` installs the default groups only: `--no-dev` leaves out dev, and ops is not one.
+    assert "ops" in project["dependency-groups"]
+    assert "ops" not in project.get("tool", {}).get("uv", {}).get("default-groups", [])
 
 
 def caddy_sites() -> dict[int, str]:
