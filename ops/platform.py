@@ -1,8 +1,9 @@
 """The platform as the CLI operates it, local or deployed: settings, the secret, database URLs, migrations.
 
-Nothing here needs the `ops` dependency group, so that the service image's
-`customer-focus migrate` and `outbox` commands run without it; `ops.stack`
-(the local launcher) does.
+Nothing here imports the `ops` dependency group, so that the service image's
+`customer-focus migrate`, `outbox`, `token` and `replay` run without it; only
+the fallback to the embedded PostgreSQL (no `CF_<SERVICE>_DATABASE_URL`) needs
+it, and says so. `ops.stack`, the local launcher, needs it.
 """
 
 from __future__ import annotations

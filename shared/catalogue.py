@@ -1,9 +1,9 @@
 """The event catalogue: every event type and its topic, the platform's published language.
 
 Topic, key and type come from here, never from literals in the services.
-A payload is the publishing service's REST representation; the service that
-documents the events (`build_asyncapi`) is handed each spec's model, so this
-module depends on no service.
+A payload is the publishing service's REST representation: `build_asyncapi`
+is handed each spec's model (the notifications service maps them), so
+this module imports no service.
 """
 
 from __future__ import annotations
