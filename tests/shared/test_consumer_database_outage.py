@@ -30,8 +30,9 @@ from shared.migrations import upgrade
 from shared.observability import Metrics
 from tests.shared.probe_app import CREATE_TABLE, create_probe_app
 from tests.shared.test_consumer import EFFECT_TABLE, Harness, record_effect
-from tests.support.kafka import read_topic
+from tests.support.kafka import read_to_end
 from tests.support.platform import Platform, private_directory, serve
+from tests.support.waiting import eventually
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -57,14 +58,15 @@ async def _effects(postgres: EmbeddedPostgres, run: str) -> list[int]:
     return [row["n"] for row in rows]
 
 
-async def _wait_for(postgres: EmbeddedPostgres, run: str, count: int, within: float = 60) -> list[int]:
-    for _ in range(int(within * 5)):
+async def _effects_once(postgres: EmbeddedPostgres, run: str, marker: int, within: float = 60) -> list[int]:
+    """Every effect, once the effect of `marker` is in: it was published last on the partition, and a
+    consumer handles a partition in order, so a duplicate of an earlier event would be in before it."""
+
+    async def marked() -> list[int] | None:
         found = await _effects(postgres, run)
-        if len(found) >= count:
-            await asyncio.sleep(1.0)  # a duplicate would show up by now
-            return await _effects(postgres, run)
-        await asyncio.sleep(0.2)
-    return await _effects(postgres, run)
+        return found if marker in found else None
+
+    return await eventually(marked, within=within)
 
 
 async def test_events_that_arrive_while_the_database_is_down_wait_and_are_handled_once(
@@ -93,23 +95,20 @@ async def test_events_that_arrive_while_the_database_is_down_wait_and_are_handle
     task = asyncio.create_task(consumer.run())
     try:
         await harness.publish(harness.event(1))
-        assert await _wait_for(own_postgres, run, 1) == [1]
+        assert await _effects_once(own_postgres, run, 1) == [1]
 
         await asyncio.to_thread(own_postgres.stop)
         for n in range(2, 7):
             await harness.publish(harness.event(n))
-        await asyncio.sleep(5)  # the consumer meets the outage many times over
-        dead = await read_topic(
-            platform.bootstrap_servers,
-            settings.topic("feedback.events.dlq"),
-            until=lambda found: len(found) > 0,
-            within=2,
-        )
-        assert dead == [], "nothing is dead-lettered while the database is down"
+        await asyncio.sleep(5)  # the outage: the consumer meets it many times over
         assert not task.done(), "the consumer rides out the outage"
 
         await asyncio.to_thread(own_postgres.start)
-        assert await _wait_for(own_postgres, run, 6) == [1, 2, 3, 4, 5, 6]
+        await harness.publish(harness.event(7))  # the marker, after them on their partition
+        # An event dead-lettered during the outage would have no effect.
+        assert await _effects_once(own_postgres, run, 7) == [1, 2, 3, 4, 5, 6, 7]
+        dead = await read_to_end(platform.bootstrap_servers, settings.topic("feedback.events.dlq"), within=10)
+        assert dead == [], "nothing is dead-lettered while the database is down"
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
