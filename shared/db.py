@@ -77,7 +77,8 @@ async def session_dependency(request: Request) -> AsyncIterator[AsyncSession]:
             await session.rollback()
             raise
         else:
-            await session.commit()
+            if session.in_transaction():  # else it has nothing to write, and commits without a round trip
+                await session.commit()
 
 
 # scope="function": the commit happens before the response is sent, so a client

@@ -187,7 +187,8 @@ class IdempotentRequest:
 
 
 async def idempotent_request(request: Request, session: DbSession, key: IdempotencyKey = None) -> IdempotentRequest:
-    return IdempotentRequest(session, key, request.url.path, request.app.state.settings.idempotency_ttl_hours)
+    # The path from the scope: `request.url` would build a whole URL on every request.
+    return IdempotentRequest(session, key, request.scope["path"], request.app.state.settings.idempotency_ttl_hours)
 
 
 # The request's session and Idempotency-Key header, ready to `respond(...)` once.

@@ -45,20 +45,21 @@ Reader = Annotated[Principal, Depends(require_scope("feedback:read"))]
 Writer = Annotated[Principal, Depends(require_scope("feedback:write"))]
 
 
-async def _settings(request: Request) -> Settings:
+def _settings_of(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-ServiceSettings = Annotated[Settings, Depends(_settings)]
-
-
-async def _triage(request: Request) -> Triage:
+def _triage_of(request: Request) -> Triage:
     triage: Triage = request.app.state.triage
     return triage
 
 
-Triaging = Annotated[Triage, Depends(_triage)]
+async def _settings(request: Request) -> Settings:
+    return _settings_of(request)
+
+
+ServiceSettings = Annotated[Settings, Depends(_settings)]
 
 
 async def _captures(request: Request, session: DbSession) -> Captures:
@@ -89,13 +90,10 @@ CustomerFilter = Annotated[CustomerId | None, Query()]
     "Honours `Idempotency-Key`.",
 )
 async def capture_feedback(
-    draft: FeedbackDraft,
-    principal: Writer,
-    idempotency: Idempotency,
-    captures: RequestCaptures,
-    settings: ServiceSettings,
-    triage: Triaging,
+    request: Request, draft: FeedbackDraft, principal: Writer, idempotency: Idempotency, captures: RequestCaptures
 ) -> Response:
+    # The app's triage and settings read here, not as two more dependencies: this is the busiest route.
+    settings, triage = _settings_of(request), _triage_of(request)
     return await idempotency.respond(
         principal,
         body=draft,
