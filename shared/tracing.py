@@ -19,7 +19,7 @@ import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shared.context import traceparent_var
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from opentelemetry.context import Context
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.trace import Span, SpanKind, Tracer
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 _ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 _providers: dict[str, TracerProvider] = {}
@@ -63,6 +64,38 @@ def start_tracing(service_name: str) -> Tracer | None:
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         _providers[service_name] = provider
     return provider.get_tracer("customer-focus")
+
+
+def trace_statements(engine: AsyncEngine, tracer: Tracer | None) -> None:
+    """With tracing on, each statement `engine` sends inside a trace is a client span, child of the span current then.
+
+    OpenTelemetry's SQLAlchemy instrumentation, attached to this one engine (its instrumentor is one per
+    process, and a process here may run several services, each with its own provider); the listeners go
+    with the engine. A statement outside any span (a background sweep's poll) makes no span: a trace of
+    its own every second would bury the traces that matter. The instrumentation's connection-usage metric
+    is not wanted (the pool has its own figures): a no-op meter.
+    """
+    if tracer is None:
+        return
+    from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+    from opentelemetry.metrics import NoOpMeterProvider
+
+    usage = NoOpMeterProvider().get_meter(__name__).create_up_down_counter("db.client.connections.usage")
+    EngineTracer(_WithinTraces(tracer), engine.sync_engine, usage)  # type: ignore[no-untyped-call]
+
+
+class _WithinTraces:
+    """A tracer that starts a span only as the child of a current one (else a non-recording span)."""
+
+    def __init__(self, tracer: Tracer) -> None:
+        self._tracer = tracer
+
+    def start_span(self, name: str, *args: Any, **kwargs: Any) -> Span:
+        from opentelemetry import trace
+
+        if not trace.get_current_span().get_span_context().is_valid:
+            return trace.INVALID_SPAN
+        return self._tracer.start_span(name, *args, **kwargs)
 
 
 def provider_of(service_name: str) -> TracerProvider | None:

@@ -222,6 +222,16 @@ async def test_one_complaint_is_one_trace_across_feedback_and_notifications(
     assert len(routed) == 2
     assert {span.parent_span_id for span in routed} == {route.span_id}
 
+    # Each statement sent inside a span is a client span, its child: the capture's insert in the request.
+    # (A consumer writes a whole batch of events in one statement, which belongs to no one event's trace.)
+    [insert] = [
+        s
+        for s in receiver.of_trace(trace_id)
+        if s.service == "feedback" and s.kind == "client" and s.attributes.get("db.system") == "postgresql"
+    ]
+    assert insert.parent_span_id == request.span_id
+    assert "INSERT INTO feedback" in insert.attributes["db.statement"]
+
     # Each webhook delivery is a client span, child of routing; the receiver continues the trace from it.
     assert (webhook.kind, webhook.parent_span_id) == ("client", route.span_id)
     # (The subscription also gets other complaints routed meanwhile, each in its own trace.)
@@ -236,7 +246,7 @@ async def test_one_complaint_is_one_trace_across_feedback_and_notifications(
     # The inbox copy carries routing's span, so what it causes (webhooks) continues the trace.
     [copy] = [n for n in inbox.json()["items"] if n["event"]["customerid"] == customer_id]
     assert copy["event"]["traceparent"] == f"00-{trace_id}-{route.span_id}-01"
-    for span in (request, publish, process, route, *routed, webhook):  # the trace, with pytest -s
+    for span in (request, insert, publish, process, route, *routed, webhook):  # the trace, with pytest -s
         print(  # noqa: T201
             f"{span.service:14} {span.kind:9} {span.name:45} {span.span_id} parent {span.parent_span_id}"
         )
@@ -260,9 +270,17 @@ async def test_an_unsampled_caller_is_honoured_and_probes_are_not_traced(
         new_trace = fresh.headers["traceparent"].split("-")[1]
         metrics_trace = metrics.headers["traceparent"].split("-")[1]
         await eventually(lambda: _some(receiver.of_trace(new_trace)), within=20)
+
         # The probes are not traced (their traceparent is the middleware's own), a route that ends alike is.
-        [metrics_span] = await eventually(lambda: _some(receiver.of_trace(metrics_trace)), within=20)
+        async def metrics_request() -> list[ReceivedSpan] | None:
+            return [s for s in receiver.of_trace(metrics_trace) if s.kind == "server"] or None
+
+        [metrics_span] = await eventually(metrics_request, within=20)
         assert metrics_span.name == "GET /v1/feedback/metrics"
+        # Its queries are its children.
+        queries = [s for s in receiver.of_trace(metrics_trace) if s.kind == "client"]
+        assert queries
+        assert {s.parent_span_id for s in queries} == {metrics_span.span_id}
         assert receiver.of_trace(probe.headers["traceparent"].split("-")[1]) == []
     assert unsampled.headers["traceparent"].split("-")[1] == trace_id
     assert int(unsampled.headers["traceparent"][-2:], 16) & 1 == 0
