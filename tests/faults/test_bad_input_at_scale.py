@@ -25,7 +25,7 @@ from ops.platform import SERVICES
 from ops.stack import Stack
 from tests.faults.conftest import ARTIFACTS, FULL
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
 CHECKS = "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance"
 

@@ -39,7 +39,7 @@ from tests.faults.conftest import FULL, report, start_stack
 from tests.support.kafka import Record, read_to_end
 from tests.support.platform import private_directory
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
 COMPLAINTS = 10_000 if FULL else 2_000
 CLIENTS = 40 if FULL else 16

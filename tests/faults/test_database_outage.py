@@ -17,7 +17,7 @@ from ops.stack import Stack
 from shared.db import asyncpg_dsn
 from tests.faults.conftest import report
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
 COMPLAINTS = 300
 

@@ -21,7 +21,7 @@ import pytest_asyncio
 from ops.stack import Stack
 from tests.support.waiting import eventually
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
 MIB = 1024 * 1024
 

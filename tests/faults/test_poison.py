@@ -17,7 +17,7 @@ from ops.stack import Stack
 from tests.faults.conftest import report
 from tests.support.kafka import read_topic
 
-pytestmark = pytest.mark.faults
+pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
 POISON = b"\xff\xfe this is not a CloudEvent"
 
