@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
@@ -140,6 +141,7 @@ async def test_poison_messages_are_dead_lettered_and_later_messages_flow(harness
         task.cancel()
 
 
+@pytest.mark.slow
 async def test_two_members_splitting_partitions_mid_stream_give_each_event_one_effect(harness: Harness) -> None:
     group = f"group-{uuid.uuid4().hex[:8]}"
     first = await _running(harness.consumer(group))
