@@ -140,16 +140,16 @@ class Captures:
     """
 
     def __init__(self, session: AsyncSession, together: GroupCommit[Capture] | None = None) -> None:
-        self.session = session
+        self._session = session
         self._together = together
 
     async def insert(self, feedback: NewFeedback, event: OutboxRecord) -> None:
         """Insert one feedback and its event; refuse (422) an event above `CF_MAX_EVENT_BYTES`."""
-        ensure_fits(event, max_event_bytes(self.session))
-        if self._together is not None and not self.session.in_transaction():
+        ensure_fits(event, max_event_bytes(self._session))
+        if self._together is not None and not self._session.in_transaction():
             await self._together.write((feedback, event))
         else:
-            await self.session.execute(_INSERT, _columns([(feedback, event)]))
+            await self._session.execute(_INSERT, _columns([(feedback, event)]))
 
 
 async def get_feedback(
