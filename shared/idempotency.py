@@ -85,7 +85,8 @@ async def idempotent(
     response is looked up; `create` is expected to make the same checks when it runs.
     """
     if key is None:
-        return json_response(status_code, await create())
+        # Written by pydantic's serializer: no validation, no encoder pass.
+        return _json_response(status_code, _dump(await create()))
     if authorize is not None:
         authorize()
     request_print = fingerprint(route, body)
@@ -140,11 +141,6 @@ def _replay_form(model: BaseModel) -> BaseModel:
 
 def _dump(model: BaseModel) -> bytes:
     return model.__pydantic_serializer__.to_json(model)
-
-
-def json_response(status_code: int, model: BaseModel) -> Response:
-    """`model` as the JSON response, written by pydantic's serializer (no validation, no encoder pass)."""
-    return _json_response(status_code, _dump(model))
 
 
 def _json_response(status_code: int, content: bytes) -> Response:
