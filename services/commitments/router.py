@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, Path, Query
 from fastapi.responses import JSONResponse, Response
 
 from services.commitments import service
@@ -31,6 +31,7 @@ from shared.auth import Principal, require_scope
 from shared.db import DbSession
 from shared.idempotency import Idempotency
 from shared.pagination import DEFAULT_LIMIT, Cursor, Limit, Page
+from shared.settings_dependency import app_settings
 from shared.types import Instant, SafeStr
 
 router = APIRouter(prefix="/v1/commitments", tags=["commitments"])
@@ -40,12 +41,7 @@ Reader = Annotated[Principal, Depends(require_scope("commitments:read"))]
 Writer = Annotated[Principal, Depends(require_scope("commitments:write"))]
 
 
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-CommitmentSettings = Annotated[Settings, Depends(_settings)]
+CommitmentSettings = Annotated[Settings, Depends(app_settings)]
 
 
 @router.post("", status_code=201, response_model=Commitment, summary="Make a promise to a customer")

@@ -5,20 +5,23 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import Response
 
 from services.expectations import schemas, service
+from services.expectations.config import Settings
 from shared.auth import Principal, require_scope
 from shared.db import DbSession
 from shared.idempotency import Idempotency
 from shared.pagination import DEFAULT_LIMIT, Cursor, Limit, Page
+from shared.settings_dependency import app_settings
 from shared.types import SafeStr
 
 router = APIRouter(prefix="/v1")
 
 Reader = Annotated[Principal, Depends(require_scope("expectations:read"))]
 Writer = Annotated[Principal, Depends(require_scope("expectations:write"))]
+ExpectationSettings = Annotated[Settings, Depends(app_settings)]
 CustomerIdFilter = Annotated[SafeStr | None, Query(min_length=1, max_length=128, description="The customer's id.")]
 CustomerIdPath = Annotated[SafeStr, Path(min_length=1, max_length=128, description="The customer's id.")]
 
@@ -58,13 +61,12 @@ async def list_questions(
 )
 async def create_meeting(
     meeting: schemas.MeetingCreate,
-    request: Request,
     session: DbSession,
+    settings: ExpectationSettings,
     principal: Writer,
     idempotency: Idempotency,
 ) -> Response:
     """Record a meeting held by at least two distinct staff members (problem type `two-person-rule` otherwise)."""
-    settings = request.app.state.settings
     return await idempotency.respond(
         principal,
         body=meeting,

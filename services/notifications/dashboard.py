@@ -15,12 +15,13 @@ from typing import Annotated
 from urllib.parse import urlsplit
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends
 from fastapi import Path as PathParameter
 from fastapi.responses import HTMLResponse
 
 from services.notifications.config import Settings
 from shared.errors import NotFound
+from shared.settings_dependency import app_settings
 
 router = APIRouter(include_in_schema=False)
 
@@ -44,9 +45,8 @@ def _origin(url: str) -> str:
 
 @router.get("/dashboard/{department}", response_class=HTMLResponse)
 async def department_dashboard(
-    request: Request, department: Annotated[str, PathParameter(max_length=64)]
+    settings: Annotated[Settings, Depends(app_settings)], department: Annotated[str, PathParameter(max_length=64)]
 ) -> HTMLResponse:
-    settings: Settings = request.app.state.settings
     if department not in settings.departments:
         raise NotFound(f"There is no department {department!r}; the departments are {', '.join(settings.departments)}.")
     config = {

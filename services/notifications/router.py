@@ -33,6 +33,7 @@ from shared.errors import PROBLEM_MEDIA_TYPE, ServiceUnavailable
 from shared.idempotency import Idempotency
 from shared.pagination import DEFAULT_LIMIT, Cursor, Limit, Page
 from shared.service import ServiceRuntime
+from shared.settings_dependency import app_settings
 
 router = APIRouter()
 
@@ -41,9 +42,7 @@ Admin = Annotated[Principal, Depends(require_scope("notifications:admin"))]
 DepartmentPath = Annotated[str, Path(max_length=64, description="The department, one of `CF_DEPARTMENTS`.")]
 
 
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+NotificationSettings = Annotated[Settings, Depends(app_settings)]
 
 
 def _runtime(request: Request) -> ServiceRuntime:
@@ -69,12 +68,12 @@ async def list_routing_rules(
     summary="Add a routing rule",
 )
 async def create_routing_rule(
-    request: Request, session: DbSession, principal: Admin, body: RoutingRuleIn, idempotency: Idempotency
+    session: DbSession, settings: NotificationSettings, principal: Admin, body: RoutingRuleIn, idempotency: Idempotency
 ) -> Response:
     return await idempotency.respond(
         principal,
         body=body,
-        create=lambda: service.create_rule(session, settings=_settings(request), principal=principal, body=body),
+        create=lambda: service.create_rule(session, settings=settings, principal=principal, body=body),
         authorize=lambda: service.require_unbound(principal),
     )
 
@@ -86,11 +85,9 @@ async def get_routing_rule(session: DbSession, _: Reader, rule_id: uuid.UUID) ->
 
 @router.put("/v1/routing-rules/{rule_id}", tags=["routing rules"], summary="Replace a routing rule")
 async def replace_routing_rule(
-    request: Request, session: DbSession, principal: Admin, rule_id: uuid.UUID, body: RoutingRuleIn
+    session: DbSession, settings: NotificationSettings, principal: Admin, rule_id: uuid.UUID, body: RoutingRuleIn
 ) -> RoutingRule:
-    return await service.replace_rule(
-        session, settings=_settings(request), principal=principal, rule_id=rule_id, body=body
-    )
+    return await service.replace_rule(session, settings=settings, principal=principal, rule_id=rule_id, body=body)
 
 
 @router.delete("/v1/routing-rules/{rule_id}", status_code=204, tags=["routing rules"], summary="Delete a routing rule")
@@ -104,8 +101,8 @@ async def delete_routing_rule(session: DbSession, principal: Admin, rule_id: uui
 
 @router.get("/v1/departments/{department}/notifications", tags=["inbox"], summary="A department's inbox")
 async def list_notifications(
-    request: Request,
     session: DbSession,
+    settings: NotificationSettings,
     principal: Reader,
     department: DepartmentPath,
     unread: Annotated[bool | None, Query(description="true: unread only; false: read only.")] = None,
@@ -118,7 +115,7 @@ async def list_notifications(
 ) -> Page[Notification]:
     return await service.inbox(
         session,
-        settings=_settings(request),
+        settings=settings,
         principal=principal,
         department=department,
         unread=unread,
@@ -130,11 +127,15 @@ async def list_notifications(
 
 @router.get("/v1/departments/{department}/notifications/{notification_id}", tags=["inbox"], summary="One notification")
 async def get_notification(
-    request: Request, session: DbSession, principal: Reader, department: DepartmentPath, notification_id: uuid.UUID
+    session: DbSession,
+    settings: NotificationSettings,
+    principal: Reader,
+    department: DepartmentPath,
+    notification_id: uuid.UUID,
 ) -> Notification:
     return await service.get_notification(
         session,
-        settings=_settings(request),
+        settings=settings,
         principal=principal,
         department=department,
         notification_id=notification_id,
@@ -147,11 +148,15 @@ async def get_notification(
     summary="Mark a notification read",
 )
 async def mark_notification_read(
-    request: Request, session: DbSession, principal: Reader, department: DepartmentPath, notification_id: uuid.UUID
+    session: DbSession,
+    settings: NotificationSettings,
+    principal: Reader,
+    department: DepartmentPath,
+    notification_id: uuid.UUID,
 ) -> Notification:
     return await service.mark_read(
         session,
-        settings=_settings(request),
+        settings=settings,
         principal=principal,
         department=department,
         notification_id=notification_id,
@@ -174,13 +179,13 @@ async def mark_notification_read(
 async def stream_notifications(
     request: Request,
     session: DbSession,
+    settings: NotificationSettings,
     principal: Reader,
     department: DepartmentPath,
     last_event_id: Annotated[
         str | None, Header(alias="Last-Event-ID", max_length=64, description="Resume after this event id.")
     ] = None,
 ) -> EventSourceResponse:
-    settings = _settings(request)
     after = await service.stream_start(
         session, settings=settings, principal=principal, department=department, last_event_id=last_event_id
     )
@@ -212,23 +217,28 @@ async def stream_notifications(
     summary="Subscribe a webhook endpoint",
 )
 async def create_subscription(
-    request: Request, session: DbSession, principal: Admin, body: SubscriptionIn, idempotency: Idempotency
+    request: Request,
+    session: DbSession,
+    settings: NotificationSettings,
+    principal: Admin,
+    body: SubscriptionIn,
+    idempotency: Idempotency,
 ) -> Response:
     guard: AddressGuard = request.app.state.address_guard
     return await idempotency.respond(
         principal,
         body=body,
         create=lambda: service.create_subscription(
-            session, settings=_settings(request), guard=guard, principal=principal, body=body
+            session, settings=settings, guard=guard, principal=principal, body=body
         ),
-        authorize=lambda: service.may_create_subscription(_settings(request), principal, body),
+        authorize=lambda: service.may_create_subscription(settings, principal, body),
     )
 
 
 @router.get("/v1/subscriptions", tags=["webhooks"], summary="List webhook subscriptions")
 async def list_subscriptions(
-    request: Request,
     session: DbSession,
+    settings: NotificationSettings,
     principal: Reader,
     department: Annotated[str | None, Query(max_length=64)] = None,
     status: SubscriptionStatus | None = None,
@@ -237,7 +247,7 @@ async def list_subscriptions(
 ) -> Page[Subscription]:
     return await service.list_subscriptions(
         session,
-        settings=_settings(request),
+        settings=settings,
         principal=principal,
         department=department,
         status=status,
