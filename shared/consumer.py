@@ -33,6 +33,7 @@ from shared.events import MalformedEvent, parse_event
 from shared.observability import Metrics
 from shared.tracing import failed as _failed
 from shared.tracing import parent_context, traceparent_of
+from shared.unit_of_work import unit_of_work
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span, Tracer
@@ -245,7 +246,7 @@ class EventConsumer:
         # With tracing on, a consumer span per new event, ended once the transaction has committed or failed.
         spans: list[Span] = []
         try:
-            async with self._sessionmaker() as session, session.begin():
+            async with unit_of_work(self._sessionmaker) as session:
                 # Through the session, not its driver connection: cancelled mid-statement on the driver (a replica
                 # stopping), the session's rollback then waited forever (tests/notifications/test_replicas.py).
                 claimed = await session.execute(
@@ -395,7 +396,7 @@ class EventConsumer:
                 await asyncio.sleep(backoff.next())
         self._metrics.consumer_events.labels(topic, "dead_lettered").inc()
         if event_id is not None:
-            async with self._sessionmaker() as session, session.begin():
+            async with unit_of_work(self._sessionmaker) as session:
                 await session.execute(_MARK, {"consumer": self.group_id, "id": event_id, "outcome": "dead_lettered"})
 
     async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:

@@ -20,7 +20,6 @@ then published after the events written since).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -47,6 +46,7 @@ from shared.db import asyncpg_dsn
 from shared.errors import Unprocessable
 from shared.events import CONTENT_TYPE, OutboxRecord, build_event
 from shared.kafka import ensure_topics
+from shared.listen import Listening
 from shared.observability import Metrics
 from shared.tracing import failed as _failed
 from shared.tracing import parent_context, stored_traceparent, traceparent_of
@@ -183,8 +183,7 @@ class OutboxRelay:
         self._producer = producer
         self._metrics = metrics
         self._tracer = tracer
-        self._dsn = asyncpg_dsn(settings.database_url)
-        self._wake = asyncio.Event()
+        self._listening = Listening(dsn=asyncpg_dsn(settings.database_url), channel=NOTIFY_CHANNEL, name="outbox relay")
         self._maintenance = maintenance or []
         self._next_maintenance = 0.0
         self._next_backlog_report = 0.0
@@ -192,50 +191,30 @@ class OutboxRelay:
 
     async def run(self) -> None:
         """Relay until cancelled; reconnects to the database and broker as needed."""
+        await self._listening.run(self._lead, before_listen=self._wait_for_leadership)
+
+    async def _wait_for_leadership(self, conn: asyncpg.Connection) -> None:
+        # Another relay leads; poll until its connection (and lock) goes away.
+        while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LEADER_LOCK):  # noqa: ASYNC110
+            await asyncio.sleep(1.0)
+        logger.info("outbox relay is the leader for %s", self._settings.service_name)
+
+    async def _lead(self, conn: asyncpg.Connection) -> None:
         backoff = Backoff()
         while True:
             try:
-                await self._lead()
-            except asyncio.CancelledError:
+                await self._drain(conn)
+                backoff.reset()
+            except (asyncpg.PostgresConnectionError, OSError):
                 raise
             except Exception as exc:
                 delay = backoff.next()
-                logger.warning("outbox relay interrupted (%s: %s); retrying in %.1fs", type(exc).__name__, exc, delay)
+                logger.warning("outbox publish failed (%s: %s); retrying in %.1fs", type(exc).__name__, exc, delay)
                 await asyncio.sleep(delay)
-
-    async def _lead(self) -> None:
-        conn: asyncpg.Connection = await asyncpg.connect(self._dsn, timeout=5)
-        try:
-            # Another relay leads; poll until its connection (and lock) goes away.
-            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", _LEADER_LOCK):  # noqa: ASYNC110
-                await asyncio.sleep(1.0)
-            await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
-            logger.info("outbox relay is the leader for %s", self._settings.service_name)
-            backoff = Backoff()
-            while True:
-                self._wake.clear()
-                try:
-                    await self._drain(conn)
-                    backoff.reset()
-                except (asyncpg.PostgresConnectionError, OSError):
-                    raise
-                except Exception as exc:
-                    delay = backoff.next()
-                    logger.warning("outbox publish failed (%s: %s); retrying in %.1fs", type(exc).__name__, exc, delay)
-                    await asyncio.sleep(delay)
-                    await self._ensure_topics_quietly()
-                    continue
-                await self._maybe_maintain(conn)
-                # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that lands
-                # as the wake-up fires, and the relay then outlives its app (the lifespan hangs).
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._settings.outbox_sweep_interval_seconds):
-                        await self._wake.wait()
-        finally:
-            await _close_quietly(conn)
-
-    def _on_notify(self, *_: object) -> None:
-        self._wake.set()
+                await self._ensure_topics_quietly()
+                continue
+            await self._maybe_maintain(conn)
+            await self._listening.wait(self._settings.outbox_sweep_interval_seconds)
 
     async def _drain(self, conn: asyncpg.Connection) -> None:
         while await self._publish_batch(conn) == BATCH_SIZE:
@@ -393,10 +372,3 @@ async def dead_events(conn: asyncpg.Connection, *, limit: int = 1000) -> list[De
 async def requeue_dead_event(conn: asyncpg.Connection, event_id: uuid.UUID) -> bool:
     """Queue a set-aside event for publishing again; False if this database has no such event."""
     return await conn.fetchval(_REQUEUE, event_id) is not None
-
-
-async def _close_quietly(conn: asyncpg.Connection) -> None:
-    try:
-        await asyncio.wait_for(conn.close(), 2)
-    except Exception:
-        conn.terminate()

@@ -16,7 +16,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
 
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, FastAPI, Path, Request
@@ -32,6 +32,7 @@ from shared.auth import TokenVerifier
 from shared.backoff import Backoff
 from shared.boundary import RequestBoundary
 from shared.config import PlatformSettings
+from shared.consumer import EventConsumer
 from shared.db import create_engine, create_sessionmaker
 from shared.errors import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA, NotFound, install_problem_handlers
 from shared.idempotency import PURGE_EXPIRED
@@ -48,6 +49,15 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+class Worker(Protocol):
+    """A background job of the service: runs until cancelled."""
+
+    async def run(self) -> None: ...
+
+
+W = TypeVar("W", bound=Worker)
+
+
 @dataclass
 class ServiceRuntime:
     """Everything a running service owns; on `app.state.runtime`."""
@@ -59,7 +69,12 @@ class ServiceRuntime:
     metrics: Metrics
     producer_ready: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    extras: dict[str, Any] = field(default_factory=dict)
+    # The outbox relay, once the producer is connected and `run_workers` is on.
+    relay: OutboxRelay | None = None
+    # The background jobs started by name (`start`), each until `stop` or shutdown.
+    workers: dict[str, Worker] = field(default_factory=dict)
+    _worker_tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict, init=False)
+    _broker_checked: tuple[float, str] | None = field(default=None, init=False)
     # OpenTelemetry's tracer for this service when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (shared/tracing.py).
     tracer: Tracer | None = None
 
@@ -68,8 +83,35 @@ class ServiceRuntime:
         self.tasks.append(task)
         return task
 
+    def start(self, name: str, worker: Worker) -> None:
+        """Run `worker` as the background job `name`, until `stop(name)` or the service stops."""
+        if name in self.workers:
+            raise RuntimeError(f"a worker named {name!r} is already started")
+        self.workers[name] = worker
+        self._worker_tasks[name] = self.spawn(name, worker.run())
 
-WorkerFactory = Callable[[ServiceRuntime], Sequence[tuple[str, Coroutine[Any, Any, None]]]]
+    async def stop(self, name: str) -> None:
+        """Cancel the job `name` and wait until it has finished (a dispatcher hands back its leases)."""
+        self.workers.pop(name)
+        task = self._worker_tasks.pop(name)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        self.tasks.remove(task)
+
+    def is_running(self, name: str) -> bool:
+        task = self._worker_tasks.get(name)
+        return task is not None and not task.done()
+
+    def running(self, kind: type[W]) -> list[W]:
+        """The started workers of this kind, in the order they were started."""
+        return [worker for worker in self.workers.values() if isinstance(worker, kind)]
+
+    @property
+    def consumers(self) -> list[EventConsumer]:
+        return self.running(EventConsumer)
+
+
+WorkerFactory = Callable[[ServiceRuntime], Sequence[tuple[str, Worker]]]
 Hook = Callable[[ServiceRuntime], Awaitable[None]]
 
 
@@ -252,10 +294,10 @@ async def _start_workers(runtime: ServiceRuntime, workers: WorkerFactory | None)
         tracer=runtime.tracer,
         maintenance=[PURGE_EXPIRED.format(hours=settings.idempotency_ttl_hours)],
     )
-    runtime.extras["relay"] = relay
-    runtime.spawn("outbox-relay", relay.run())
+    runtime.relay = relay
+    runtime.start("outbox-relay", relay)
     for name, worker in workers(runtime) if workers is not None else ():
-        runtime.spawn(name, worker)
+        runtime.start(name, worker)
 
 
 def _operations_router() -> APIRouter:
@@ -314,9 +356,9 @@ async def _check_database(runtime: ServiceRuntime) -> str:
 
 
 async def _check_broker(runtime: ServiceRuntime) -> str:
-    cached = runtime.extras.get("broker_check")
+    cached = runtime._broker_checked
     if cached is not None and cached[0] > time.monotonic():
-        return str(cached[1])
+        return cached[1]
     if not runtime.producer_ready.is_set():
         return "unreachable: not connected yet"
     try:
@@ -325,7 +367,7 @@ async def _check_broker(runtime: ServiceRuntime) -> str:
         result = "ok"
     except Exception as exc:
         result = f"unreachable: {type(exc).__name__}"
-    runtime.extras["broker_check"] = (time.monotonic() + 1.0, result)
+    runtime._broker_checked = (time.monotonic() + 1.0, result)
     return result
 
 

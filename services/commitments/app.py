@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from fastapi import FastAPI
 
@@ -14,7 +13,7 @@ from services.commitments.scheduler import DueMomentScheduler
 from shared.catalogue import FEEDBACK_RECEIVED
 from shared.config import load_settings
 from shared.consumer import EventConsumer
-from shared.service import ServiceRuntime, build_service_app
+from shared.service import ServiceRuntime, Worker, build_service_app
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -27,10 +26,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             scheduler = DueMomentScheduler(
                 settings=settings, sessionmaker=runtime.sessionmaker, registry=runtime.metrics.registry
             )
-            runtime.extras["scheduler"] = scheduler
-            runtime.spawn("due-moment-scheduler", scheduler.run())
+            runtime.start("due-moment-scheduler", scheduler)
 
-    def workers(runtime: ServiceRuntime) -> Sequence[tuple[str, Coroutine[Any, Any, None]]]:
+    def workers(runtime: ServiceRuntime) -> Sequence[tuple[str, Worker]]:
         # Every complaint is a promise: feedback events make and meet the response promises.
         if not settings.commitments_response_promises:
             return []
@@ -44,8 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             handler=FeedbackResponses(settings).handle,
             tracer=runtime.tracer,
         )
-        runtime.extras["feedback_consumer"] = consumer
-        return [("feedback-responses", consumer.run())]
+        return [("feedback-responses", consumer)]
 
     return build_service_app(
         settings=settings,

@@ -12,19 +12,18 @@ each moment once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import datetime
 
-import asyncpg
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.commitments import service
 from services.commitments.config import Settings
 from services.commitments.repository import SCHEDULE_CHANNEL
-from shared.backoff import Backoff
 from shared.db import asyncpg_dsn
+from shared.listen import Listening
+from shared.unit_of_work import unit_of_work
 
 logger = logging.getLogger(__name__)
 
@@ -57,63 +56,51 @@ class DueMomentScheduler:
         self._settings = settings
         self._sessionmaker = sessionmaker
         self._metrics = SchedulerMetrics(registry or CollectorRegistry())
-        self._dsn = asyncpg_dsn(settings.database_url)
-        self._wake = asyncio.Event()
         # The moment (database epoch) we sleep towards; None wakes on any announcement.
         self._target: float | None = None
+        self._listening = Listening(
+            dsn=asyncpg_dsn(settings.database_url),
+            channel=SCHEDULE_CHANNEL,
+            name="due-moment scheduler",
+            wakes_on=self._announced_earlier,
+        )
         self.fired = 0
         self.wake_ups = 0
 
     async def run(self) -> None:
         """Fire moments until cancelled; reconnects to the database as needed."""
-        backoff = Backoff()
-        while True:
-            try:
-                await self._listen_and_fire(backoff)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                delay = backoff.next()
-                logger.warning(
-                    "due-moment scheduler interrupted (%s: %s); retrying in %.1fs", type(exc).__name__, exc, delay
-                )
-                await asyncio.sleep(delay)
+        await self._listening.run(self._fire_moments)
 
-    async def _listen_and_fire(self, backoff: Backoff) -> None:
-        conn: asyncpg.Connection = await asyncpg.connect(self._dsn, timeout=5)
-        try:
-            await conn.add_listener(SCHEDULE_CHANNEL, self._on_announcement)
-            conn.add_termination_listener(lambda _conn: self._wake.set())
-            loop = asyncio.get_running_loop()
-            spacing = self._settings.commitments_scheduler_min_interval_seconds
-            while True:
-                if conn.is_closed():
-                    # Announcements would be lost: reconnect, then look at the table afresh.
-                    raise ConnectionError("the LISTEN connection closed")
-                self._wake.clear()
-                self._target = None
-                woke_at = loop.time()
-                fired, upcoming = await self._fire_reached()
-                backoff.reset()
-                delay = None
-                if upcoming is not None:
-                    moment, delay = upcoming
-                    self._target = moment.timestamp()
-                    if delay <= 0 and not fired:
-                        delay = HELD_RETRY_SECONDS
-                    delay = max(delay, woke_at + spacing - loop.time())
-                await self._sleep(delay)
-                self.wake_ups += 1
-                self._metrics.wake_ups.inc()
-        finally:
-            await _close_quietly(conn)
+    async def _fire_moments(self, _conn: object) -> None:
+        """Fire what is reached, sleep until the next moment or an earlier announcement; again.
+
+        After a lost connection (`ConnectionLost`, announcements missed) the helper reconnects and
+        this starts again from the table.
+        """
+        loop = asyncio.get_running_loop()
+        spacing = self._settings.commitments_scheduler_min_interval_seconds
+        cap = self._settings.commitments_scheduler_max_sleep_seconds
+        while True:
+            self._target = None
+            woke_at = loop.time()
+            fired, upcoming = await self._fire_reached()
+            delay = None
+            if upcoming is not None:
+                moment, delay = upcoming
+                self._target = moment.timestamp()
+                if delay <= 0 and not fired:
+                    delay = HELD_RETRY_SECONDS
+                delay = max(delay, woke_at + spacing - loop.time())
+            await self._listening.wait(cap if delay is None else min(max(delay, 0.0), cap))
+            self.wake_ups += 1
+            self._metrics.wake_ups.inc()
 
     async def _fire_reached(self) -> tuple[int, tuple[datetime, float] | None]:
         """Fire every reached moment, in batches; then the next moment, read in the last batch's transaction."""
         batch = self._settings.commitments_scheduler_batch_size
         total = 0
         while True:
-            async with self._sessionmaker() as session, session.begin():
+            async with unit_of_work(self._sessionmaker) as session:
                 fired = await service.fire_reached_moments(session=session, limit=batch)
                 upcoming = None if len(fired) == batch else await service.next_moment(session=session)
             for moment in fired:
@@ -124,27 +111,10 @@ class DueMomentScheduler:
             if len(fired) < batch:
                 return total, upcoming
 
-    async def _sleep(self, delay: float | None) -> None:
-        cap = self._settings.commitments_scheduler_max_sleep_seconds
-        timeout = cap if delay is None else min(max(delay, 0.0), cap)
-        if timeout <= 0:
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
-
-    def _on_announcement(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+    def _announced_earlier(self, payload: str) -> bool:
         """Wake if the announced moment comes before the one we sleep towards."""
         try:
             moment = float(payload)
         except ValueError:
-            self._wake.set()
-            return
-        if self._target is None or moment < self._target:
-            self._wake.set()
-
-
-async def _close_quietly(conn: asyncpg.Connection) -> None:
-    try:
-        await asyncio.wait_for(conn.close(), 2)
-    except Exception:
-        conn.terminate()
+            return True
+        return self._target is None or moment < self._target

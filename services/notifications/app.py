@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI
@@ -22,7 +22,8 @@ from shared.config import load_settings
 from shared.consumer import EventConsumer
 from shared.db import asyncpg_dsn
 from shared.observability import Metrics
-from shared.service import ServiceRuntime, build_service_app
+from shared.service import ServiceRuntime, Worker, build_service_app
+from shared.unit_of_work import unit_of_work
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     guard = AddressGuard(allow_private=settings.webhook_allow_private)
     dsn = asyncpg_dsn(settings.database_url)
 
-    def workers(runtime: ServiceRuntime) -> Sequence[tuple[str, Coroutine[Any, Any, None]]]:
+    def workers(runtime: ServiceRuntime) -> Sequence[tuple[str, Worker]]:
         consumers = [
             EventConsumer(
                 settings=settings,
@@ -48,9 +49,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             for _ in range(settings.router_consumers)
         ]
-        runtime.extras["consumers"] = consumers
         event_router.tracer = runtime.tracer
-        routers = [(f"router-{n}", consumer.run()) for n, consumer in enumerate(consumers, 1)]
+        routers: list[tuple[str, Worker]] = [(f"router-{n}", consumer) for n, consumer in enumerate(consumers, 1)]
         if not settings.webhooks_in_process:
             return routers
         dispatcher = WebhookDispatcher(
@@ -60,11 +60,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             intake_has_backlog=event_router.has_backlog,
             tracer=runtime.tracer,
         )
-        runtime.extras["dispatcher"] = dispatcher
-        return [*routers, ("webhooks", dispatcher.run())]
+        return [*routers, ("webhooks", dispatcher)]
 
     async def start_feed(runtime: ServiceRuntime) -> None:
-        runtime.spawn("stream-feed", feed.run())
+        runtime.start("stream-feed", feed)
         await _seal_plaintext_secrets(runtime, settings)
 
     app = build_service_app(
@@ -92,7 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 async def _seal_plaintext_secrets(runtime: ServiceRuntime, settings: Settings) -> None:
     """Encrypt the webhook secrets stored in plain text before they were encrypted at rest (once, at start)."""
     try:
-        async with runtime.sessionmaker() as session, session.begin():
+        async with unit_of_work(runtime.sessionmaker) as session:
             await seal_plaintext_secrets(session, settings)
     except Exception as exc:
         # Not fatal: a plain secret still signs (secrets_at_rest.reveal), and the next start seals it.

@@ -173,7 +173,7 @@ class RuleBook:
         versions = tuple(await repository.enabled_rule_versions(session))
         if versions != self._versions:
             rows = await repository.enabled_rules(session)
-            compiled = [CompiledRule.of(RoutingRuleIn.model_validate(row, from_attributes=True)) for row in rows]
+            compiled = [CompiledRule.of(RoutingRuleIn.model_validate(row)) for row in rows]
             self._versions, self._current = tuple((row.id, row.updated_at) for row in rows), RuleSet(compiled)
         return self._current
 

@@ -54,7 +54,8 @@ Operator = Literal["eq", "ne", "lt", "lte", "gt", "gte", "in", "not_in", "exists
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # from_attributes: an output model is validated straight from its row (`Subscription.model_validate(row)`).
+    model_config = ConfigDict(extra="forbid", frozen=True, from_attributes=True)
 
 
 class FieldTest(_Strict):

@@ -28,7 +28,6 @@ from services.notifications.schemas import (
     SubscriptionIn,
     SubscriptionStatus,
 )
-from services.notifications.webhooks.dispatcher import subscription_view
 from services.notifications.webhooks.guard import AddressGuard
 from services.notifications.webhooks.signing import new_secret
 from shared.auth import Principal
@@ -70,21 +69,21 @@ def require_unbound(principal: Principal) -> None:
 async def list_rules(session: AsyncSession, *, cursor: str | None, limit: int) -> Page[RoutingRule]:
     rows = await repository.list_rules(session, cursor=cursor, limit=limit)
     items, next_cursor = page_of(rows, limit=limit, key=lambda r: (r.created_at, r.id))
-    return Page[RoutingRule](items=[_rule_view(r) for r in items], next_cursor=next_cursor)
+    return Page[RoutingRule](items=[RoutingRule.model_validate(r) for r in items], next_cursor=next_cursor)
 
 
 async def get_rule(session: AsyncSession, rule_id: uuid.UUID) -> RoutingRule:
     row = await repository.get_rule(session, rule_id)
     if row is None:
         raise NotFound(f"There is no routing rule {rule_id}.")
-    return _rule_view(row)
+    return RoutingRule.model_validate(row)
 
 
 async def create_rule(
     session: AsyncSession, *, settings: Settings, principal: Principal, body: RoutingRuleIn
 ) -> RoutingRule:
     require_unbound(principal)
-    return _rule_view(await repository.add_rule(session, _rule_values(settings, body)))
+    return RoutingRule.model_validate(await repository.add_rule(session, _rule_values(settings, body)))
 
 
 async def replace_rule(
@@ -94,17 +93,13 @@ async def replace_rule(
     row = await repository.replace_rule(session, rule_id, _rule_values(settings, body))
     if row is None:
         raise NotFound(f"There is no routing rule {rule_id}.")
-    return _rule_view(row)
+    return RoutingRule.model_validate(row)
 
 
 async def delete_rule(session: AsyncSession, *, principal: Principal, rule_id: uuid.UUID) -> None:
     require_unbound(principal)
     if not await repository.delete_rule(session, rule_id):
         raise NotFound(f"There is no routing rule {rule_id}.")
-
-
-def _rule_view(row: object) -> RoutingRule:
-    return RoutingRule.model_validate(row, from_attributes=True)
 
 
 # --- inboxes ---------------------------------------------------------------------------------
@@ -214,7 +209,7 @@ async def create_subscription(
             "created_by": principal.sub,
         },
     )
-    return SubscriptionCreated(**subscription_view(row).model_dump(), secret=secret)
+    return SubscriptionCreated(**Subscription.model_validate(row).model_dump(), secret=secret)
 
 
 async def list_subscriptions(
@@ -236,11 +231,11 @@ async def list_subscriptions(
         session, department=department, status=status, cursor=cursor, limit=limit
     )
     items, next_cursor = page_of(rows, limit=limit, key=lambda r: (r.created_at, r.id))
-    return Page[Subscription](items=[subscription_view(r) for r in items], next_cursor=next_cursor)
+    return Page[Subscription](items=[Subscription.model_validate(r) for r in items], next_cursor=next_cursor)
 
 
 async def get_subscription(session: AsyncSession, *, principal: Principal, subscription_id: uuid.UUID) -> Subscription:
-    return subscription_view(await _subscription(session, principal, subscription_id))
+    return Subscription.model_validate(await _subscription(session, principal, subscription_id))
 
 
 async def delete_subscription(session: AsyncSession, *, principal: Principal, subscription_id: uuid.UUID) -> None:
@@ -255,7 +250,7 @@ async def enable_subscription(
     row = await _subscription(session, principal, subscription_id)
     await repository.enable_subscription(session, subscription_id)
     await session.refresh(row)
-    return subscription_view(row)
+    return Subscription.model_validate(row)
 
 
 async def recover_subscription(
@@ -323,7 +318,7 @@ async def retry_delivery(
 async def _delivery_views(session: AsyncSession, rows: Sequence[WebhookDelivery]) -> list[Delivery]:
     attempts: dict[uuid.UUID, list[DeliveryAttempt]] = {row.id: [] for row in rows}
     for attempt in await repository.attempts_of(session, list(attempts)):
-        attempts[attempt.delivery_id].append(DeliveryAttempt.model_validate(attempt, from_attributes=True))
+        attempts[attempt.delivery_id].append(DeliveryAttempt.model_validate(attempt))
     return [
         Delivery(
             id=row.id,

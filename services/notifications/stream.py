@@ -16,7 +16,6 @@ behind a load balancer over N replicas a `sub` may hold up to N times as many.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
@@ -30,9 +29,10 @@ from starlette.types import Receive, Scope, Send
 
 from services.notifications import repository
 from services.notifications.repository import StreamItem
-from shared.backoff import Backoff
 from shared.errors import TooManyRequests
+from shared.listen import Listening
 from shared.observability import Metrics
+from shared.unit_of_work import unit_of_work
 
 logger = logging.getLogger(__name__)
 
@@ -124,12 +124,11 @@ class NotificationFeed:
     """Follows the notification table and fans new rows out to listeners by department."""
 
     def __init__(self, *, dsn: str, queue_size: int, metrics: Metrics) -> None:
-        self._dsn = dsn
+        self._listening = Listening(dsn=dsn, channel=NOTIFY_CHANNEL, name="stream feed", first_delay=0.2)
         self._queue_size = queue_size
         self.position: Position = (0, 0)
         self.ready = asyncio.Event()
         self._listeners: dict[str, set[Listener]] = defaultdict(set)
-        self._wake = asyncio.Event()
         self.queries = Counter(
             "cf_stream_feed_queries", "Queries the live-stream feed made.", registry=metrics.registry
         )
@@ -153,33 +152,16 @@ class NotificationFeed:
             self.listening.dec()
 
     async def run(self) -> None:
-        backoff = Backoff(first=0.2)
-        while True:
-            try:
-                await self._follow()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                logger.warning("stream feed reconnecting (%s: %s)", type(exc).__name__, exc)
-                await asyncio.sleep(backoff.next())
+        """Follow the table until cancelled; reconnects to the database as needed."""
+        await self._listening.run(self._follow)
 
-    async def _follow(self) -> None:
-        conn: asyncpg.Connection = await asyncpg.connect(self._dsn, timeout=5)
-        try:
-            await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
-            if not self.ready.is_set():
-                self.position = await repository.settled_position(conn)
-                self.ready.set()
-            while True:
-                self._wake.clear()
-                unsettled = await self._read(conn)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._wake.wait(), _UNSETTLED_RECHECK_SECONDS if unsettled else _SWEEP_SECONDS
-                    )
-        finally:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.close(), 2)
+    async def _follow(self, conn: asyncpg.Connection) -> None:
+        if not self.ready.is_set():
+            self.position = await repository.settled_position(conn)
+            self.ready.set()
+        while True:
+            unsettled = await self._read(conn)
+            await self._listening.wait(_UNSETTLED_RECHECK_SECONDS if unsettled else _SWEEP_SECONDS)
 
     async def _read(self, conn: asyncpg.Connection) -> bool:
         """Hand out everything settled since the last read; True if newer rows still wait to settle."""
@@ -213,7 +195,7 @@ async def department_stream(
         while True:
             while position < listener.start:
                 feed.catch_up_reads.inc()
-                async with sessionmaker() as session:
+                async with unit_of_work(sessionmaker) as session:
                     page = await repository.department_between(
                         session, department=department, after=position, upto=listener.start, limit=_PAGE
                     )

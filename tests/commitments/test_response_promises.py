@@ -45,8 +45,7 @@ async def consuming(app: FastAPI) -> None:
     runtime = app.state.runtime
 
     async def assigned() -> bool:
-        consumers = runtime.extras.get("consumers") or [runtime.extras.get("feedback_consumer")]
-        return all(c is not None and c.assigned() for c in consumers)
+        return bool(runtime.consumers) and all(c.assigned() for c in runtime.consumers)
 
     await eventually(assigned, within=60)
 

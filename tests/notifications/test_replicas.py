@@ -75,7 +75,7 @@ async def test_two_more_replicas_and_one_stopped_mid_stream_give_each_department
         try:
 
             def consumers() -> list[EventConsumer]:
-                running: list[EventConsumer] = leaving.state.runtime.extras.get("consumers", [])
+                running: list[EventConsumer] = leaving.state.runtime.consumers
                 return running
 
             async def leaving_has_routed() -> bool:

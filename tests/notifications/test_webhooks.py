@@ -106,22 +106,18 @@ async def announced_disabled(platform: Platform, subscription_id: str) -> dict[s
 
 async def stop_in_process_webhooks(service: RunningService) -> None:
     """Stop the suite's service sending webhooks (its dispatcher hands back what it had leased)."""
-    runtime = service.app.state.runtime
-    [worker] = [task for task in runtime.tasks if task.get_name() == "webhooks"]
-    worker.cancel()
-    await asyncio.gather(worker, return_exceptions=True)
-    runtime.tasks.remove(worker)
+    await service.app.state.runtime.stop("webhooks")
 
 
 def restart_in_process_webhooks(service: RunningService) -> None:
     """Let the suite's service send webhooks again, with a dispatcher of its own settings."""
-    service.app.state.runtime.spawn(
+    service.app.state.runtime.start(
         "webhooks",
         WebhookDispatcher(
             settings=service.settings,
             metrics=service.app.state.webhook_metrics,
             guard=service.app.state.address_guard,
-        ).run(),
+        ),
     )
 
 
@@ -130,7 +126,10 @@ async def webhooks_running_after_each_test(notifications: RunningService) -> Asy
     """A test that stopped the in-process dispatcher and failed before restarting it leaves it running again,
     so that one failure does not fail every webhook test after it."""
     yield
-    if not any(task.get_name() == "webhooks" and not task.done() for task in notifications.app.state.runtime.tasks):
+    runtime = notifications.app.state.runtime
+    if not runtime.is_running("webhooks"):
+        if "webhooks" in runtime.workers:
+            await runtime.stop("webhooks")
         restart_in_process_webhooks(notifications)
 
 
@@ -376,13 +375,10 @@ async def test_outcome_being_written_when_the_worker_stops_is_recorded_not_lost(
             return waiting > 0
 
         await eventually(outcome_waits)
-        runtime = notifications.app.state.runtime
-        [worker] = [task for task in runtime.tasks if task.get_name() == "webhooks"]
-        worker.cancel()
+        stopping = asyncio.create_task(notifications.app.state.runtime.stop("webhooks"))
         await asyncio.sleep(0.3)
         await locked.rollback()
-        await asyncio.gather(worker, return_exceptions=True)
-        runtime.tasks.remove(worker)
+        await stopping
     finally:
         await blocker.close()
 
@@ -652,13 +648,13 @@ async def test_service_without_in_process_webhooks_leaves_them_to_a_webhook_work
 ) -> None:
     routing_only = create_app(notifications_settings(platform, webhooks_in_process=False))
     async with serve(routing_only):
-        extras = routing_only.state.runtime.extras
+        runtime = routing_only.state.runtime
 
         async def workers_started() -> bool:
-            return "consumers" in extras
+            return bool(runtime.consumers)
 
         await eventually(workers_started)
-        assert "dispatcher" not in extras
+        assert not runtime.running(WebhookDispatcher)
 
     # The suite's service stops sending, so only the worker process can deliver.
     await stop_in_process_webhooks(notifications)

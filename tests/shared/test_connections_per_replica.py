@@ -47,7 +47,7 @@ async def test_one_replica_stays_within_four_pool_sizes_plus_one(platform: Platf
         app = create_app(settings)
         async with serve(app) as client:
             for _ in range(100):
-                if "relay" in app.state.runtime.extras and await connections(admin, database) >= 1:
+                if app.state.runtime.relay is not None and await connections(admin, database) >= 1:
                     break
                 await asyncio.sleep(0.1)
             at_start = await connections(admin, database)

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-import asyncpg
 from prometheus_client import Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
@@ -39,15 +38,17 @@ from services.notifications.webhooks.client import DeliveryFailed, WebhookClient
 from services.notifications.webhooks.guard import AddressGuard
 from services.notifications.webhooks.policy import is_success, judge_attempt, parse_retry_after
 from services.notifications.webhooks.signing import Signer
-from shared.tracing import parent_context, traceparent_of
-
-if TYPE_CHECKING:
-    from opentelemetry.trace import Span, Tracer
 from shared.backoff import Backoff
 from shared.catalogue import SUBSCRIPTION_DISABLED
 from shared.db import asyncpg_dsn, create_sessionmaker
+from shared.listen import Listening
 from shared.observability import Metrics
 from shared.outbox import add_event
+from shared.tracing import parent_context, traceparent_of
+from shared.unit_of_work import unit_of_work
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span, Tracer
 
 logger = logging.getLogger(__name__)
 
@@ -61,10 +62,6 @@ _RENEW_SLACK_SECONDS = 10.0
 _CLAIM_INTERVAL_SECONDS = 0.01
 _QUEUE_DEPTH_INTERVAL_SECONDS = 5.0
 _OUTCOME_WINDOW_SECONDS = 0.02
-
-
-def subscription_view(row: object) -> Subscription:
-    return Subscription.model_validate(row, from_attributes=True)
 
 
 class WebhookMetrics:
@@ -131,7 +128,6 @@ class WebhookDispatcher:
         self._settings = settings
         self._tracer = tracer
         self._intake_has_backlog = intake_has_backlog
-        self._dsn = asyncpg_dsn(settings.database_url)
         self._engine = bookkeeping_engine(settings.database_url)
         self._sessionmaker = create_sessionmaker(self._engine)
         self._metrics = metrics
@@ -154,6 +150,14 @@ class WebhookDispatcher:
         self._in_flight = 0
         self._more_due = False
         self._wake = asyncio.Event()
+        # Wakes the dispatcher on every new delivery (a trigger notifies on insert).
+        self._listening = Listening(
+            dsn=asyncpg_dsn(settings.database_url),
+            channel="webhook_delivery",
+            name="webhook listener",
+            wake=self._wake,
+            first_delay=0.2,
+        )
         self._attempted: list[_Attempted] = []
         self._attempted_ready = asyncio.Event()
         self._writing: asyncio.Future[bool] | None = None
@@ -167,7 +171,7 @@ class WebhookDispatcher:
     async def run(self) -> None:
         try:
             async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(self._listen())
+                tasks.create_task(self._listening.run())
                 tasks.create_task(self._write_outcomes())
                 tasks.create_task(self._report_queue_depth())
                 await self._dispatch(tasks)
@@ -187,7 +191,7 @@ class WebhookDispatcher:
                     await self._write(self._attempted)
                     self._attempted = []
                 if self._leased:
-                    async with self._sessionmaker() as session, session.begin():
+                    async with unit_of_work(self._sessionmaker) as session:
                         await repository.release_leases(session, self._leased)
         except Exception as exc:
             logger.warning("could not hand back webhook deliveries on shutdown (%s); their leases will expire", exc)
@@ -196,33 +200,11 @@ class WebhookDispatcher:
         """Keep `cf_webhook_pending_deliveries` current (a partial index makes the count cheap)."""
         while True:
             try:
-                async with self._sessionmaker() as session:
+                async with unit_of_work(self._sessionmaker) as session:
                     self._metrics.queue_depth.set(await repository.count_pending_deliveries(session))
             except Exception as exc:
                 logger.info("webhook queue depth not read: %s", exc)
             await asyncio.sleep(_QUEUE_DEPTH_INTERVAL_SECONDS)
-
-    async def _listen(self) -> None:
-        """Wake on every new delivery (a trigger notifies on insert)."""
-        backoff = Backoff(first=0.2)
-        while True:
-            try:
-                conn = await asyncpg.connect(self._dsn, timeout=5)
-                try:
-                    lost = asyncio.Event()
-                    conn.add_termination_listener(lambda *_, lost=lost: lost.set())
-                    await conn.add_listener("webhook_delivery", lambda *_: self._wake.set())
-                    backoff.reset()
-                    self._wake.set()
-                    await lost.wait()
-                finally:
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(conn.close(), 2)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                logger.info("webhook listener reconnecting: %s", exc)
-            await asyncio.sleep(backoff.next())
 
     async def _dispatch(self, tasks: asyncio.TaskGroup) -> None:
         backoff = Backoff(first=0.2)
@@ -253,7 +235,7 @@ class WebhookDispatcher:
 
     async def _claim(self, room: int) -> tuple[list[repository.ClaimedDelivery], datetime | None]:
         busy = {sid: self._lane_capacity - n for sid, n in self._in_lane.items()}
-        async with self._sessionmaker() as session, session.begin():
+        async with unit_of_work(self._sessionmaker) as session:
             claimed = await repository.claim_due_deliveries(
                 session,
                 busy=busy,
@@ -393,7 +375,7 @@ class WebhookDispatcher:
             return True  # the usual case: sent as soon as claimed, well within the lease
         requested = time.monotonic()
         try:
-            async with self._sessionmaker() as session, session.begin():
+            async with unit_of_work(self._sessionmaker) as session:
                 renewed = await repository.renew_lease(
                     session, delivery.id, token=lease.token, lease_seconds=self._lease_seconds
                 )
@@ -438,7 +420,7 @@ class WebhookDispatcher:
         return True
 
     async def _write(self, batch: list[_Attempted]) -> None:
-        async with self._sessionmaker() as session, session.begin():
+        async with unit_of_work(self._sessionmaker) as session:
             written = set(await repository.record_outcomes(session, [a.outcome for a in batch]))
             stopped = {(a.subscription_id, a.disable_reason) for a in batch if a.outcome.delivery_id in written}
             for subscription_id, reason in stopped:
@@ -463,7 +445,11 @@ async def disable(session: AsyncSession, subscription_id: uuid.UUID, *, reason: 
         return
     logger.warning("webhook subscription %s disabled: %s", subscription_id, reason)
     await add_event(
-        session, SUBSCRIPTION_DISABLED, data=subscription_view(row), subject=str(row.id), customer_id=str(row.id)
+        session,
+        SUBSCRIPTION_DISABLED,
+        data=Subscription.model_validate(row),
+        subject=str(row.id),
+        customer_id=str(row.id),
     )
 
 
