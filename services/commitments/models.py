@@ -57,6 +57,11 @@ class Commitment(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
+    @property
+    def source(self) -> dict[str, str | None]:
+        """What the promise answers, as the API nests it (`schemas.CommitmentSource`)."""
+        return {"type": self.source_type, "id": self.source_id}
+
     __table_args__ = (
         CheckConstraint(f"status IN {STATUSES!r}", name="status"),
         CheckConstraint(f"kind IN {KINDS!r}", name="kind"),

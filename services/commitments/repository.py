@@ -12,11 +12,12 @@ from sqlalchemy import ColumnElement, Row, and_, bindparam, case, false, func, l
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.commitments.models import Commitment, ResponsePolicy
-from shared.pagination import keyset_page
+from shared.repository import Repository
 
 # Announced on create and reschedule; every scheduler replica LISTENs.
 SCHEDULE_CHANNEL = "commitment_schedule"
 UNMET = ("open", "due_soon", "overdue")
+commitments = Repository(Commitment)
 
 
 @dataclass(frozen=True)
@@ -74,10 +75,7 @@ async def delete_policy(session: AsyncSession, policy: ResponsePolicy) -> None:
 
 
 async def get(session: AsyncSession, commitment_id: uuid.UUID, *, for_update: bool = False) -> Commitment | None:
-    statement = select(Commitment).where(Commitment.id == commitment_id)
-    if for_update:
-        statement = statement.with_for_update()
-    return (await session.execute(statement)).scalar_one_or_none()
+    return await commitments.get(session, commitment_id, for_update=for_update)
 
 
 async def page(
@@ -101,15 +99,7 @@ async def page(
         conditions.append(Commitment.source_id == where.source_id)
     if where.kinds:
         conditions.append(Commitment.kind.in_(where.kinds))
-    statement = keyset_page(
-        select(Commitment).where(*conditions),
-        created_at=Commitment.created_at,
-        item_id=Commitment.id,
-        cursor=cursor,
-        limit=limit,
-    )
-    rows: Sequence[Commitment] = (await session.execute(statement)).scalars().all()
-    return rows
+    return await commitments.page(session, select(Commitment).where(*conditions), cursor=cursor, limit=limit)
 
 
 async def announce_moment(session: AsyncSession, moment: datetime) -> None:

@@ -100,7 +100,7 @@ class EarlierDueDate(BaseModel):
 class Commitment(BaseModel):
     """A promise to a customer as the API returns it (and the commitment events carry it)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, from_attributes=True)
 
     id: uuid.UUID
     customer_id: str
@@ -217,6 +217,8 @@ class ResponsePolicyIn(BaseModel):
 
 class ResponsePolicy(ResponsePolicyIn):
     """A response policy as the API returns it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", from_attributes=True)
 
     name: str
     created_at: Instant

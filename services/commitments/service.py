@@ -27,7 +27,6 @@ from services.commitments.schemas import (
     KindAccountability,
     NewCommitment,
     OwnerAccountability,
-    PolicyMatch,
     Rescheduling,
     ResponsePolicies,
     ResponsePolicy,
@@ -40,35 +39,6 @@ from shared.outbox import add_event, add_records
 from shared.pagination import page_of
 
 CLOSED = ("met_on_time", "met_late", "cancelled")
-
-
-def represent(row: CommitmentRow) -> Commitment:
-    """The REST representation of a commitment row."""
-    return Commitment(
-        id=row.id,
-        customer_id=row.customer_id,
-        customer_kind=row.customer_kind,
-        title=row.title,
-        description=row.description,
-        owner_id=row.owner_id,
-        department=row.department,
-        due_at=row.due_at,
-        due_soon_at=row.due_soon_at,
-        source=CommitmentSource(type=row.source_type, id=row.source_id),
-        status=row.status,
-        renegotiations=row.renegotiations,
-        history=[EarlierDueDate.model_validate(entry) for entry in row.history],
-        completed_at=row.completed_at,
-        completion_note=row.completion_note,
-        cancelled_at=row.cancelled_at,
-        cancellation_reason=row.cancellation_reason,
-        kind=row.kind,
-        kept=row.kept,
-        broken_because=row.broken_because,
-        excuses=row.excuses,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
 
 
 def _require_department(settings: Settings, department: str, loc: list[str]) -> None:
@@ -155,7 +125,7 @@ async def _make(
     _arm(row, settings)
     await repository.add(session, row)
     await _announce(session, settings, row.due_soon_at, now)
-    commitment = represent(row)
+    commitment = Commitment.model_validate(row)
     await add_event(
         session, catalogue.COMMITMENT_CREATED, data=commitment, subject=str(row.id), customer_id=row.customer_id
     )
@@ -163,7 +133,7 @@ async def _make(
 
 
 async def get(*, session: AsyncSession, commitment_id: uuid.UUID) -> Commitment:
-    return represent(await _find(session, commitment_id))
+    return Commitment.model_validate(await _find(session, commitment_id))
 
 
 async def _find(session: AsyncSession, commitment_id: uuid.UUID, *, for_update: bool = False) -> CommitmentRow:
@@ -180,7 +150,7 @@ async def list_page(
         _require_department(settings, where.department, ["query", "department"])
     rows = await repository.page(session, where=where, cursor=cursor, limit=limit)
     items, next_cursor = page_of(rows, limit=limit, key=lambda r: (r.created_at, r.id))
-    return [represent(row) for row in items], next_cursor
+    return [Commitment.model_validate(row) for row in items], next_cursor
 
 
 def _require_unclosed(row: CommitmentRow, action: str) -> None:
@@ -232,7 +202,7 @@ async def meet(*, session: AsyncSession, row: CommitmentRow, at: datetime, note:
     row.updated_at = datetime.now(UTC)
     _disarm(row)
     await session.flush()
-    commitment = represent(row)
+    commitment = Commitment.model_validate(row)
     await add_event(
         session, catalogue.COMMITMENT_MET, data=commitment, subject=str(row.id), customer_id=row.customer_id
     )
@@ -265,7 +235,7 @@ async def reschedule(
     _arm(row, settings)
     await session.flush()
     await _announce(session, settings, row.due_soon_at, now)
-    rescheduled = CommitmentRescheduled(**dict(represent(row)), previous_due_at=previous_due_at)
+    rescheduled = CommitmentRescheduled(**dict(Commitment.model_validate(row)), previous_due_at=previous_due_at)
     await add_event(
         session, catalogue.COMMITMENT_RESCHEDULED, data=rescheduled, subject=str(row.id), customer_id=row.customer_id
     )
@@ -290,7 +260,7 @@ async def cancel(*, session: AsyncSession, commitment_id: uuid.UUID, cancellatio
     row.updated_at = now
     _disarm(row)
     await session.flush()
-    commitment = represent(row)
+    commitment = Commitment.model_validate(row)
     await add_event(
         session, catalogue.COMMITMENT_CANCELLED, data=commitment, subject=str(row.id), customer_id=row.customer_id
     )
@@ -320,7 +290,9 @@ async def fire_reached_moments(*, session: AsyncSession, limit: int) -> list[Fir
             spec, moment = catalogue.COMMITMENT_DUE_SOON, row.due_soon_at
         else:
             spec, moment = catalogue.COMMITMENT_OVERDUE, row.due_at
-        records.append(build_event(spec, data=represent(row), subject=str(row.id), customer_id=row.customer_id))
+        records.append(
+            build_event(spec, data=Commitment.model_validate(row), subject=str(row.id), customer_id=row.customer_id)
+        )
         fired.append(FiredMoment(spec.type, (now - moment).total_seconds()))
     # A moment fires whatever its event's size: the scheduler must not stall on one commitment.
     await add_records(session, records, refuse_oversized=False)
@@ -405,22 +377,8 @@ def _accountability(counts: Any) -> Accountability:
     )
 
 
-def _policy_of(row: ResponsePolicyRow) -> ResponsePolicy:
-    return ResponsePolicy(
-        name=row.name,
-        match=PolicyMatch.model_validate(row.match),
-        department=row.department,
-        owner_id=row.owner_id,
-        acknowledge_within_seconds=row.acknowledge_within_seconds,
-        resolve_within_seconds=row.resolve_within_seconds,
-        follow_up_within_seconds=row.follow_up_within_seconds,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
-
-
 async def list_policies(*, session: AsyncSession) -> ResponsePolicies:
-    return ResponsePolicies(items=[_policy_of(row) for row in await repository.policies(session)])
+    return ResponsePolicies(items=[ResponsePolicy.model_validate(row) for row in await repository.policies(session)])
 
 
 async def put_policy(
@@ -442,11 +400,11 @@ async def put_policy(
     if row is None:
         row = ResponsePolicyRow(name=name, created_at=now, **values)
         await repository.add_policy(session, row)
-        return _policy_of(row), True
+        return ResponsePolicy.model_validate(row), True
     for field, value in values.items():
         setattr(row, field, value)
     await session.flush()
-    return _policy_of(row), False
+    return ResponsePolicy.model_validate(row), False
 
 
 async def delete_policy(*, session: AsyncSession, name: str) -> None:

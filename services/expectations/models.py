@@ -104,6 +104,13 @@ class ExpectationContent:
     confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
+    @property
+    def confirmation(self) -> dict[str, object] | None:
+        """Who confirmed this version, as the API nests it (`schemas.Confirmation`); None until confirmed."""
+        if self.confirmed_by is None or self.confirmed_at is None:
+            return None
+        return {"confirmed_by": self.confirmed_by, "note": self.confirmation_note, "confirmed_at": self.confirmed_at}
+
 
 # The columns a revision copies from the current row into `expectation_version`.
 VERSION_FIELDS = tuple(name for name in ExpectationContent.__annotations__)

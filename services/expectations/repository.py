@@ -10,7 +10,11 @@ from sqlalchemy import case, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.expectations.models import Expectation, ExpectationVersion, Meeting, MeetingQuestion, Question
-from shared.pagination import keyset_page
+from shared.repository import Repository
+
+questions = Repository(Question)
+meetings = Repository(Meeting)
+expectations = Repository(Expectation)
 
 
 async def add(
@@ -26,8 +30,7 @@ async def list_questions(
     statement = select(Question)
     if topic is not None:
         statement = statement.where(Question.topic == topic)
-    page = keyset_page(statement, created_at=Question.created_at, item_id=Question.id, cursor=cursor, limit=limit)
-    return (await session.scalars(page)).all()
+    return await questions.page(session, statement, cursor=cursor, limit=limit)
 
 
 async def existing_question_ids(session: AsyncSession, question_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
@@ -36,7 +39,7 @@ async def existing_question_ids(session: AsyncSession, question_ids: Sequence[uu
 
 
 async def get_meeting(session: AsyncSession, meeting_id: uuid.UUID) -> Meeting | None:
-    return await session.get(Meeting, meeting_id)
+    return await meetings.get(session, meeting_id)
 
 
 async def list_meetings(
@@ -45,8 +48,7 @@ async def list_meetings(
     statement = select(Meeting)
     if customer_id is not None:
         statement = statement.where(Meeting.customer_id == customer_id)
-    page = keyset_page(statement, created_at=Meeting.created_at, item_id=Meeting.id, cursor=cursor, limit=limit)
-    return (await session.scalars(page)).all()
+    return await meetings.page(session, statement, cursor=cursor, limit=limit)
 
 
 async def question_ids_of(session: AsyncSession, meeting_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[uuid.UUID]]:
@@ -66,7 +68,7 @@ async def get_expectation(
     session: AsyncSession, expectation_id: uuid.UUID, *, for_update: bool = False
 ) -> Expectation | None:
     """The expectation; `for_update` locks it so that confirmations and revisions take turns."""
-    return await session.get(Expectation, expectation_id, with_for_update=for_update, populate_existing=for_update)
+    return await expectations.get(session, expectation_id, for_update=for_update)
 
 
 async def list_expectations(
@@ -88,8 +90,7 @@ async def list_expectations(
         statement = statement.where(Expectation.status == status)
     if capability is not None:
         statement = statement.where(Expectation.capability == capability)
-    page = keyset_page(statement, created_at=Expectation.created_at, item_id=Expectation.id, cursor=cursor, limit=limit)
-    return (await session.scalars(page)).all()
+    return await expectations.page(session, statement, cursor=cursor, limit=limit)
 
 
 _PRIORITY_RANK = case({"high": 0, "medium": 1, "low": 2}, value=Expectation.priority)

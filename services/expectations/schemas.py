@@ -32,7 +32,7 @@ class Input(BaseModel):
 
 
 class Output(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, from_attributes=True)
 
 
 class CustomerKind(StrEnum):

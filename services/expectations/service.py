@@ -49,7 +49,7 @@ async def record_question(session: AsyncSession, *, question: schemas.QuestionCr
         created_at=datetime.now(UTC),
     )
     await repository.add(session, row)
-    return schemas.Question.model_validate(row, from_attributes=True)
+    return schemas.Question.model_validate(row)
 
 
 async def list_questions(
@@ -57,9 +57,7 @@ async def list_questions(
 ) -> Page[schemas.Question]:
     rows = await repository.list_questions(session, topic=topic, cursor=cursor, limit=limit)
     items, next_cursor = page_of(rows, limit=limit, key=lambda r: (r.created_at, r.id))
-    return Page(
-        items=[schemas.Question.model_validate(r, from_attributes=True) for r in items], next_cursor=next_cursor
-    )
+    return Page(items=[schemas.Question.model_validate(r) for r in items], next_cursor=next_cursor)
 
 
 # Meetings
@@ -355,31 +353,6 @@ async def _announce(session: AsyncSession, spec: EventSpec, expectation: schemas
     await add_event(session, spec, data=expectation, subject=str(expectation.id), customer_id=expectation.customer_id)
 
 
-def _confirmation(
-    confirmed_by: str | None, note: str | None, confirmed_at: datetime | None
-) -> schemas.Confirmation | None:
-    if confirmed_by is None or confirmed_at is None:
-        return None
-    return schemas.Confirmation(confirmed_by=confirmed_by, note=note, confirmed_at=confirmed_at)
-
-
-def _version(row: models.ExpectationVersion) -> schemas.ExpectationVersion:
-    return schemas.ExpectationVersion(
-        version=row.version,
-        status=schemas.ExpectationStatus(row.status),
-        statement=row.statement,
-        restatement=row.restatement,
-        priority=schemas.Priority(row.priority),
-        key_point=row.key_point,
-        measure=row.measure,
-        capability=schemas.Capability(row.capability),
-        question_id=row.question_id,
-        confirmation=_confirmation(row.confirmed_by, row.confirmation_note, row.confirmed_at),
-        recorded_at=row.recorded_at,
-        superseded_at=row.superseded_at,
-    )
-
-
 def _expectation(row: models.Expectation, history: Sequence[models.ExpectationVersion]) -> schemas.Expectation:
     return schemas.Expectation(
         id=row.id,
@@ -395,8 +368,8 @@ def _expectation(row: models.Expectation, history: Sequence[models.ExpectationVe
         measure=row.measure,
         capability=schemas.Capability(row.capability),
         question_id=row.question_id,
-        confirmation=_confirmation(row.confirmed_by, row.confirmation_note, row.confirmed_at),
-        history=[_version(v) for v in history],
+        confirmation=row.confirmation,
+        history=[schemas.ExpectationVersion.model_validate(v) for v in history],
         recorded_at=row.recorded_at,
         created_at=row.created_at,
         updated_at=row.updated_at,

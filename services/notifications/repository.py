@@ -15,9 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notifications import secrets_at_rest
 from services.notifications.models import DeliveryAttempt, Notification, RoutingRule, Subscription, WebhookDelivery
-from shared.pagination import keyset_page
+from shared.repository import Repository
 
 logger = logging.getLogger(__name__)
+
+routing_rules = Repository(RoutingRule)
+notifications = Repository(Notification)
+subscriptions = Repository(Subscription)
+deliveries = Repository(WebhookDelivery)
 
 # --- routing rules ---------------------------------------------------------------------------
 
@@ -35,14 +40,11 @@ async def enabled_rule_versions(session: AsyncSession) -> list[tuple[uuid.UUID, 
 
 
 async def list_rules(session: AsyncSession, *, cursor: str | None, limit: int) -> Sequence[RoutingRule]:
-    statement = keyset_page(
-        select(RoutingRule), created_at=RoutingRule.created_at, item_id=RoutingRule.id, cursor=cursor, limit=limit
-    )
-    return (await session.scalars(statement)).all()
+    return await routing_rules.page(session, cursor=cursor, limit=limit)
 
 
 async def get_rule(session: AsyncSession, rule_id: uuid.UUID) -> RoutingRule | None:
-    return await session.get(RoutingRule, rule_id)
+    return await routing_rules.get(session, rule_id)
 
 
 async def add_rule(session: AsyncSession, values: dict[str, Any]) -> RoutingRule:
@@ -151,10 +153,7 @@ async def list_notifications(
         statement = statement.where(Notification.read_at.is_not(None))
     if event_id is not None:
         statement = statement.where(Notification.event_id == event_id)
-    statement = keyset_page(
-        statement, created_at=Notification.created_at, item_id=Notification.id, cursor=cursor, limit=limit
-    )
-    return (await session.scalars(statement)).all()
+    return await notifications.page(session, statement, cursor=cursor, limit=limit)
 
 
 async def get_notification(
@@ -272,14 +271,11 @@ async def list_subscriptions(
         statement = statement.where(Subscription.department == department)
     if status is not None:
         statement = statement.where(Subscription.status == status)
-    statement = keyset_page(
-        statement, created_at=Subscription.created_at, item_id=Subscription.id, cursor=cursor, limit=limit
-    )
-    return (await session.scalars(statement)).all()
+    return await subscriptions.page(session, statement, cursor=cursor, limit=limit)
 
 
 async def get_subscription(session: AsyncSession, subscription_id: uuid.UUID) -> Subscription | None:
-    return await session.get(Subscription, subscription_id)
+    return await subscriptions.get(session, subscription_id)
 
 
 async def delete_subscription(session: AsyncSession, subscription_id: uuid.UUID) -> None:
@@ -391,10 +387,7 @@ async def list_deliveries(
     statement = select(WebhookDelivery).where(WebhookDelivery.subscription_id == subscription_id)
     if status is not None:
         statement = statement.where(WebhookDelivery.status == status)
-    statement = keyset_page(
-        statement, created_at=WebhookDelivery.created_at, item_id=WebhookDelivery.id, cursor=cursor, limit=limit
-    )
-    return (await session.scalars(statement)).all()
+    return await deliveries.page(session, statement, cursor=cursor, limit=limit)
 
 
 async def attempts_of(session: AsyncSession, delivery_ids: Sequence[uuid.UUID]) -> Sequence[DeliveryAttempt]:
