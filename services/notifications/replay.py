@@ -25,6 +25,7 @@ from shared.catalogue import department_topic
 from shared.db import create_engine, create_sessionmaker
 from shared.events import OutboxRecord
 from shared.outbox import add_records
+from shared.unit_of_work import unit_of_work
 
 _PAGE = 1000
 _DURATION_PART = re.compile(r"(\d+)\s*([smhdw])")
@@ -73,7 +74,7 @@ async def replay_department(
     """Write an outbox row for every notification of `department` routed at or after `since`, oldest first."""
     engine = create_engine(database_url, pool_size=1)
     try:
-        async with create_sessionmaker(engine)() as session, session.begin():
+        async with unit_of_work(create_sessionmaker(engine)) as session:
             replayed, by_type, first_at, last_at = await _replay(session, department, since, dry_run=dry_run)
     finally:
         await engine.dispose()
