@@ -6,7 +6,6 @@ import contextlib
 import json
 import math
 import re
-import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -50,6 +49,18 @@ async def open_dashboard(
         await context.close()
 
 
+# Records, in `window.cfShownAt[selector]`, the moment (ms since the epoch) an element matching it first appears.
+NOTE_WHEN_SHOWN = """(selector) => {
+  window.cfShownAt = window.cfShownAt || {};
+  new MutationObserver((_, observer) => {
+    if (document.querySelector(selector)) {
+      window.cfShownAt[selector] = Date.now();
+      observer.disconnect();
+    }
+  }).observe(document.body, { childList: true, subtree: true });
+}"""
+
+
 def in_stream(customer_id: str, event_type: str = "feedback.received") -> str:
     # A complaint also brings its response promises' events (commitment.*) to support.
     return f"#stream-list li[data-customer-id='{customer_id}'][data-event-type='{event_type}']"
@@ -61,11 +72,15 @@ def in_inbox(customer_id: str, event_type: str = "feedback.received") -> str:
 
 async def test_new_complaint_appears_on_the_support_dashboard_within_two_seconds(stack: Stack, support: Page) -> None:
     customer = f"dash-{uuid.uuid4().hex[:8]}"
+    # The page notes the moment the item appears, by the clock the services record theirs by (one machine).
+    await support.evaluate(NOTE_WHEN_SHOWN, in_stream(customer))
 
-    posted = time.monotonic()
-    await post_complaint(stack, customer, "My invoice is wrong for the third month and nobody answers the phone.")
-    await support.wait_for_selector(in_stream(customer), timeout=2000)
-    appeared_after = time.monotonic() - posted
+    complaint = await post_complaint(
+        stack, customer, "My invoice is wrong for the third month and nobody answers the phone."
+    )
+    await support.wait_for_selector(in_stream(customer), timeout=10_000)
+    shown_at_ms = await support.evaluate("(selector) => window.cfShownAt[selector]", in_stream(customer))
+    appeared_after = shown_at_ms / 1000 - datetime.fromisoformat(complaint["created_at"]).timestamp()
 
     assert appeared_after < 2.0
     item = support.locator(in_stream(customer))
