@@ -199,6 +199,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float
+    client: tuple[str, int] | None = None
 
 
 class Receiver:
@@ -223,6 +224,10 @@ class Receiver:
     def received(self, url: str) -> list[Received]:
         return self.requests[httpx.URL(url).path]
 
+    def open_connections(self) -> set[tuple[str, int]]:
+        """The client address of each connection open to the receiver now."""
+        return self._server.open_connections()
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
@@ -234,7 +239,8 @@ class Receiver:
             more = message.get("more_body", False)
         path = scope["path"]
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
-        self.requests[path].append(Received(headers, body, time.monotonic()))
+        client = scope.get("client")
+        self.requests[path].append(Received(headers, body, time.monotonic(), tuple(client) if client else None))
         answers = self._answers.get(path, [Answer(404)])
         answer = answers.pop(0) if len(answers) > 1 else answers[0]
         if answer.delay:

@@ -415,8 +415,14 @@ async def test_endpoint_that_dropped_an_idle_connection_gets_the_next_delivery_a
     created = await subscribe(notifications, platform, url, department="production", event_types=["commitment.*"])
     customer_id = customer()
     await publisher.publish(catalogue.COMMITMENT_CREATED, commitment(customer_id), customer_id=customer_id)
-    await requests_about(receiver, url, customer_id, 1)
-    await asyncio.sleep(1.5)  # the receiver closes connections idle for a second
+    [first] = await requests_about(receiver, url, customer_id, 1)
+
+    async def first_connection_closed() -> bool:
+        # The receiver closes connections idle for a second.
+        return first.client not in receiver.open_connections()
+
+    assert first.client is not None
+    await eventually(first_connection_closed)
     await publisher.publish(catalogue.COMMITMENT_CANCELLED, commitment(customer_id), customer_id=customer_id)
     await requests_about(receiver, url, customer_id, 2)
 

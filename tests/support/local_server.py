@@ -47,6 +47,11 @@ class LocalServer:
                 self._task.result()
             await asyncio.sleep(0.01)
 
+    def open_connections(self) -> set[tuple[str, int]]:
+        """The client address of each connection open now."""
+        clients = (getattr(connection, "client", None) for connection in self._server.server_state.connections)
+        return {client for client in clients if client is not None}
+
     async def stop(self) -> None:
         self._server.should_exit = True
         if self._task is not None:
