@@ -315,10 +315,10 @@ def test_apache_kafka_gets_the_idempotent_producer_and_a_normal_fetch_wait() -> 
 
 
 # What one replica opens at most, with P = CF_DATABASE_POOL_SIZE (docs/SCALING.md, measured by
-# tests/shared/test_connections_per_replica.py): the SQLAlchemy pool P + overflow P, the asyncpg pool 2P, the outbox
-# relay 1; commitments' scheduler and notifications' live stream one more each; a webhook worker 5.
+# tests/shared/test_connections_per_replica.py): the SQLAlchemy pool P + overflow P and the outbox relay 1;
+# commitments' scheduler and notifications' live stream one more each; a webhook worker 5.
 def connections_per_replica(pool_size: int) -> dict[str, int]:
-    service = 4 * pool_size + 1
+    service = 2 * pool_size + 1
     return {
         "feedback": service,
         "expectations": service,
