@@ -41,7 +41,7 @@ from shared.observability import CONTEXT_PARAMETERS, Metrics, RequestContextMidd
 from shared.outbox import MAX_EVENT_BYTES_INFO, OutboxRelay
 from shared.problem_types import PROBLEM_TYPES, problem_page
 from shared.ratelimit import RateLimit
-from shared.tracing import start_tracing, stop_tracing
+from shared.tracing import start_tracing, stop_tracing, trace_statements
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
@@ -138,6 +138,7 @@ def build_service_app(
             access_log=settings.access_log,
         )
         engine = create_engine(settings.database_url, pool_size=settings.database_pool_size)
+        trace_statements(engine, tracer)
         runtime = ServiceRuntime(
             settings=settings,
             engine=engine,

@@ -44,7 +44,7 @@ from shared.db import asyncpg_dsn, create_sessionmaker
 from shared.listen import Listening
 from shared.observability import Metrics
 from shared.outbox import add_event
-from shared.tracing import parent_context, traceparent_of
+from shared.tracing import parent_context, trace_statements, traceparent_of
 from shared.unit_of_work import unit_of_work
 
 if TYPE_CHECKING:
@@ -129,6 +129,7 @@ class WebhookDispatcher:
         self._tracer = tracer
         self._intake_has_backlog = intake_has_backlog
         self._engine = bookkeeping_engine(settings.database_url)
+        trace_statements(self._engine, tracer)
         self._sessionmaker = create_sessionmaker(self._engine)
         self._metrics = metrics
         self._client = WebhookClient(
