@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import sys
-import time
 from collections.abc import Callable
 from functools import partial
 from types import FrameType
@@ -149,9 +148,7 @@ def test_the_count_of_calls_sees_the_pinned_vaders_quadratic_work(vader: Any) ->
 def test_the_longest_hostile_texts_are_scored_at_once(triage: Triage, make: Callable[[int], str]) -> None:
     text = make(LONGEST_TEXT)
     assert len(text) == LONGEST_TEXT
-    started = time.perf_counter()
+    # Its work is bounded by the calls counted above (the pinned VADER took up to 100 s on these texts).
     sentiment = triage.sentiment(text, None)
     triage.themes(text)
-    # Generous for a busy CI machine: this takes about 20 ms; the pinned VADER took up to 100 s.
-    assert time.perf_counter() - started < 1.0
     assert -1 <= sentiment.score <= 1
