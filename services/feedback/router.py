@@ -36,6 +36,7 @@ from shared.db import DbSession
 from shared.errors import Problem, Unprocessable
 from shared.idempotency import Idempotency
 from shared.pagination import DEFAULT_LIMIT, Cursor, Limit
+from shared.settings_dependency import app_settings
 from shared.types import CustomerId, Instant
 
 router = APIRouter(prefix="/v1/feedback", tags=["feedback"])
@@ -45,21 +46,12 @@ Reader = Annotated[Principal, Depends(require_scope("feedback:read"))]
 Writer = Annotated[Principal, Depends(require_scope("feedback:write"))]
 
 
-def _settings_of(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+ServiceSettings = Annotated[Settings, Depends(app_settings)]
 
 
 def _triage_of(request: Request) -> Triage:
     triage: Triage = request.app.state.triage
     return triage
-
-
-async def _settings(request: Request) -> Settings:
-    return _settings_of(request)
-
-
-ServiceSettings = Annotated[Settings, Depends(_settings)]
 
 
 async def _captures(request: Request, session: DbSession) -> Captures:
@@ -93,7 +85,8 @@ async def capture_feedback(
     request: Request, draft: FeedbackDraft, principal: Writer, idempotency: Idempotency, captures: RequestCaptures
 ) -> Response:
     # The app's triage and settings read here, not as two more dependencies: this is the busiest route.
-    settings, triage = _settings_of(request), _triage_of(request)
+    settings: Settings = request.app.state.settings
+    triage = _triage_of(request)
     return await idempotency.respond(
         principal,
         body=draft,
