@@ -15,6 +15,7 @@ import uuid
 
 import asyncpg
 import pytest
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from ops.platform import migrations_of
@@ -52,6 +53,26 @@ async def test_one_replica_stays_within_two_pool_sizes_plus_one(platform: Platfo
                 await asyncio.sleep(0.1)
             at_start = await connections(admin, database)
 
+            # What the replica holds open, counted where it opens and closes them: pg_stat_activity alone
+            # also shows, for a moment, a backend whose client has already closed it (the pool closes an
+            # overflow connection handed back to a full pool, and may open a new one at once).
+            pool = app.state.runtime.engine.sync_engine
+            open_now, open_peak = 0, 0
+
+            def opened(*_: object) -> None:
+                nonlocal open_now, open_peak
+                open_now += 1
+                open_peak = max(open_peak, open_now)
+
+            def closed(*_: object) -> None:
+                nonlocal open_now
+                open_now -= 1
+
+            event.listen(pool, "connect", opened)
+            event.listen(pool, "close", closed)
+            event.listen(pool, "close_detached", closed)
+            open_now = pool.pool.checkedin() + pool.pool.checkedout()
+
             peak = 0
             sampling = True
 
@@ -86,11 +107,12 @@ async def test_one_replica_stays_within_two_pool_sizes_plus_one(platform: Platfo
         ceiling = 2 * pool_size + 1
         print(  # noqa: T201 (the figures docs/SCALING.md quotes; pytest -s shows them)
             f"\nconnections of one feedback replica, CF_DATABASE_POOL_SIZE={pool_size}: "
-            f"at start {at_start}, peak under 60 concurrent requests {peak}, after {after}, ceiling {ceiling}"
+            f"at start {at_start}, peak under 60 concurrent requests {open_peak} + the relay's 1 "
+            f"(pg_stat_activity's peak {peak}), after {after}, ceiling {ceiling}"
         )
         assert at_start >= 1  # the relay's own connection
-        assert peak <= ceiling
-        assert peak > pool_size  # the overflow was used: the ceiling was approached, not idle
+        assert open_peak + 1 <= ceiling
+        assert open_peak > pool_size  # the overflow was used: the ceiling was approached, not idle
     finally:
         with contextlib.suppress(Exception):
             await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", database)

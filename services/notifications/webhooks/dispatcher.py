@@ -230,8 +230,11 @@ class WebhookDispatcher:
                     tasks.create_task(self._attempt(delivery, _Lease(delivery.lease_token, claimed_at, lease)))
                 if next_due is not None:
                     wait = min(wait, max(0.0, (next_due - datetime.now(UTC)).total_seconds()))
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that lands as the
+            # wake-up fires (the listener sets it on every new delivery), and the dispatcher outlived its stop.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
             await asyncio.sleep(max(0.002, claimed_at + _CLAIM_INTERVAL_SECONDS - time.monotonic()))
 
     async def _claim(self, room: int) -> tuple[list[repository.ClaimedDelivery], datetime | None]:
