@@ -1,7 +1,9 @@
 """Database access: the async engine, the request session, the declarative base.
 
-A transaction begins and ends in two places only: `session_dependency` (one
-per request: commit on success, roll back on error) and the consumer wrapper.
+A transaction begins and ends in three places only: `session_dependency` (one
+per request: commit on success, roll back on error), the consumer wrapper, and
+`unit_of_work` (shared/unit_of_work.py) for every other background job; a
+group-commit batch is one statement, atomic on its own, sent in autocommit.
 Repositories and services never commit. Every statement goes through an
 `AsyncSession` (ORM, Core or `text()`); only LISTEN holds a connection of
 its own (shared/listen.py).
