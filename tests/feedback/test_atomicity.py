@@ -25,19 +25,15 @@ from services.feedback.config import DEFAULT_TAXONOMY_FILE
 from services.feedback.schemas import FeedbackDraft
 from services.feedback.triage import Taxonomy, Triage
 from shared.catalogue import FEEDBACK_RECEIVED
-from shared.db import create_engine, create_sessionmaker
 from shared.events import build_event
 from tests.feedback.conftest import complaint, feedback_settings, new_customer, stored_count
-from tests.support.platform import Platform, serve
+from tests.support.platform import Platform, serve, sessions_on
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def sessions(platform: Platform) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(platform.database_urls["feedback"], pool_size=2)
-    try:
-        yield create_sessionmaker(engine)
-    finally:
-        await engine.dispose()
+    async with sessions_on(platform.database_urls["feedback"]) as made:
+        yield made
 
 
 async def _events_for(platform: Platform, customer_id: str) -> int:

@@ -14,10 +14,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.db import create_engine, create_sessionmaker
 from shared.errors import is_unavailable
 from shared.group_commit import GroupCommit
-from tests.support.platform import Platform
+from tests.support.platform import Platform, sessions_on
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -53,11 +52,8 @@ async def pool(dsn: str) -> AsyncIterator[asyncpg.Pool]:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def sessions(platform: Platform) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(platform.database_urls["feedback"], pool_size=2)
-    try:
-        yield create_sessionmaker(engine)
-    finally:
-        await engine.dispose()
+    async with sessions_on(platform.database_urls["feedback"]) as made:
+        yield made
 
 
 Row = tuple[uuid.UUID, int]

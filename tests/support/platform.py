@@ -27,12 +27,13 @@ import asyncpg
 import httpx
 from fastapi import FastAPI
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ops.embedded import EmbeddedBroker, EmbeddedPostgres, free_port
 from ops.platform import SERVICES, migrations_of
 from shared.auth import SCOPES, mint_token
 from shared.config import PlatformSettings, asyncpg_url
-from shared.db import asyncpg_dsn
+from shared.db import asyncpg_dsn, create_engine, create_sessionmaker
 from shared.kafka import ensure_topics
 from shared.migrations import upgrade
 
@@ -169,6 +170,16 @@ async def _drop_databases(dsn: str, names: list[str]) -> None:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+@contextlib.asynccontextmanager
+async def sessions_on(database_url: str, *, pool_size: int = 2) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on a service's database, outside any app, for tests that call repositories directly."""
+    engine = create_engine(database_url, pool_size=pool_size)
+    try:
+        yield create_sessionmaker(engine)
+    finally:
+        await engine.dispose()
 
 
 @contextlib.asynccontextmanager
