@@ -118,6 +118,27 @@ class PlatformSettings(BaseSettings):
         default_factory=lambda: list(DEFAULT_DEPARTMENTS), description="The departments, comma-separated."
     )
     idempotency_ttl_hours: int = Field(default=24, ge=24, description="How long Idempotency-Keys are kept.")
+    purge_interval_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Seconds between purges of the rows past their age (`CF_PURGE_*_DAYS`, idempotency keys).",
+    )
+    purge_batch_size: int = Field(
+        default=1000, ge=1, le=100_000, description="Rows the purge deletes per transaction (short locks)."
+    )
+    purge_processed_event_days: int = Field(
+        default=30,
+        ge=1,
+        description=(
+            "Days a consumed event's id is kept to drop a redelivery (exactly-once); keep it well above the topics' "
+            "retention (Kafka's default: 7 days)."
+        ),
+    )
+    purge_dead_event_days: int = Field(
+        default=30,
+        ge=1,
+        description="Days an event the broker refused for good is kept for `customer-focus outbox retry`.",
+    )
     outbox_sweep_interval_seconds: float = Field(
         default=1.0, gt=0, description="The relay's sweep between LISTEN/NOTIFY wake-ups."
     )

@@ -58,7 +58,6 @@ _STORE = text("""
 """)
 # The department column of a key sent by a token bound to no department.
 UNBOUND = ""
-PURGE_EXPIRED = "DELETE FROM idempotency_key WHERE created_at < now() - interval '{hours} hours'"
 
 
 def fingerprint(route: str, body: BaseModel | dict[str, Any] | None) -> str:

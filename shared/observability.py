@@ -71,6 +71,12 @@ class Metrics:
         self.consumer_events = Counter(
             "cf_consumer_events", "Consumed events by outcome.", ["topic", "outcome"], registry=r
         )
+        self.purged_rows = Counter(
+            "cf_purged_rows",
+            "Rows deleted by the purge job (shared/purge.py) once past their age, by table.",
+            ["table"],
+            registry=r,
+        )
         self.group_commit_rows = Histogram(
             "cf_group_commit_rows",
             "Rows per statement sent by group commit (shared/group_commit.py), by writer.",

@@ -176,7 +176,6 @@ class OutboxRelay:
         settings: PlatformSettings,
         producer: AIOKafkaProducer,
         metrics: Metrics,
-        maintenance: list[str] | None = None,
         tracer: Tracer | None = None,
     ) -> None:
         self._settings = settings
@@ -184,8 +183,6 @@ class OutboxRelay:
         self._metrics = metrics
         self._tracer = tracer
         self._listening = Listening(dsn=asyncpg_dsn(settings.database_url), channel=NOTIFY_CHANNEL, name="outbox relay")
-        self._maintenance = maintenance or []
-        self._next_maintenance = 0.0
         self._next_backlog_report = 0.0
         self.published = 0
 
@@ -213,7 +210,6 @@ class OutboxRelay:
                 await asyncio.sleep(delay)
                 await self._ensure_topics_quietly()
                 continue
-            await self._maybe_maintain(conn)
             await self._listening.wait(self._settings.outbox_sweep_interval_seconds)
 
     async def _drain(self, conn: asyncpg.Connection) -> None:
@@ -321,14 +317,6 @@ class OutboxRelay:
                 reason,
             )
         self._next_backlog_report = 0.0  # the dead-event gauge moves at once
-
-    async def _maybe_maintain(self, conn: asyncpg.Connection) -> None:
-        now = time.monotonic()
-        if now < self._next_maintenance:
-            return
-        self._next_maintenance = now + 60
-        for statement in self._maintenance:
-            await conn.execute(statement)
 
     async def _ensure_topics_quietly(self) -> None:
         try:

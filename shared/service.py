@@ -35,7 +35,6 @@ from shared.config import PlatformSettings
 from shared.consumer import EventConsumer
 from shared.db import create_engine, create_sessionmaker
 from shared.errors import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA, NotFound, install_problem_handlers
-from shared.idempotency import PURGE_EXPIRED
 from shared.kafka import create_producer, ensure_topics
 from shared.observability import CONTEXT_PARAMETERS, Metrics, RequestContextMiddleware, configure_logging
 from shared.outbox import MAX_EVENT_BYTES_INFO, OutboxRelay
@@ -293,7 +292,6 @@ async def _start_workers(runtime: ServiceRuntime, workers: WorkerFactory | None)
         producer=runtime.producer,
         metrics=runtime.metrics,
         tracer=runtime.tracer,
-        maintenance=[PURGE_EXPIRED.format(hours=settings.idempotency_ttl_hours)],
     )
     runtime.relay = relay
     runtime.start("outbox-relay", relay)

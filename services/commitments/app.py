@@ -13,6 +13,7 @@ from services.commitments.scheduler import DueMomentScheduler
 from shared.catalogue import FEEDBACK_RECEIVED
 from shared.config import load_settings
 from shared.consumer import EventConsumer
+from shared.purge import purging
 from shared.service import ServiceRuntime, Worker, build_service_app
 
 
@@ -31,7 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def workers(runtime: ServiceRuntime) -> Sequence[tuple[str, Worker]]:
         # Every complaint is a promise: feedback events make and meet the response promises.
         if not settings.commitments_response_promises:
-            return []
+            return [purging(runtime)]
         consumer = EventConsumer(
             settings=settings,
             sessionmaker=runtime.sessionmaker,
@@ -42,7 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             handler=FeedbackResponses(settings).handle,
             tracer=runtime.tracer,
         )
-        return [("feedback-responses", consumer)]
+        return [("feedback-responses", consumer), purging(runtime)]
 
     return build_service_app(
         settings=settings,

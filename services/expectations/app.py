@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from services.expectations.config import Settings
 from services.expectations.router import router
 from shared.config import load_settings
+from shared.purge import purging
 from shared.service import build_service_app
 
 
@@ -20,4 +21,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "and capability."
         ),
         routers=[router],
+        workers=lambda runtime: [purging(runtime)],
     )

@@ -12,6 +12,7 @@ from services.feedback.router import router, verdict_router
 from services.feedback.triage import Taxonomy, Triage
 from services.feedback.verdicts import VerdictLinks
 from shared.config import load_settings
+from shared.purge import purging
 from shared.service import ServiceRuntime, build_service_app
 
 
@@ -27,6 +28,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "triaged, tracked until the loop is closed, and measured."
         ),
         routers=[router, verdict_router],
+        workers=lambda runtime: [purging(runtime)],
         on_startup=lambda runtime: _group_captures(app, runtime),
     )
     app.state.verdict_links = VerdictLinks.from_secret(

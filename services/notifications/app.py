@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from services.notifications.asyncapi import router as asyncapi_router
 from services.notifications.config import Settings
 from services.notifications.dashboard import router as dashboard_router
+from services.notifications.repository import purges
 from services.notifications.router import router
 from services.notifications.routing import EventRouter
 from services.notifications.secrets_at_rest import seal_plaintext_secrets
@@ -22,6 +23,7 @@ from shared.config import load_settings
 from shared.consumer import EventConsumer
 from shared.db import asyncpg_dsn
 from shared.observability import Metrics
+from shared.purge import purging
 from shared.service import ServiceRuntime, Worker, build_service_app
 from shared.unit_of_work import unit_of_work
 
@@ -51,8 +53,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ]
         event_router.tracer = runtime.tracer
         routers: list[tuple[str, Worker]] = [(f"router-{n}", consumer) for n, consumer in enumerate(consumers, 1)]
+        purge = purging(
+            runtime,
+            *purges(
+                read_notification_days=settings.purge_read_notification_days,
+                webhook_delivery_days=settings.purge_webhook_delivery_days,
+            ),
+        )
         if not settings.webhooks_in_process:
-            return routers
+            return [*routers, purge]
         dispatcher = WebhookDispatcher(
             settings=settings,
             metrics=webhook_metrics,
@@ -60,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             intake_has_backlog=event_router.has_backlog,
             tracer=runtime.tracer,
         )
-        return [*routers, ("webhooks", dispatcher)]
+        return [*routers, ("webhooks", dispatcher), purge]
 
     async def start_feed(runtime: ServiceRuntime) -> None:
         runtime.start("stream-feed", feed)

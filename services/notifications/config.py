@@ -73,6 +73,22 @@ class Settings(PlatformSettings):
             "serves `/metrics` and `/healthz`; 0: none."
         ),
     )
+    purge_read_notification_days: int = Field(
+        default=90,
+        ge=1,
+        description=(
+            "Days after it was read that a notification is purged (with no webhook delivery left); "
+            "an unread one never is."
+        ),
+    )
+    purge_webhook_delivery_days: int = Field(
+        default=30,
+        ge=1,
+        description=(
+            "Days after it settled (delivered, or failed for good) that a webhook delivery and its attempts are "
+            "purged; a failed one can be retried until then."
+        ),
+    )
     sse_ping_seconds: float = Field(default=15.0, gt=0, description="Keep-alive comment interval on live streams.")
     sse_queue_size: int = Field(
         default=1000, ge=1, description="Events queued per live stream before it catches up from the database."

@@ -77,6 +77,8 @@ class Notification(Base):
             postgresql_where=text("read_at IS NULL"),
         ),
         Index("ix_notification_txid_seq", "txid", "seq"),
+        # The purge's (shared/purge.py): read ones by when they were read.
+        Index("ix_notification_read_at", "read_at", postgresql_where=text("read_at IS NOT NULL")),
     )
 
 
@@ -151,6 +153,8 @@ class WebhookDelivery(Base):
             "id",
             postgresql_where=text("status = 'failed'"),
         ),
+        # Deleting a notification (the purge) checks its foreign key here.
+        Index("ix_webhook_delivery_notification_id", "notification_id"),
     )
 
 

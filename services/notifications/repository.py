@@ -6,7 +6,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notifications import secrets_at_rest
 from services.notifications.models import DeliveryAttempt, Notification, RoutingRule, Subscription, WebhookDelivery
+from shared.purge import Purge
 from shared.repository import Repository
 
 logger = logging.getLogger(__name__)
@@ -622,3 +623,27 @@ async def record_outcomes(session: AsyncSession, outcomes: Sequence[Outcome]) ->
         },
     )
     return [row.delivery_id for row in written]
+
+
+# --- purged once past their age (shared/purge.py) ----------------------------------------------
+
+
+def purges(*, read_notification_days: int, webhook_delivery_days: int) -> list[Purge]:
+    """The service's own purges, settled deliveries first so that their notifications can go in the same round."""
+    return [
+        # A delivery still pending is owed; a failed one can be retried (by hand, or when its subscription is
+        # enabled again) until it is purged. Its attempts go with it (ON DELETE CASCADE).
+        Purge(
+            "webhook_delivery",
+            aged_by="updated_at",
+            after=timedelta(days=webhook_delivery_days),
+            condition="status IN ('delivered', 'failed')",
+        ),
+        # Only read ones, aged from the reading; one a delivery still names waits for it (its foreign key).
+        Purge(
+            "notification",
+            aged_by="read_at",
+            after=timedelta(days=read_notification_days),
+            condition="NOT EXISTS (SELECT FROM webhook_delivery d WHERE d.notification_id = notification.id)",
+        ),
+    ]
