@@ -33,7 +33,7 @@ DEFAULT_BROKER_PORT = 9092
 SECRET_FILE = "auth-secret"
 ADMIN_TOKEN_FILE = "admin-token"
 # The services, in the order the stack starts them (and gives them ports).
-SERVICES = ("feedback", "expectations", "commitments", "notifications")
+SERVICES = ("feedback", "expectations", "commitments", "notifications", "customers")
 
 
 def migrations_of(service: str) -> str:

@@ -16,6 +16,7 @@ from pydantic.json_schema import models_json_schema
 
 from shared.catalogue import (
     CATALOGUE,
+    CUSTOMERS_TOPIC,
     OPERATIONS_TOPIC,
     ROUTED_SOURCE_TOPICS,
     EventSpec,
@@ -116,7 +117,7 @@ def build_asyncapi(
             "messages": [{"$ref": f"#/channels/{channel_id}/messages/{_camel(m)}"} for m in message_names],
         }
 
-    for topic in (*ROUTED_SOURCE_TOPICS, OPERATIONS_TOPIC):
+    for topic in (*ROUTED_SOURCE_TOPICS, CUSTOMERS_TOPIC, OPERATIONS_TOPIC):
         owned = [spec.type for spec in specs if spec.topic == topic]
         channel(topic, f"Events of the {topic.split('.')[0]} service.", owned)
     routed_messages = [f"{spec.type}.routed" for spec in specs if spec.topic in ROUTED_SOURCE_TOPICS]

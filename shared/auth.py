@@ -28,6 +28,8 @@ SCOPES = (
     "commitments:write",
     "notifications:read",
     "notifications:admin",
+    "customers:read",
+    "customers:write",
 )
 # What a token may do that changes nothing: `customer-focus token create` mints these unless told otherwise.
 READ_SCOPES = tuple(scope for scope in SCOPES if scope.endswith(":read"))

@@ -76,6 +76,11 @@ COMMITMENT_MET = EventSpec(
     "A promise was kept; `status` says on time or late.",
 )
 COMMITMENT_CANCELLED = EventSpec("commitment.cancelled", "commitments", "A promise was cancelled.")
+CUSTOMER_UPDATED = EventSpec(
+    "customer.updated",
+    "customers",
+    "A customer's profile was created or changed (contract §8).",
+)
 SUBSCRIPTION_DISABLED = EventSpec(
     "subscription.disabled",
     "notifications",
@@ -98,6 +103,7 @@ CATALOGUE: dict[str, EventSpec] = {
         COMMITMENT_OVERDUE,
         COMMITMENT_MET,
         COMMITMENT_CANCELLED,
+        CUSTOMER_UPDATED,
         SUBSCRIPTION_DISABLED,
     )
 }
@@ -105,6 +111,8 @@ CATALOGUE: dict[str, EventSpec] = {
 # The topics the notifications service consumes and routes to departments.
 ROUTED_SOURCE_TOPICS = ("feedback.events", "expectations.events", "commitments.events")
 OPERATIONS_TOPIC = "notifications.events"
+# Published but not routed to departments (yet): the customers service's own events.
+CUSTOMERS_TOPIC = CUSTOMER_UPDATED.topic
 
 
 def department_topic(department: str) -> str:
@@ -118,5 +126,5 @@ def dead_letter_topic(topic: str) -> str:
 
 def all_topics(departments: list[str]) -> list[str]:
     """Every topic of the contract (before the prefix), dead-letter topics included."""
-    topics = [*ROUTED_SOURCE_TOPICS, OPERATIONS_TOPIC, *(department_topic(d) for d in departments)]
+    topics = [*ROUTED_SOURCE_TOPICS, CUSTOMERS_TOPIC, OPERATIONS_TOPIC, *(department_topic(d) for d in departments)]
     return topics + [dead_letter_topic(t) for t in ROUTED_SOURCE_TOPICS]

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from services.commitments import schemas as commitments
+from services.customers import schemas as customers
 from services.expectations import schemas as expectations
 from services.feedback import schemas as feedback
 from services.notifications import schemas as notifications
@@ -35,6 +36,7 @@ EVENT_PAYLOADS: dict[EventSpec, type[BaseModel]] = {
     catalogue.COMMITMENT_OVERDUE: commitments.Commitment,
     catalogue.COMMITMENT_MET: commitments.Commitment,
     catalogue.COMMITMENT_CANCELLED: commitments.Commitment,
+    catalogue.CUSTOMER_UPDATED: customers.Customer,
     catalogue.SUBSCRIPTION_DISABLED: notifications.Subscription,
 }
 

@@ -35,7 +35,7 @@ ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERFILE = ROOT / "Dockerfile"
 INIT_SCRIPT = ROOT / "deploy" / "postgres" / "initdb" / "10-service-databases.sh"
 CADDYFILE = ROOT / "deploy" / "proxy" / "Caddyfile"
-CONTRACT_PORTS = {"feedback": 8001, "expectations": 8002, "commitments": 8003, "notifications": 8004}
+CONTRACT_PORTS = {"feedback": 8001, "expectations": 8002, "commitments": 8003, "notifications": 8004, "customers": 8005}
 REQUIRED_SECRETS = ("CF_AUTH_SECRET", "POSTGRES_PASSWORD", "DATABASE_PASSWORD")
 ENV_LINE = re.compile(r"^(#\s*)?([A-Z][A-Z0-9_]*)=(.*)$")
 
@@ -324,6 +324,7 @@ def connections_per_replica(pool_size: int) -> dict[str, int]:
         "expectations": service,
         "commitments": service + 1,
         "notifications": service + 1,
+        "customers": service,
         "webhook-worker": 5,
     }
 
@@ -336,7 +337,14 @@ def test_postgres_max_connections_hold_several_replicas_of_every_service() -> No
     per_replica = connections_per_replica(pool_size)
 
     # The example in docker-compose.yml's comment, and three of everything, fit beside the superuser's 3.
-    example = {"feedback": 6, "expectations": 3, "commitments": 3, "notifications": 3, "webhook-worker": 4}
+    example = {
+        "feedback": 6,
+        "expectations": 3,
+        "commitments": 3,
+        "notifications": 3,
+        "customers": 2,
+        "webhook-worker": 4,
+    }
     for replicas in (example, dict.fromkeys(per_replica, 3)):
         needed = sum(per_replica[name] * count for name, count in replicas.items())
         assert needed <= max_connections - 3, replicas

@@ -98,7 +98,13 @@ def test_token_create_prefers_cf_auth_secret_and_defaults_to_read_only_scopes_an
 
     assert [r.exit_code for r in results] == [0, 0], [r.output for r in results]
     first, second = (TokenVerifier(SECRET).verify(r.stdout.strip()) for r in results)
-    assert first.scopes == {"feedback:read", "expectations:read", "commitments:read", "notifications:read"}
+    assert first.scopes == {
+        "feedback:read",
+        "expectations:read",
+        "commitments:read",
+        "notifications:read",
+        "customers:read",
+    }
     assert first.department is None
     assert first.sub.startswith("cli-")
     assert second.sub.startswith("cli-")

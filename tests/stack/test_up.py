@@ -35,6 +35,7 @@ SECURED_ROUTE = {
     "expectations": "/v1/questions",
     "commitments": "/v1/commitments",
     "notifications": "/v1/departments/sales/notifications",
+    "customers": "/v1/customers",
 }
 
 

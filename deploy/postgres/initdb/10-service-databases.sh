@@ -5,7 +5,7 @@
 set -euo pipefail
 : "${DATABASE_PASSWORD:?set DATABASE_PASSWORD (see .env.example)}"
 
-for service in feedback expectations commitments notifications; do
+for service in feedback expectations commitments notifications customers; do
   psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname postgres \
     --set=service="$service" --set=password="$DATABASE_PASSWORD" <<'SQL'
 CREATE ROLE :"service" LOGIN PASSWORD :'password';

@@ -1,0 +1,48 @@
+"""The customers service: `create_app(settings)` builds it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fastapi import FastAPI
+
+from services.customers.config import Settings
+from services.customers.router import router
+from services.customers.timeline import CustomerEvents
+from shared.catalogue import ROUTED_SOURCE_TOPICS
+from shared.config import load_settings
+from shared.consumer import EventConsumer
+from shared.purge import purging
+from shared.service import ServiceRuntime, Worker, build_service_app
+
+CONSUMER_NAME = "timeline"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings(Settings)
+
+    def workers(runtime: ServiceRuntime) -> Sequence[tuple[str, Worker]]:
+        # A read model of the three services' events: its own group, exactly once through processed_event.
+        consumer = EventConsumer(
+            settings=settings,
+            sessionmaker=runtime.sessionmaker,
+            producer=runtime.producer,
+            metrics=runtime.metrics,
+            name=CONSUMER_NAME,
+            topics=ROUTED_SOURCE_TOPICS,
+            batch_handler=CustomerEvents().handle,
+            max_batch=settings.customers_batch_size,
+            tracer=runtime.tracer,
+        )
+        return [(CONSUMER_NAME, consumer), purging(runtime)]
+
+    return build_service_app(
+        settings=settings,
+        title="Customers",
+        description=(
+            "Who our customers are (profiles, key and internal customers, contacts, awareness) and everything "
+            "that happened with each: a timeline built from the feedback, expectations and commitments events."
+        ),
+        routers=[router],
+        workers=workers,
+    )

@@ -1,0 +1,208 @@
+"""Every query of the customers service. Repositories never commit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from sqlalchemy import ColumnElement, Select, func, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.customers.models import Customer, CustomerItem, TimelineEntry
+from shared.pagination import keyset_page
+from shared.repository import Repository
+
+if TYPE_CHECKING:
+    from services.customers.timeline import Entry, ItemState
+
+customers = Repository(Customer)
+
+
+async def get_customer(session: AsyncSession, customer_id: str, *, for_update: bool = False) -> Customer | None:
+    statement = select(Customer).where(Customer.customer_id == customer_id)
+    if for_update:
+        statement = statement.with_for_update().execution_options(populate_existing=True)
+    found: Customer | None = await session.scalar(statement)
+    return found
+
+
+async def insert_customer(session: AsyncSession, customer: Customer) -> bool:
+    """Add the customer unless an event made it meanwhile; whether it was added."""
+    values = {column.key: getattr(customer, column.key) for column in Customer.__table__.columns}
+    values = {key: value for key, value in values.items() if value is not None}
+    added = await session.execute(
+        insert(Customer).values(**values).on_conflict_do_nothing(index_elements=["customer_id"]).returning(Customer.id)
+    )
+    return added.scalar() is not None
+
+
+async def list_customers(
+    session: AsyncSession, *, key_customer: bool | None, customer_kind: str | None, cursor: str | None, limit: int
+) -> Sequence[Customer]:
+    statement = select(Customer)
+    if key_customer is not None:
+        statement = statement.where(Customer.key_customer == key_customer)
+    if customer_kind is not None:
+        statement = statement.where(Customer.customer_kind == customer_kind)
+    return await customers.page(session, statement, cursor=cursor, limit=limit)
+
+
+_COUNTS: tuple[ColumnElement[int], ...] = (
+    func.count().filter(CustomerItem.item_type == "feedback"),
+    func.count().filter(CustomerItem.open_complaint),
+    func.count().filter(CustomerItem.open_promise),
+    func.count().filter(CustomerItem.broken_promise),
+    func.count().filter(CustomerItem.unconfirmed_expectation),
+    func.count().filter(CustomerItem.capability_gap),
+)
+COUNT_NAMES = (
+    "feedback",
+    "open_complaints",
+    "open_promises",
+    "broken_promises",
+    "unconfirmed_expectations",
+    "capability_gaps",
+)
+
+
+async def counts_of(session: AsyncSession, customer_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+    """The counts of each customer (only those with something counted)."""
+    rows = await session.execute(
+        select(CustomerItem.customer_id, *_COUNTS)
+        .where(CustomerItem.customer_id.in_(customer_ids))
+        .group_by(CustomerItem.customer_id)
+    )
+    return {row[0]: dict(zip(COUNT_NAMES, row[1:], strict=True)) for row in rows}
+
+
+def timeline_statement(customer_id: str, event_type: str | None) -> Select[Any]:
+    statement = select(TimelineEntry).where(TimelineEntry.customer_id == customer_id)
+    if event_type is not None:
+        statement = statement.where(TimelineEntry.type == event_type)
+    return statement
+
+
+async def timeline(
+    session: AsyncSession, *, customer_id: str, event_type: str | None, cursor: str | None, limit: int
+) -> Sequence[TimelineEntry]:
+    """The customer's entries, newest first by the event's `time`, after `cursor`, `limit + 1` at most."""
+    paged = keyset_page(
+        timeline_statement(customer_id, event_type),
+        created_at=TimelineEntry.time,
+        item_id=TimelineEntry.id,
+        cursor=cursor,
+        limit=limit,
+        id_type=_entry_id,
+    )
+    return (await session.scalars(paged)).all()
+
+
+def _entry_id(text: str) -> int:
+    """A timeline entry's id from a cursor: a ValueError (so a 422) unless it is a `bigint`."""
+    value = int(text)
+    if not 0 < value < 2**63:
+        raise ValueError(f"{value} is no timeline entry id")
+    return value
+
+
+# --- the consumer's writes: one statement each for a whole batch --------------------------------
+
+# One row per customer of the batch, in customer order (two batches never wait on each other in a cycle).
+_SEE_CUSTOMERS = text(
+    """
+    INSERT INTO customer (customer_id, customer_kind, first_seen_at, last_contact_at, last_survey_at)
+    SELECT * FROM unnest(
+        CAST(:customer_ids AS text[]), CAST(:kinds AS text[]), CAST(:first_seen AS timestamptz[]),
+        CAST(:contacts AS timestamptz[]), CAST(:surveys AS timestamptz[])
+    ) ORDER BY 1
+    ON CONFLICT (customer_id) DO UPDATE SET
+        last_contact_at = greatest(customer.last_contact_at, excluded.last_contact_at),
+        last_survey_at = greatest(customer.last_survey_at, excluded.last_survey_at)
+    WHERE excluded.last_contact_at IS NOT NULL OR excluded.last_survey_at IS NOT NULL
+    """
+)
+_ADD_ENTRIES = text(
+    """
+    INSERT INTO timeline_entry (customer_id, event_id, type, time, subject, summary, links)
+    SELECT * FROM unnest(
+        CAST(:customer_ids AS text[]), CAST(:event_ids AS text[]), CAST(:types AS text[]),
+        CAST(:times AS timestamptz[]), CAST(:subjects AS text[]), CAST(:summaries AS text[]),
+        CAST(:links AS jsonb[])
+    )
+    """
+)
+
+
+async def see_customers(
+    session: AsyncSession, entries: Sequence[Entry], *, contacts: dict[str, datetime], surveys: dict[str, datetime]
+) -> None:
+    """Make each customer first seen in `entries` (a customer exists from its first event on), and move
+    its last contact and survey forward."""
+    first: dict[str, Entry] = {}
+    for entry in entries:
+        if entry.customer_id not in first or entry.time < first[entry.customer_id].time:
+            first[entry.customer_id] = entry
+    ids = sorted(first)
+    await session.execute(
+        _SEE_CUSTOMERS,
+        {
+            "customer_ids": ids,
+            "kinds": [first[c].customer_kind for c in ids],
+            "first_seen": [first[c].time for c in ids],
+            "contacts": [contacts.get(c) for c in ids],
+            "surveys": [surveys.get(c) for c in ids],
+        },
+    )
+
+
+async def add_timeline_entries(session: AsyncSession, entries: Sequence[Entry]) -> None:
+    await session.execute(
+        _ADD_ENTRIES,
+        {
+            "customer_ids": [e.customer_id for e in entries],
+            "event_ids": [e.event_id for e in entries],
+            "types": [e.type for e in entries],
+            "times": [e.time for e in entries],
+            "subjects": [e.subject for e in entries],
+            "summaries": [e.summary for e in entries],
+            "links": [orjson.dumps(e.links).decode() for e in entries],
+        },
+    )
+
+
+async def save_items(session: AsyncSession, items: Sequence[ItemState]) -> None:
+    """The latest state of each item; a promise keeps the moment it was first seen broken."""
+    rows = [
+        {
+            "item_type": i.item_type,
+            "item_id": i.item_id,
+            "customer_id": i.customer_id,
+            "open_complaint": i.open_complaint,
+            "open_promise": i.open_promise,
+            "broken_promise": i.broken_promise,
+            "unconfirmed_expectation": i.unconfirmed_expectation,
+            "capability_gap": i.capability_gap,
+            "broken_at": i.updated_at if i.broken_promise else None,
+            "updated_at": i.updated_at,
+        }
+        for i in sorted(items, key=lambda i: (i.item_type, i.item_id))
+    ]
+    statement = insert(CustomerItem).values(rows)
+    excluded = statement.excluded
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["item_type", "item_id"],
+            set_={
+                "open_complaint": excluded.open_complaint,
+                "open_promise": excluded.open_promise,
+                "broken_promise": excluded.broken_promise,
+                "unconfirmed_expectation": excluded.unconfirmed_expectation,
+                "capability_gap": excluded.capability_gap,
+                "broken_at": func.coalesce(CustomerItem.broken_at, excluded.broken_at),
+                "updated_at": excluded.updated_at,
+            },
+        )
+    )

@@ -1,0 +1,82 @@
+"""HTTP endpoints of the customers service (contract §8)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Response
+
+from services.customers import schemas, service
+from services.customers.config import Settings
+from shared.auth import Principal, require_scope
+from shared.db import DbSession
+from shared.pagination import DEFAULT_LIMIT, Cursor, Limit, Page
+from shared.settings_dependency import app_settings
+from shared.types import SafeStr
+
+router = APIRouter(prefix="/v1", tags=["customers"])
+
+Reader = Annotated[Principal, Depends(require_scope("customers:read"))]
+Writer = Annotated[Principal, Depends(require_scope("customers:write"))]
+CustomerSettings = Annotated[Settings, Depends(app_settings)]
+CustomerIdPath = Annotated[SafeStr, Path(min_length=1, max_length=128, description="The customer's id.")]
+EventType = Annotated[SafeStr | None, Query(max_length=100, description="Only entries of this event type.")]
+
+
+@router.put(
+    "/customers/{customer_id}",
+    response_model=schemas.Customer,
+    summary="Create or replace a customer's profile",
+    responses={201: {"model": schemas.Customer, "description": "The customer was not known before."}},
+)
+async def put_customer(
+    customer_id: CustomerIdPath,
+    profile: schemas.ProfileIn,
+    session: DbSession,
+    settings: CustomerSettings,
+    _: Writer,
+    response: Response,
+) -> schemas.Customer:
+    """The whole profile (an omitted field takes its default): 201 when the customer was unknown, else 200.
+    `customer.updated` when the profile changed; the same profile again changes nothing and emits nothing."""
+    customer, created = await service.put_profile(
+        session, customer_id=customer_id, profile=profile, departments=settings.departments
+    )
+    response.status_code = 201 if created else 200
+    return customer
+
+
+@router.get("/customers/{customer_id}", summary="Get a customer: profile, counts, last contact")
+async def get_customer(customer_id: CustomerIdPath, session: DbSession, _: Reader) -> schemas.Customer:
+    return await service.get_customer(session, customer_id=customer_id)
+
+
+@router.get("/customers", summary="List customers, newest first")
+async def list_customers(
+    session: DbSession,
+    _: Reader,
+    key_customer: bool | None = None,
+    customer_kind: schemas.CustomerKind | None = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Page[schemas.Customer]:
+    return await service.list_customers(
+        session,
+        key_customer=key_customer,
+        customer_kind=customer_kind.value if customer_kind is not None else None,
+        cursor=cursor,
+        limit=limit,
+    )
+
+
+@router.get("/customers/{customer_id}/timeline", summary="Every event about a customer, newest first")
+async def get_timeline(
+    customer_id: CustomerIdPath,
+    session: DbSession,
+    _: Reader,
+    type: EventType = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+) -> Page[schemas.TimelineEntry]:
+    """Each entry: the event's id, type, time and subject, a one-line summary, and lineage links."""
+    return await service.timeline(session, customer_id=customer_id, event_type=type, cursor=cursor, limit=limit)

@@ -1,0 +1,127 @@
+"""Request bodies and REST representations of the customers service.
+
+`Customer` is also the `data` of `customer.updated` (the catalogue names it),
+exactly what `GET /v1/customers/{customer_id}` returns.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
+
+from shared.types import Instant, storable
+
+Storable = AfterValidator(storable)
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Storable]
+StaffId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128), Storable]
+Segment = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), Storable]
+Department = Annotated[str, StringConstraints(min_length=1, max_length=64), Storable]
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+# Written as a JSON string so that no digit is lost to a float ("125000.50"); a number is accepted too.
+Amount = Annotated[
+    Decimal, Field(ge=0, max_digits=20, decimal_places=4, allow_inf_nan=False), PlainSerializer(str, return_type=str)
+]
+
+
+class Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Output(BaseModel):
+    model_config = ConfigDict(frozen=True, from_attributes=True)
+
+
+class CustomerKind(StrEnum):
+    EXTERNAL = "external"
+    INTERNAL = "internal"
+
+
+class LifetimeValue(Input):
+    amount: Amount = Field(description="A decimal amount, at most 4 places; returned as a string.")
+    currency: Currency = Field(description="ISO 4217 code, upper case (`EUR`).")
+
+
+class Contact(Input):
+    """One of our staff the customer should call."""
+
+    staff_id: StaffId
+    name: Name
+    department: Department = Field(description="One of the configured departments (`CF_DEPARTMENTS`).")
+
+
+class Awareness(Input):
+    """Whether the customer knows we exist, what we can do, and whom to call: each true, false or null (unknown)."""
+
+    knows_we_exist: bool | None = None
+    knows_our_capabilities: bool | None = None
+    knows_who_to_contact: bool | None = None
+    checked_at: Instant | None = Field(default=None, description="When these were last checked with the customer.")
+
+
+class ProfileIn(Input):
+    """The whole profile: a `PUT` replaces it, and an omitted field takes its default."""
+
+    name: Name | None = None
+    customer_kind: CustomerKind = CustomerKind.EXTERNAL
+    key_customer: bool = False
+    segment: Segment | None = None
+    lifetime_value: LifetimeValue | None = None
+    supplying_department: Department | None = Field(
+        default=None,
+        description="For an internal customer: the department whose work it receives (one of `CF_DEPARTMENTS`).",
+    )
+    contacts: list[Contact] = Field(default_factory=list, max_length=50)
+    awareness: Awareness = Field(default_factory=Awareness)
+
+
+class Counts(Output):
+    feedback: int = Field(description="Feedback items received from the customer.")
+    open_complaints: int = Field(description="Complaints not resolved or closed.")
+    open_promises: int = Field(description="Promises open, due soon or overdue.")
+    broken_promises: int = Field(description="Promises broken (`kept` false: overdue, met late, excuses).")
+    unconfirmed_expectations: int = Field(description="Expectations whose restatement the customer has not confirmed.")
+    capability_gaps: int = Field(description="Expectations we can meet only partly or not at all.")
+
+
+class Customer(Output):
+    customer_id: str
+    name: str | None
+    customer_kind: CustomerKind
+    key_customer: bool
+    segment: str | None
+    lifetime_value: LifetimeValue | None
+    supplying_department: str | None
+    contacts: list[Contact]
+    awareness: Awareness
+    profiled: bool = Field(
+        description="Whether a profile was given (`PUT`); false for a customer known only from events."
+    )
+    health: None = Field(default=None, description="Not computed yet (always null in this version).")
+    last_contact_at: datetime | None = Field(description="The latest feedback or meeting of the customer.")
+    last_survey_at: datetime | None = Field(description="The latest survey response (or rated feedback).")
+    next_survey_due_at: None = Field(default=None, description="Not computed yet (always null in this version).")
+    counts: Counts
+    first_seen_at: datetime = Field(description="When the customer was first seen, in an event or a `PUT`.")
+    created_at: datetime
+    updated_at: datetime = Field(description="When the profile last changed.")
+
+
+class Link(Output):
+    """Lineage: what a timeline entry's resource came from (`source`), or belongs to (`meeting`)."""
+
+    rel: str
+    type: str
+    id: str
+
+
+class TimelineEntry(Output):
+    event_id: str
+    type: str
+    time: datetime
+    subject: str
+    summary: str
+    links: list[Link]

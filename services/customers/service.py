@@ -1,0 +1,153 @@
+"""The rules of the customers service: profiles, the customer as the API shows it, timelines."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.customers import repository, schemas
+from services.customers.models import Customer as CustomerRow
+from shared import catalogue
+from shared.errors import NotFound, Unprocessable
+from shared.outbox import add_event
+from shared.pagination import Page, page_of
+
+NO_COUNTS = dict.fromkeys(repository.COUNT_NAMES, 0)
+
+
+async def put_profile(
+    session: AsyncSession, *, customer_id: str, profile: schemas.ProfileIn, departments: Sequence[str]
+) -> tuple[schemas.Customer, bool]:
+    """Create or replace the profile; `customer.updated` when it changed. The customer, and whether it is new."""
+    _check_departments(profile, departments)
+    values = _profile_values(profile)
+    row = await repository.get_customer(session, customer_id, for_update=True)
+    created = False
+    if row is None:
+        now = datetime.now(UTC)
+        new = CustomerRow(customer_id=customer_id, first_seen_at=now, created_at=now, updated_at=now, **values)
+        created = await repository.insert_customer(session, new)
+        # Not added: the first event of this customer was consumed meanwhile; its profile is set below.
+        row = await repository.get_customer(session, customer_id, for_update=True)
+        if row is None:
+            raise RuntimeError(f"customer {customer_id} neither added nor found")
+    changed = row.profiled_at is None or any(getattr(row, key) != value for key, value in values.items())
+    if changed:
+        for key, value in values.items():
+            setattr(row, key, value)
+    if changed:
+        row.profiled_at = row.updated_at = datetime.now(UTC)
+    customer = await _customer(session, row)
+    if changed:
+        await add_event(
+            session, catalogue.CUSTOMER_UPDATED, data=customer, subject=customer_id, customer_id=customer_id
+        )
+    return customer, created
+
+
+async def get_customer(session: AsyncSession, *, customer_id: str) -> schemas.Customer:
+    row = await repository.get_customer(session, customer_id)
+    if row is None:
+        raise NotFound(f"No customer '{customer_id}' is known: no profile was given and no event named it.")
+    return await _customer(session, row)
+
+
+async def list_customers(
+    session: AsyncSession, *, key_customer: bool | None, customer_kind: str | None, cursor: str | None, limit: int
+) -> Page[schemas.Customer]:
+    rows = await repository.list_customers(
+        session, key_customer=key_customer, customer_kind=customer_kind, cursor=cursor, limit=limit
+    )
+    items, next_cursor = page_of(rows, limit=limit, key=lambda r: (r.created_at, r.id))
+    counts = await repository.counts_of(session, [row.customer_id for row in items]) if items else {}
+    return Page(
+        items=[_customer_of(row, counts.get(row.customer_id, NO_COUNTS)) for row in items], next_cursor=next_cursor
+    )
+
+
+async def timeline(
+    session: AsyncSession, *, customer_id: str, event_type: str | None, cursor: str | None, limit: int
+) -> Page[schemas.TimelineEntry]:
+    if await repository.get_customer(session, customer_id) is None:
+        raise NotFound(f"No customer '{customer_id}' is known: no profile was given and no event named it.")
+    rows = await repository.timeline(
+        session, customer_id=customer_id, event_type=event_type, cursor=cursor, limit=limit
+    )
+    items, next_cursor = page_of(rows, limit=limit, key=lambda r: (r.time, r.id))
+    return Page(items=[schemas.TimelineEntry.model_validate(row) for row in items], next_cursor=next_cursor)
+
+
+def _check_departments(profile: schemas.ProfileIn, departments: Sequence[str]) -> None:
+    """Each department named is a configured one; a supplying department only for an internal customer."""
+    errors: list[dict[str, Any]] = []
+    known = ", ".join(departments)
+    if profile.supplying_department is not None:
+        if profile.customer_kind != schemas.CustomerKind.INTERNAL:
+            errors.append(
+                {"loc": ["body", "supplying_department"], "msg": "only an internal customer has a supplying department"}
+            )
+        elif profile.supplying_department not in departments:
+            errors.append(
+                {
+                    "loc": ["body", "supplying_department"],
+                    "msg": f"unknown department '{profile.supplying_department}'; known: {known}",
+                }
+            )
+    for index, contact in enumerate(profile.contacts):
+        if contact.department not in departments:
+            errors.append(
+                {
+                    "loc": ["body", "contacts", index, "department"],
+                    "msg": f"unknown department '{contact.department}'; known: {known}",
+                }
+            )
+    if errors:
+        detail = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in errors)
+        raise Unprocessable(detail, slug="validation-error", errors=errors)
+
+
+def _profile_values(profile: schemas.ProfileIn) -> dict[str, Any]:
+    value = profile.lifetime_value
+    return {
+        "name": profile.name,
+        "customer_kind": profile.customer_kind.value,
+        "key_customer": profile.key_customer,
+        "segment": profile.segment,
+        "lifetime_value_amount": value.amount if value else None,
+        "lifetime_value_currency": value.currency if value else None,
+        "supplying_department": profile.supplying_department,
+        "contacts": [contact.model_dump(mode="json") for contact in profile.contacts],
+        "awareness": profile.awareness.model_dump(mode="json"),
+    }
+
+
+async def _customer(session: AsyncSession, row: CustomerRow) -> schemas.Customer:
+    counts = await repository.counts_of(session, [row.customer_id])
+    return _customer_of(row, counts.get(row.customer_id, NO_COUNTS))
+
+
+def _customer_of(row: CustomerRow, counts: dict[str, int]) -> schemas.Customer:
+    amount, currency = row.lifetime_value_amount, row.lifetime_value_currency
+    return schemas.Customer(
+        customer_id=row.customer_id,
+        name=row.name,
+        customer_kind=schemas.CustomerKind(row.customer_kind),
+        key_customer=row.key_customer,
+        segment=row.segment,
+        lifetime_value=(
+            schemas.LifetimeValue(amount=amount, currency=currency) if amount is not None and currency else None
+        ),
+        supplying_department=row.supplying_department,
+        contacts=[schemas.Contact.model_validate(contact) for contact in row.contacts or ()],
+        awareness=schemas.Awareness.model_validate(row.awareness or {}),
+        profiled=row.profiled_at is not None,
+        last_contact_at=row.last_contact_at,
+        last_survey_at=row.last_survey_at,
+        counts=schemas.Counts(**counts),
+        first_seen_at=row.first_seen_at,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )

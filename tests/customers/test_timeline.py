@@ -1,0 +1,195 @@
+"""The timeline: every event about a customer, newest first, with a summary and lineage; once per event."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+
+from shared import catalogue
+from tests.customers.support import timeline, timeline_with
+from tests.notifications.helpers import EventPublisher, commitment, customer, expectation, feedback, meeting
+
+
+async def test_a_customer_first_seen_in_an_event_exists_from_then_on(
+    client: httpx.AsyncClient, publisher: EventPublisher, reader: dict[str, str]
+) -> None:
+    customer_id = customer()
+    assert (await client.get(f"/v1/customers/{customer_id}", headers=reader)).status_code == 404
+
+    record = await publisher.publish(
+        catalogue.FEEDBACK_RECEIVED, feedback(customer_id, customer_kind="internal"), customer_id=customer_id
+    )
+    await timeline_with(client, reader, customer_id, record.event_id)
+
+    response = await client.get(f"/v1/customers/{customer_id}", headers=reader)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["customer_id"] == customer_id
+    assert body["customer_kind"] == "internal"
+    assert body["profiled"] is False
+    assert body["name"] is None
+    assert body["health"] is None
+    assert body["next_survey_due_at"] is None
+    assert body["last_contact_at"] == "2026-11-22T10:00:00Z"
+
+
+async def test_the_timeline_is_newest_first_and_pages_without_skipping_or_repeating(
+    client: httpx.AsyncClient, publisher: EventPublisher, reader: dict[str, str]
+) -> None:
+    customer_id = customer()
+    complaint = feedback(customer_id)
+    records = [
+        await publisher.publish(catalogue.FEEDBACK_RECEIVED, complaint, customer_id=customer_id),
+        await publisher.publish(catalogue.MEETING_RECORDED, meeting(customer_id), customer_id=customer_id),
+        await publisher.publish(catalogue.COMMITMENT_CREATED, commitment(customer_id), customer_id=customer_id),
+        await publisher.publish(
+            catalogue.FEEDBACK_STATUS_CHANGED,
+            {**complaint, "status": "acknowledged", "previous_status": "new"},
+            customer_id=customer_id,
+        ),
+    ]
+    # Three topics: wait for each event, not only the last one sent.
+    for record in records:
+        await timeline_with(client, reader, customer_id, record.event_id)
+
+    items = (await timeline(client, reader, customer_id))["items"]
+    assert [item["event_id"] for item in items] == [str(r.event_id) for r in reversed(records)]
+    assert [item["type"] for item in items] == [
+        "feedback.status_changed",
+        "commitment.created",
+        "meeting.recorded",
+        "feedback.received",
+    ]
+    assert items[0]["subject"] == complaint["id"]
+    assert items[0]["summary"] == "Complaint moved from new to acknowledged"
+    assert items[2]["summary"] == "Meeting with Cy, held by Ann, Bo"
+    assert items[3]["summary"] == f"Complaint by email: “A complaint from {customer_id}”"
+
+    first = await timeline(client, reader, customer_id, limit=3)
+    second = await timeline(client, reader, customer_id, limit=3, cursor=first["next_cursor"])
+    assert [i["event_id"] for i in first["items"] + second["items"]] == [i["event_id"] for i in items]
+    assert second["next_cursor"] is None
+
+    only = await timeline(client, reader, customer_id, type="meeting.recorded")
+    assert [i["event_id"] for i in only["items"]] == [str(records[1].event_id)]
+
+
+async def test_one_customer_s_timeline_holds_none_of_another_s_events(
+    client: httpx.AsyncClient, publisher: EventPublisher, reader: dict[str, str]
+) -> None:
+    ours, theirs = customer(), customer()
+    mine = await publisher.publish(catalogue.FEEDBACK_RECEIVED, feedback(ours), customer_id=ours)
+    other = await publisher.publish(catalogue.FEEDBACK_RECEIVED, feedback(theirs), customer_id=theirs)
+
+    await timeline_with(client, reader, theirs, other.event_id)
+    items = await timeline_with(client, reader, ours, mine.event_id)
+
+    assert [item["event_id"] for item in items] == [str(mine.event_id)]
+    assert [item["event_id"] for item in (await timeline(client, reader, theirs))["items"]] == [str(other.event_id)]
+
+
+async def test_links_follow_the_lineage_of_a_promise_and_an_expectation(
+    client: httpx.AsyncClient, publisher: EventPublisher, reader: dict[str, str]
+) -> None:
+    customer_id = customer()
+    complaint = feedback(customer_id)
+    promise = {**commitment(customer_id), "source": {"type": "feedback", "id": complaint["id"]}}
+    heard = {**expectation(customer_id, capability="cannot_meet"), "question_id": str(uuid.uuid4())}
+
+    made = await publisher.publish(catalogue.COMMITMENT_CREATED, promise, customer_id=customer_id)
+    recorded = await publisher.publish(catalogue.EXPECTATION_RECORDED, heard, customer_id=customer_id)
+    gap = await publisher.publish(catalogue.EXPECTATION_GAP_IDENTIFIED, heard, customer_id=customer_id)
+    await timeline_with(client, reader, customer_id, made.event_id)
+    items = {item["event_id"]: item for item in await timeline_with(client, reader, customer_id, gap.event_id)}
+
+    assert items[str(made.event_id)]["links"] == [{"rel": "source", "type": "feedback", "id": complaint["id"]}]
+    assert items[str(made.event_id)]["summary"].startswith(
+        "Promise made: “Ship the fix”, by production, due 2026-12-01"
+    )
+    meeting_link = {"rel": "meeting", "type": "meeting", "id": heard["meeting_id"]}
+    question_link = {"rel": "question", "type": "question", "id": heard["question_id"]}
+    assert items[str(recorded.event_id)]["links"] == [meeting_link, question_link]
+    assert items[str(gap.event_id)]["links"] == [meeting_link, question_link]
+    assert items[str(gap.event_id)]["summary"] == "Capability gap (cannot meet): “It must be fast”"
+
+
+async def test_a_redelivered_event_adds_nothing(
+    client: httpx.AsyncClient, publisher: EventPublisher, reader: dict[str, str]
+) -> None:
+    customer_id = customer()
+    record = await publisher.publish(catalogue.FEEDBACK_RECEIVED, feedback(customer_id), customer_id=customer_id)
+    await timeline_with(client, reader, customer_id, record.event_id)
+
+    await publisher.send(record)  # the same CloudEvent, same id, again
+    # Later on the same key (partition): once it shows, the copy before it was handled.
+    marker = await publisher.publish(catalogue.FEEDBACK_RECEIVED, feedback(customer_id), customer_id=customer_id)
+    items = await timeline_with(client, reader, customer_id, marker.event_id)
+
+    assert [item["event_id"] for item in items] == [str(marker.event_id), str(record.event_id)]
+    counts = (await client.get(f"/v1/customers/{customer_id}", headers=reader)).json()["counts"]
+    assert counts["feedback"] == 2
+
+
+async def test_the_counts_follow_each_item_s_latest_state(
+    client: httpx.AsyncClient, publisher: EventPublisher, reader: dict[str, str]
+) -> None:
+    customer_id = customer()
+    complaint, praise = feedback(customer_id), feedback(customer_id, "compliment")
+    survey = feedback(
+        customer_id, "survey_response", rating={"scale": "nps", "value": 3}, occurred_at="2026-11-23T08:00:00Z"
+    )
+    kept, late, open_promise = commitment(customer_id), commitment(customer_id), commitment(customer_id)
+    unconfirmed, confirmed = expectation(customer_id, capability="partial"), expectation(customer_id)
+    publish = publisher.publish
+    for spec, data in (
+        (catalogue.FEEDBACK_RECEIVED, complaint),
+        (catalogue.FEEDBACK_RECEIVED, praise),
+        (catalogue.FEEDBACK_RECEIVED, survey),
+        (catalogue.FEEDBACK_STATUS_CHANGED, {**praise, "status": "closed", "previous_status": "new"}),
+        (catalogue.COMMITMENT_CREATED, kept),
+        (catalogue.COMMITMENT_CREATED, late),
+        (catalogue.COMMITMENT_CREATED, open_promise),
+        (catalogue.COMMITMENT_MET, {**kept, "status": "met_on_time", "kept": True}),
+        (catalogue.COMMITMENT_OVERDUE, {**late, "status": "overdue", "kept": False, "broken_because": "overdue"}),
+        (catalogue.EXPECTATION_RECORDED, unconfirmed),
+        (catalogue.EXPECTATION_GAP_IDENTIFIED, unconfirmed),
+        (catalogue.EXPECTATION_RECORDED, confirmed),
+        (catalogue.EXPECTATION_CONFIRMED, {**confirmed, "status": "confirmed"}),
+    ):
+        last = await publish(spec, data, customer_id=customer_id)
+        await timeline_with(client, reader, customer_id, last.event_id)
+
+    body = (await client.get(f"/v1/customers/{customer_id}", headers=reader)).json()
+    assert body["counts"] == {
+        "feedback": 3,
+        "open_complaints": 1,
+        "open_promises": 2,
+        "broken_promises": 1,
+        "unconfirmed_expectations": 1,
+        "capability_gaps": 1,
+    }
+    assert body["last_survey_at"] == "2026-11-23T08:00:00Z"
+    assert body["last_contact_at"] == "2026-11-23T08:00:00Z"
+
+
+async def test_an_unknown_customer_has_no_timeline(client: httpx.AsyncClient, reader: dict[str, str]) -> None:
+    response = await client.get(f"/v1/customers/{customer()}/timeline", headers=reader)
+
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_the_timeline_refuses_a_forged_cursor(
+    client: httpx.AsyncClient, publisher: EventPublisher, reader: dict[str, str]
+) -> None:
+    customer_id = customer()
+    record = await publisher.publish(catalogue.FEEDBACK_RECEIVED, feedback(customer_id), customer_id=customer_id)
+    await timeline_with(client, reader, customer_id, record.event_id)
+
+    response = await client.get(
+        f"/v1/customers/{customer_id}/timeline", params={"cursor": "not-a-cursor"}, headers=reader
+    )
+
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"] == ["query", "cursor"]
