@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from services.commitments.config import Settings
 from services.commitments.responses import FeedbackResponses
 from services.commitments.router import policy_router, router
-from services.commitments.scheduler import DueMomentScheduler
+from services.commitments.scheduler import due_moment_scheduler
 from shared.catalogue import FEEDBACK_RECEIVED
 from shared.config import load_settings
 from shared.consumer import EventConsumer
@@ -24,7 +24,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Started here rather than as a worker, which waits for the broker: the
         # outbox carries events through a broker outage, so moments fire on time.
         if settings.run_workers:
-            scheduler = DueMomentScheduler(
+            scheduler = due_moment_scheduler(
                 settings=settings, sessionmaker=runtime.sessionmaker, registry=runtime.metrics.registry
             )
             runtime.start("due-moment-scheduler", scheduler)

@@ -102,14 +102,6 @@ async def page(
     return await commitments.page(session, select(Commitment).where(*conditions), cursor=cursor, limit=limit)
 
 
-async def announce_moment(session: AsyncSession, moment: datetime) -> None:
-    """Tell the schedulers (on commit) that a promise now has a moment at `moment`."""
-    await session.execute(
-        text("SELECT pg_notify(:channel, CAST(extract(epoch FROM CAST(:moment AS timestamptz)) AS text))"),
-        {"channel": SCHEDULE_CHANNEL, "moment": moment},
-    )
-
-
 def _advance_reached_statement() -> Any:
     reached = (
         select(Commitment.id)

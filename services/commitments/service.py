@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,6 +32,7 @@ from services.commitments.schemas import (
     ResponsePolicyIn,
 )
 from shared import catalogue
+from shared.due_moments import FiredMoment, announce_moment
 from shared.errors import Conflict, NotFound, field_error
 from shared.events import build_event
 from shared.outbox import add_event, add_records
@@ -62,7 +62,7 @@ def _arm(row: CommitmentRow, settings: Settings) -> None:
 async def _announce(session: AsyncSession, settings: Settings, moment: datetime, now: datetime) -> None:
     """Wake the schedulers for `moment`, unless it lies beyond their longest sleep (they will look by then)."""
     if moment <= now + timedelta(seconds=settings.commitments_scheduler_max_sleep_seconds):
-        await repository.announce_moment(session, moment)
+        await announce_moment(session, repository.SCHEDULE_CHANNEL, moment)
 
 
 async def create(*, session: AsyncSession, settings: Settings, new: NewCommitment) -> Commitment:
@@ -265,12 +265,6 @@ async def cancel(*, session: AsyncSession, commitment_id: uuid.UUID, cancellatio
         session, catalogue.COMMITMENT_CANCELLED, data=commitment, subject=str(row.id), customer_id=row.customer_id
     )
     return commitment
-
-
-@dataclass(frozen=True)
-class FiredMoment:
-    event_type: str
-    lateness_seconds: float
 
 
 async def fire_reached_moments(*, session: AsyncSession, limit: int) -> list[FiredMoment]:
