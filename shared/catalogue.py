@@ -54,6 +54,11 @@ EXPECTATION_GAP_IDENTIFIED = EventSpec(
     "expectations",
     "We can meet an expectation only partly or not at all.",
 )
+QUESTION_CREATED = EventSpec(
+    "question.created",
+    "expectations",
+    "A question was added to the bank; it concerns no customer, so its key and `customerid` are its id.",
+)
 COMMITMENT_CREATED = EventSpec("commitment.created", "commitments", "A promise was made.")
 COMMITMENT_RESCHEDULED = EventSpec(
     "commitment.rescheduled",
@@ -97,6 +102,7 @@ CATALOGUE: dict[str, EventSpec] = {
         EXPECTATION_RECORDED,
         EXPECTATION_CONFIRMED,
         EXPECTATION_GAP_IDENTIFIED,
+        QUESTION_CREATED,
         COMMITMENT_CREATED,
         COMMITMENT_RESCHEDULED,
         COMMITMENT_DUE_SOON,

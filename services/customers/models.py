@@ -94,8 +94,26 @@ class CustomerItem(Base):
     # When a promise was first seen broken (for "broken in the last 90 days").
     broken_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # What the meeting brief shows of it: an expectation's own words, a promise's title, a complaint's themes.
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
 
     __table_args__ = (
         CheckConstraint(one_of("item_type", ITEM_TYPES), name="item_type"),
         Index("ix_customer_item_customer_id", "customer_id"),
     )
+
+
+class BankQuestion(Base):
+    """A question of the expectations service's bank, as `question.created` told it (for the brief's suggestions)."""
+
+    __tablename__ = "bank_question"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    topic: Mapped[str] = mapped_column(Text)
+    # The topic as a theme key (lower case, words joined by "_"): what a complaint theme is matched to.
+    topic_key: Mapped[str] = mapped_column(Text)
+    open_ended: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_bank_question_topic_key", "topic_key"),)

@@ -11,12 +11,12 @@ from sqlalchemy import ColumnElement, Select, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.customers.models import Customer, CustomerItem, TimelineEntry
+from services.customers.models import BankQuestion, Customer, CustomerItem, TimelineEntry
 from shared.pagination import keyset_page
 from shared.repository import Repository
 
 if TYPE_CHECKING:
-    from services.customers.timeline import Entry, ItemState
+    from services.customers.timeline import AddedQuestion, Entry, ItemState
 
 customers = Repository(Customer)
 
@@ -187,6 +187,7 @@ async def save_items(session: AsyncSession, items: Sequence[ItemState]) -> None:
             "capability_gap": i.capability_gap,
             "broken_at": i.updated_at if i.broken_promise else None,
             "updated_at": i.updated_at,
+            "detail": i.detail,
         }
         for i in sorted(items, key=lambda i: (i.item_type, i.item_id))
     ]
@@ -203,6 +204,95 @@ async def save_items(session: AsyncSession, items: Sequence[ItemState]) -> None:
                 "capability_gap": excluded.capability_gap,
                 "broken_at": func.coalesce(CustomerItem.broken_at, excluded.broken_at),
                 "updated_at": excluded.updated_at,
+                "detail": excluded.detail,
             },
         )
     )
+
+
+async def add_questions(session: AsyncSession, questions: Sequence[AddedQuestion]) -> None:
+    """Keep the bank's new questions; one seen again (a redelivery) is left as it is."""
+    rows = [
+        {
+            "id": q.id,
+            "text": q.text,
+            "topic": q.topic,
+            "topic_key": q.topic_key,
+            "open_ended": q.open_ended,
+            "created_at": q.created_at,
+        }
+        for q in sorted(questions, key=lambda q: q.id)
+    ]
+    await session.execute(insert(BankQuestion).values(rows).on_conflict_do_nothing(index_elements=["id"]))
+
+
+# --- the meeting brief ---------------------------------------------------------------------------
+
+
+async def brief_items(session: AsyncSession, customer_id: str, *, limit: int) -> Sequence[CustomerItem]:
+    """The customer's unconfirmed expectations, capability gaps, open and broken promises: newest first,
+    at most `limit` of each kind."""
+    kinds = (
+        CustomerItem.unconfirmed_expectation,
+        CustomerItem.capability_gap,
+        CustomerItem.open_promise,
+        CustomerItem.broken_promise,
+    )
+    found: dict[tuple[str, str], CustomerItem] = {}
+    for flag in kinds:
+        rows = await session.scalars(
+            select(CustomerItem)
+            .where(CustomerItem.customer_id == customer_id, flag)
+            .order_by(CustomerItem.updated_at.desc(), CustomerItem.item_id)
+            .limit(limit)
+        )
+        for row in rows:
+            found[(row.item_type, row.item_id)] = row
+    return list(found.values())
+
+
+_COMPLAINT_THEMES = text(
+    """
+    SELECT theme, count(*) AS complaints, max((detail->>'occurred_at')::timestamptz) AS last_at
+    FROM customer_item, jsonb_array_elements_text(
+        CASE WHEN jsonb_typeof(detail->'themes') = 'array' THEN detail->'themes' ELSE '[]'::jsonb END
+    ) AS theme
+    WHERE customer_id = :customer_id AND item_type = 'feedback' AND detail->>'kind' = 'complaint'
+      AND (detail->>'occurred_at')::timestamptz >= :since
+    GROUP BY theme
+    ORDER BY complaints DESC, last_at DESC, theme
+    """
+)
+_LATEST_SCORES = text(
+    """
+    SELECT DISTINCT ON (detail->'rating'->>'scale')
+        item_id, detail->'rating'->>'scale' AS scale, detail->'rating'->>'value' AS value,
+        (detail->>'occurred_at')::timestamptz AS at
+    FROM customer_item
+    WHERE customer_id = :customer_id AND item_type = 'feedback' AND jsonb_typeof(detail->'rating') = 'object'
+    ORDER BY detail->'rating'->>'scale', (detail->>'occurred_at')::timestamptz DESC NULLS LAST, item_id
+    """
+)
+
+
+async def complaint_themes(session: AsyncSession, customer_id: str, *, since: datetime) -> Sequence[Any]:
+    """Each theme of the customer's complaints made since `since`: how many, and the latest."""
+    return (await session.execute(_COMPLAINT_THEMES, {"customer_id": customer_id, "since": since})).all()
+
+
+async def latest_scores(session: AsyncSession, customer_id: str) -> Sequence[Any]:
+    """The customer's latest rating on each scale (NPS, CSAT, CES)."""
+    return (await session.execute(_LATEST_SCORES, {"customer_id": customer_id})).all()
+
+
+async def open_questions_on(session: AsyncSession, topic_keys: Sequence[str], *, limit: int) -> Sequence[BankQuestion]:
+    """Open-ended questions of the bank whose topic is one of `topic_keys`, oldest first."""
+    if not topic_keys:
+        return []
+    rows = await session.scalars(
+        select(BankQuestion)
+        .where(BankQuestion.open_ended, BankQuestion.topic_key.in_(topic_keys))
+        .order_by(BankQuestion.created_at, BankQuestion.id)
+        .limit(limit)
+    )
+    return rows.all()

@@ -80,3 +80,10 @@ async def get_timeline(
 ) -> Page[schemas.TimelineEntry]:
     """Each entry: the event's id, type, time and subject, a one-line summary, and lineage links."""
     return await service.timeline(session, customer_id=customer_id, event_type=type, cursor=cursor, limit=limit)
+
+
+@router.get("/customers/{customer_id}/brief", summary="What two staff members need before they meet the customer")
+async def get_brief(customer_id: CustomerIdPath, session: DbSession, _: Reader) -> schemas.Brief:
+    """Unconfirmed expectations in the customer's own words, capability gaps, open and broken promises, recent
+    complaint themes, the latest scores, awareness gaps, and open-ended questions of the bank matched to them."""
+    return await service.brief(session, customer_id=customer_id)

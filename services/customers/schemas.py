@@ -125,3 +125,70 @@ class TimelineEntry(Output):
     subject: str
     summary: str
     links: list[Link]
+
+
+# The meeting brief (GET /v1/customers/{customer_id}/brief)
+
+
+class BriefExpectation(Output):
+    """An expectation in the customer's own words (`statement`), with our restatement."""
+
+    expectation_id: str
+    statement: str | None = Field(description="What the customer said, in their own words.")
+    restatement: str | None
+    priority: str | None
+    capability: str | None = Field(description="`can_meet`, `partial` or `cannot_meet`.")
+    meeting_id: str | None
+    updated_at: datetime
+
+
+class BriefPromise(Output):
+    commitment_id: str
+    title: str | None
+    department: str | None
+    due_at: datetime | None
+    status: str | None
+    broken_because: str | None = Field(description="Why a broken promise is broken (null while open).")
+    broken_at: datetime | None = Field(description="When it was first seen broken.")
+
+
+class ComplaintTheme(Output):
+    theme: str
+    complaints: int = Field(description="Complaints with this theme in the recent window.")
+    last_at: datetime | None = Field(description="When the latest of them was made.")
+
+
+class Score(Output):
+    scale: str = Field(description="`nps`, `csat` or `ces`.")
+    value: float
+    at: datetime | None = Field(description="When the customer gave it.")
+    feedback_id: str
+
+
+class AwarenessGap(Output):
+    question: str = Field(description="`knows_we_exist`, `knows_our_capabilities` or `knows_who_to_contact`.")
+    answer: bool | None = Field(description="False: they do not; null: nobody has asked.")
+
+
+class SuggestedQuestion(Output):
+    question_id: str
+    text: str
+    topic: str
+    themes: list[str] = Field(description="The brief's themes this question's topic matched.")
+
+
+class Brief(Output):
+    """What two staff members need before they meet the customer."""
+
+    customer_id: str
+    name: str | None
+    unconfirmed_expectations: list[BriefExpectation]
+    capability_gaps: list[BriefExpectation]
+    open_promises: list[BriefPromise]
+    broken_promises: list[BriefPromise]
+    complaint_themes: list[ComplaintTheme] = Field(description="Themes of the complaints of the last 90 days.")
+    latest_scores: list[Score] = Field(description="The latest NPS, CSAT and CES the customer gave.")
+    awareness_gaps: list[AwarenessGap]
+    suggested_questions: list[SuggestedQuestion] = Field(
+        description="Open-ended questions of the bank whose topic matches a complaint theme or an awareness gap."
+    )

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.customers import repository, schemas
 from services.customers.models import Customer as CustomerRow
+from services.customers.models import CustomerItem as CustomerItemRow
 from shared import catalogue
 from shared.errors import NotFound, Unprocessable
 from shared.outbox import add_event
@@ -151,3 +153,112 @@ def _customer_of(row: CustomerRow, counts: dict[str, int]) -> schemas.Customer:
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
+
+
+# The meeting brief
+
+BRIEF_LIST_LIMIT = 20
+RECENT_COMPLAINTS = timedelta(days=90)
+SUGGESTED_QUESTIONS = 10
+AWARENESS_QUESTIONS = ("knows_we_exist", "knows_our_capabilities", "knows_who_to_contact")
+# The theme an awareness gap adds: questions of the bank on the topic "awareness" are suggested for it.
+AWARENESS_THEME = "awareness"
+
+
+async def brief(session: AsyncSession, *, customer_id: str) -> schemas.Brief:
+    """What two staff members need before they meet the customer (README: "The meeting brief")."""
+    row = await repository.get_customer(session, customer_id)
+    if row is None:
+        raise NotFound(f"No customer '{customer_id}' is known: no profile was given and no event named it.")
+    items = await repository.brief_items(session, customer_id, limit=BRIEF_LIST_LIMIT)
+    themes = await repository.complaint_themes(session, customer_id, since=datetime.now(UTC) - RECENT_COMPLAINTS)
+    scores = await repository.latest_scores(session, customer_id)
+    awareness = row.awareness or {}
+    gaps = [
+        schemas.AwarenessGap(question=question, answer=awareness.get(question))
+        for question in AWARENESS_QUESTIONS
+        if awareness.get(question) is not True
+    ]
+    theme_names = [theme for theme, _, _ in themes] + ([AWARENESS_THEME] if gaps else [])
+    return schemas.Brief(
+        customer_id=customer_id,
+        name=row.name,
+        unconfirmed_expectations=[_expectation(i) for i in _newest(items, "unconfirmed_expectation")],
+        capability_gaps=[_expectation(i) for i in _newest(items, "capability_gap")],
+        open_promises=[_promise(i) for i in _newest(items, "open_promise")],
+        broken_promises=[_promise(i) for i in _newest(items, "broken_promise")],
+        complaint_themes=[
+            schemas.ComplaintTheme(theme=theme, complaints=count, last_at=last) for theme, count, last in themes
+        ],
+        latest_scores=[
+            schemas.Score(scale=scale, value=float(value), at=at, feedback_id=item_id)
+            for item_id, scale, value, at in scores
+            if scale and _is_number(value)
+        ],
+        awareness_gaps=gaps,
+        suggested_questions=await _suggested_questions(session, theme_names),
+    )
+
+
+def topic_keys_for(theme: str) -> list[str]:
+    """The question topics (as keys) that match a theme: the theme itself and each of its leading words
+    ("support_responsiveness" is matched by "support_responsiveness" and "support")."""
+    words = theme.split("_")
+    return ["_".join(words[:end]) for end in range(len(words), 0, -1)]
+
+
+async def _suggested_questions(session: AsyncSession, themes: Sequence[str]) -> list[schemas.SuggestedQuestion]:
+    matched_by: dict[str, list[str]] = {}
+    for theme in themes:
+        for key in topic_keys_for(theme):
+            matched_by.setdefault(key, []).append(theme)
+    questions = await repository.open_questions_on(session, list(matched_by), limit=SUGGESTED_QUESTIONS)
+    return [
+        schemas.SuggestedQuestion(
+            question_id=str(q.id), text=q.text, topic=q.topic, themes=list(dict.fromkeys(matched_by[q.topic_key]))
+        )
+        for q in questions
+    ]
+
+
+def _newest(items: Sequence[CustomerItemRow], flag: str) -> list[CustomerItemRow]:
+    chosen = [item for item in items if getattr(item, flag)]
+    return sorted(chosen, key=lambda i: (i.updated_at, i.item_id), reverse=True)[:BRIEF_LIST_LIMIT]
+
+
+def _expectation(item: CustomerItemRow) -> schemas.BriefExpectation:
+    detail = item.detail or {}
+    return schemas.BriefExpectation(
+        expectation_id=item.item_id,
+        statement=_text(detail.get("statement")),
+        restatement=_text(detail.get("restatement")),
+        priority=_text(detail.get("priority")),
+        capability=_text(detail.get("capability")),
+        meeting_id=_text(detail.get("meeting_id")),
+        updated_at=item.updated_at,
+    )
+
+
+def _promise(item: CustomerItemRow) -> schemas.BriefPromise:
+    detail = item.detail or {}
+    due = detail.get("due_at")
+    return schemas.BriefPromise(
+        commitment_id=item.item_id,
+        title=_text(detail.get("title")),
+        department=_text(detail.get("department")),
+        due_at=datetime.fromisoformat(due) if isinstance(due, str) else None,
+        status=_text(detail.get("status")),
+        broken_because=_text(detail.get("broken_because")),
+        broken_at=item.broken_at,
+    )
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False

@@ -9,6 +9,8 @@ the consumer's batch handler that writes them (services/customers/app.py).
 
 from __future__ import annotations
 
+import re
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -20,10 +22,10 @@ from shared import catalogue
 from shared.consumer import ConsumedEvent
 from shared.types import in_utc, storable
 
-# The event types about one customer (those about none, such as a theme spiking, have no timeline).
+# The event types about one customer (those about none, such as a question added to the bank, have no timeline).
 CUSTOMER_EVENT_TYPES = frozenset(
     spec.type for spec in catalogue.CATALOGUE.values() if spec.topic in catalogue.ROUTED_SOURCE_TOPICS
-)
+) - {catalogue.QUESTION_CREATED.type}
 SUMMARY_MAX = 200
 QUOTE_MAX = 80
 OPEN_PROMISE = ("open", "due_soon", "overdue")
@@ -53,6 +55,17 @@ class ItemState:
     unconfirmed_expectation: bool = False
     capability_gap: bool = False
     updated_at: datetime | None = None
+    detail: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class AddedQuestion:
+    id: uuid.UUID
+    text: str
+    topic: str
+    topic_key: str
+    open_ended: bool
+    created_at: datetime
 
 
 def customer_of(event: ConsumedEvent) -> str | None:
@@ -153,7 +166,8 @@ def item_of(event: ConsumedEvent, customer_id: str) -> ItemState | None:
     at = _instant(data.get("updated_at")) or _instant(event.envelope.get("time")) or datetime.now(UTC)
     if event_type.startswith("feedback."):
         is_open = data.get("kind") == "complaint" and data.get("status") not in CLOSED_FEEDBACK
-        return ItemState("feedback", item_id, customer_id, open_complaint=is_open, updated_at=at)
+        detail = _detail(data, "kind", "status", "themes", "rating", "occurred_at")
+        return ItemState("feedback", item_id, customer_id, open_complaint=is_open, updated_at=at, detail=detail)
     if event_type.startswith("commitment."):
         status, kept = data.get("status"), data.get("kept")
         # Promises judged before `kept` existed: overdue or met late counts as broken.
@@ -165,6 +179,7 @@ def item_of(event: ConsumedEvent, customer_id: str) -> ItemState | None:
             open_promise=status in OPEN_PROMISE,
             broken_promise=broken,
             updated_at=at,
+            detail=_detail(data, "title", "department", "due_at", "status", "kept", "broken_because"),
         )
     if event_type.startswith("expectation."):
         return ItemState(
@@ -174,8 +189,34 @@ def item_of(event: ConsumedEvent, customer_id: str) -> ItemState | None:
             unconfirmed_expectation=data.get("status") == "recorded",
             capability_gap=data.get("capability") in ("partial", "cannot_meet"),
             updated_at=at,
+            detail=_detail(data, "statement", "restatement", "priority", "capability", "meeting_id", "version"),
         )
     return None
+
+
+def question_of(event: ConsumedEvent) -> AddedQuestion | None:
+    """The question a `question.created` added to the bank, if its data is one."""
+    data = event.data
+    text, topic = data.get("text"), data.get("topic")
+    if not isinstance(text, str) or not isinstance(topic, str) or not isinstance(data.get("open_ended"), bool):
+        return None
+    try:
+        question_id = uuid.UUID(str(data.get("id")))
+    except ValueError:
+        return None
+    return AddedQuestion(
+        id=question_id,
+        text=_clean(text),
+        topic=_clean(topic),
+        topic_key=theme_key(topic),
+        open_ended=data["open_ended"],
+        created_at=_instant(data.get("created_at")) or datetime.now(UTC),
+    )
+
+
+def theme_key(topic: str) -> str:
+    """A topic as a theme key: "Support responsiveness" → "support_responsiveness"."""
+    return "_".join(re.findall(r"[a-z0-9]+", topic.lower()))
 
 
 def contact_at(event: ConsumedEvent) -> datetime | None:
@@ -205,7 +246,13 @@ class CustomerEvents:
         items: dict[tuple[str, str], ItemState] = {}
         contacts: dict[str, datetime] = {}
         surveys: dict[str, datetime] = {}
+        questions: dict[uuid.UUID, AddedQuestion] = {}
         for event in events:
+            if event.type == catalogue.QUESTION_CREATED.type:
+                question = question_of(event)
+                if question is not None:
+                    questions[question.id] = question
+                continue
             customer_id = customer_of(event)
             if customer_id is None:
                 continue
@@ -216,6 +263,8 @@ class CustomerEvents:
             for moments, at in ((contacts, contact_at(event)), (surveys, survey_at(event))):
                 if at is not None:
                     moments[customer_id] = max(at, moments.get(customer_id, at))
+        if questions:
+            await repository.add_questions(session, list(questions.values()))
         if not entries:
             return
         await repository.see_customers(session, entries, contacts=contacts, surveys=surveys)
@@ -250,6 +299,26 @@ def _quote(value: Any) -> str:
 def _clean(text: str) -> str:
     """Text PostgreSQL can store: no NUL, no lone surrogate."""
     return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+
+
+def _detail(data: dict[str, Any], *keys: str) -> dict[str, Any]:
+    """The fields the brief shows, as the event had them, in text PostgreSQL can store (moments in UTC ISO)."""
+    detail = {key: _storable(data.get(key)) for key in keys}
+    for key in keys:
+        if key.endswith("_at"):
+            moment = _instant(data.get(key))
+            detail[key] = moment.isoformat() if moment else None
+    return detail
+
+
+def _storable(value: Any) -> Any:
+    if isinstance(value, str):
+        return _clean(value)
+    if isinstance(value, list):
+        return [_storable(item) for item in value]
+    if isinstance(value, dict):
+        return {_clean(str(key)): _storable(item) for key, item in value.items()}
+    return value
 
 
 def _one_line(text: str) -> str:

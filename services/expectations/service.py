@@ -22,6 +22,7 @@ from shared.catalogue import (
     EXPECTATION_GAP_IDENTIFIED,
     EXPECTATION_RECORDED,
     MEETING_RECORDED,
+    QUESTION_CREATED,
     EventSpec,
 )
 from shared.errors import Conflict, NotFound, Unprocessable, field_error
@@ -49,7 +50,11 @@ async def record_question(session: AsyncSession, *, question: schemas.QuestionCr
         created_at=datetime.now(UTC),
     )
     await repository.add(session, row)
-    return schemas.Question.model_validate(row)
+    created = schemas.Question.model_validate(row)
+    # About no customer: keyed by the question's own id (contract §2, v1.1).
+    subject = str(row.id)
+    await add_event(session, QUESTION_CREATED, data=created, subject=subject, customer_id=subject)
+    return created
 
 
 async def list_questions(

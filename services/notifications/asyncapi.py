@@ -30,6 +30,7 @@ EVENT_PAYLOADS: dict[EventSpec, type[BaseModel]] = {
     catalogue.EXPECTATION_RECORDED: expectations.Expectation,
     catalogue.EXPECTATION_CONFIRMED: expectations.Expectation,
     catalogue.EXPECTATION_GAP_IDENTIFIED: expectations.Expectation,
+    catalogue.QUESTION_CREATED: expectations.Question,
     catalogue.COMMITMENT_CREATED: commitments.Commitment,
     catalogue.COMMITMENT_RESCHEDULED: commitments.CommitmentRescheduled,
     catalogue.COMMITMENT_DUE_SOON: commitments.Commitment,

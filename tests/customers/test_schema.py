@@ -8,7 +8,12 @@ from shared.catalogue import CUSTOMER_UPDATED
 from tests.support.platform import Platform
 from tests.support.schema import schema_differences
 
-TABLES = {models.Customer.__tablename__, models.TimelineEntry.__tablename__, models.CustomerItem.__tablename__}
+TABLES = {
+    models.Customer.__tablename__,
+    models.TimelineEntry.__tablename__,
+    models.CustomerItem.__tablename__,
+    models.BankQuestion.__tablename__,
+}
 
 
 async def test_migrations_create_the_tables_the_models_describe(platform: Platform) -> None:

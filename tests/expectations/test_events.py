@@ -11,7 +11,14 @@ import orjson
 from cloudevents.core.bindings.kafka import KafkaMessage, from_kafka
 from cloudevents.core.formats.json import JSONFormat
 
-from tests.expectations.factories import customer_with_expectation, expectation, expectation_body, meeting, unique
+from tests.expectations.factories import (
+    customer_with_expectation,
+    expectation,
+    expectation_body,
+    meeting,
+    question,
+    unique,
+)
 from tests.support.kafka import Record, read_topic
 from tests.support.platform import Platform
 
@@ -123,3 +130,22 @@ async def test_confirming_twice_emits_one_confirmed_event(
         "expectation.confirmed",
         "expectation.recorded",
     ]
+
+
+async def test_a_question_added_to_the_bank_is_a_question_created_event_keyed_by_its_id(
+    client: httpx.AsyncClient, headers: dict[str, str], platform: Platform
+) -> None:
+    saved = await question(client, headers, "What would a good first week with us look like?", topic=unique("topic"))
+
+    [record] = await read_topic(
+        platform.bootstrap_servers,
+        platform.topic("expectations.events"),
+        where=lambda r: r.key == saved["id"].encode(),
+        until=lambda found: len(found) >= 1,
+    )
+    event = orjson.loads(record.value)
+    # About no customer (contract §2, v1.1): key, subject and `customerid` are the question's id.
+    assert event["type"] == "question.created"
+    assert event["source"] == "/customer-focus/expectations"
+    assert event["subject"] == event["customerid"] == saved["id"]
+    assert event["data"] == saved
