@@ -86,6 +86,11 @@ CUSTOMER_UPDATED = EventSpec(
     "customers",
     "A customer's profile was created or changed (contract §8).",
 )
+CUSTOMER_SURVEY_DUE = EventSpec(
+    "customer.survey_due",
+    "customers",
+    "A customer is due for a survey (contract §8): its survey interval passed since its last response or survey.",
+)
 SUBSCRIPTION_DISABLED = EventSpec(
     "subscription.disabled",
     "notifications",
@@ -110,6 +115,7 @@ CATALOGUE: dict[str, EventSpec] = {
         COMMITMENT_MET,
         COMMITMENT_CANCELLED,
         CUSTOMER_UPDATED,
+        CUSTOMER_SURVEY_DUE,
         SUBSCRIPTION_DISABLED,
     )
 }

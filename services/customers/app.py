@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from services.customers.config import Settings
 from services.customers.router import router
+from services.customers.scheduler import survey_scheduler
 from services.customers.timeline import CustomerEvents
 from shared.catalogue import ROUTED_SOURCE_TOPICS
 from shared.config import load_settings
@@ -16,10 +17,20 @@ from shared.purge import purging
 from shared.service import ServiceRuntime, Worker, build_service_app
 
 CONSUMER_NAME = "timeline"
+SURVEY_SCHEDULER = "survey-scheduler"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings(Settings)
+
+    async def start_survey_scheduler(runtime: ServiceRuntime) -> None:
+        # Started here rather than as a worker, which waits for the broker: the outbox
+        # carries events through a broker outage, so surveys come due on time.
+        if settings.run_workers:
+            scheduler = survey_scheduler(
+                settings=settings, sessionmaker=runtime.sessionmaker, registry=runtime.metrics.registry
+            )
+            runtime.start(SURVEY_SCHEDULER, scheduler)
 
     def workers(runtime: ServiceRuntime) -> Sequence[tuple[str, Worker]]:
         # A read model of the three services' events: its own group, exactly once through processed_event.
@@ -45,4 +56,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ),
         routers=[router],
         workers=workers,
+        on_startup=start_survey_scheduler,
     )

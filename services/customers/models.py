@@ -18,6 +18,11 @@ from shared.db import Base
 
 CUSTOMER_KINDS = ("external", "internal")
 ITEM_TYPES = ("feedback", "commitment", "expectation")
+# A customer's next survey moment follows from these (services/customers/survey.py): never surveyed (no response,
+# no survey due yet), the moment is `first_seen_at` plus the interval; else the later of the two plus the longer of
+# the interval and the minimum gap.
+SURVEY_FRESH = "last_survey_at IS NULL AND last_survey_due_at IS NULL"
+SURVEY_BASE = "coalesce(greatest(last_survey_at, last_survey_due_at), first_seen_at)"
 
 
 def one_of(column: str, values: tuple[str, ...]) -> str:
@@ -46,6 +51,9 @@ class Customer(Base):
     first_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_contact_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_survey_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The survey moment last fired (`customer.survey_due`), and whether no survey response came since.
+    last_survey_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    survey_due: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=text("now()"))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=text("now()"))
 
@@ -54,6 +62,9 @@ class Customer(Base):
         Index("ix_customer_created_at_id", "created_at", "id"),
         Index("ix_customer_key_customer_created_at_id", "key_customer", "created_at", "id"),
         Index("ix_customer_customer_kind_created_at_id", "customer_kind", "created_at", "id"),
+        # The survey scheduler's earliest moment: the earliest base, surveyed or not (services/customers/survey.py).
+        Index("ix_customer_survey_base", text(f"({SURVEY_FRESH})"), text(SURVEY_BASE)),
+        Index("ix_customer_survey_due_created_at_id", "survey_due", "created_at", "id"),
     )
 
 

@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import ColumnElement, Select, func, select, text
+from sqlalchemy import (
+    ColumnElement,
+    Interval,
+    Select,
+    and_,
+    bindparam,
+    case,
+    func,
+    not_,
+    or_,
+    select,
+    text,
+    true,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,13 +54,21 @@ async def insert_customer(session: AsyncSession, customer: Customer) -> bool:
 
 
 async def list_customers(
-    session: AsyncSession, *, key_customer: bool | None, customer_kind: str | None, cursor: str | None, limit: int
+    session: AsyncSession,
+    *,
+    key_customer: bool | None,
+    customer_kind: str | None,
+    survey_due: bool | None = None,
+    cursor: str | None,
+    limit: int,
 ) -> Sequence[Customer]:
     statement = select(Customer)
     if key_customer is not None:
         statement = statement.where(Customer.key_customer == key_customer)
     if customer_kind is not None:
         statement = statement.where(Customer.customer_kind == customer_kind)
+    if survey_due is not None:
+        statement = statement.where(Customer.survey_due == survey_due)
     return await customers.page(session, statement, cursor=cursor, limit=limit)
 
 
@@ -120,7 +142,9 @@ _SEE_CUSTOMERS = text(
     ) ORDER BY 1
     ON CONFLICT (customer_id) DO UPDATE SET
         last_contact_at = greatest(customer.last_contact_at, excluded.last_contact_at),
-        last_survey_at = greatest(customer.last_survey_at, excluded.last_survey_at)
+        last_survey_at = greatest(customer.last_survey_at, excluded.last_survey_at),
+        -- A survey response after the last survey came due answers it.
+        survey_due = customer.survey_due AND coalesce(excluded.last_survey_at <= customer.last_survey_due_at, true)
     WHERE excluded.last_contact_at IS NOT NULL OR excluded.last_survey_at IS NOT NULL
     """
 )
@@ -296,3 +320,67 @@ async def open_questions_on(session: AsyncSession, topic_keys: Sequence[str], *,
         .limit(limit)
     )
     return rows.all()
+
+
+# --- the survey cadence (services/customers/survey.py) ----------------------------------------------
+
+_INTERVAL = bindparam("interval", type_=Interval)
+_AFTER_A_SURVEY = bindparam("after_a_survey", type_=Interval)
+SURVEY_FRESH = and_(Customer.last_survey_at.is_(None), Customer.last_survey_due_at.is_(None))
+SURVEY_BASE = func.coalesce(func.greatest(Customer.last_survey_at, Customer.last_survey_due_at), Customer.first_seen_at)
+SURVEY_MOMENT = SURVEY_BASE + case((SURVEY_FRESH, _INTERVAL), else_=_AFTER_A_SURVEY)
+
+
+def _fire_surveys_statement() -> Any:
+    now = func.statement_timestamp()
+    reached = (
+        select(Customer.id)
+        .where(
+            or_(
+                and_(SURVEY_FRESH, now - _INTERVAL >= SURVEY_BASE),
+                and_(not_(SURVEY_FRESH), now - _AFTER_A_SURVEY >= SURVEY_BASE),
+            )
+        )
+        .order_by(SURVEY_BASE)
+        .limit(bindparam("limit"))
+        .with_for_update(skip_locked=True)
+        .cte("reached")
+    )
+    return (
+        update(Customer)
+        .where(Customer.id == reached.c.id)
+        .values(last_survey_due_at=SURVEY_MOMENT, survey_due=true())
+        .returning(Customer)
+        .execution_options(synchronize_session=False)
+    )
+
+
+# Built once: the survey scheduler runs them on every wake-up.
+_FIRE_SURVEYS = _fire_surveys_statement()
+_NEXT_SURVEY = select(
+    func.least(
+        select(func.min(SURVEY_BASE)).where(SURVEY_FRESH).scalar_subquery() + _INTERVAL,
+        select(func.min(SURVEY_BASE)).where(not_(SURVEY_FRESH)).scalar_subquery() + _AFTER_A_SURVEY,
+    ),
+    func.clock_timestamp(),
+)
+
+
+async def fire_reached_surveys(
+    session: AsyncSession, *, interval: timedelta, after_a_survey: timedelta, limit: int
+) -> Sequence[Customer]:
+    """Mark up to `limit` customers whose survey moment has come as due, in one statement; return them after.
+
+    Each one's `last_survey_due_at` becomes that moment, which moves its next one. Rows another
+    replica holds are skipped, never waited for.
+    """
+    params = {"interval": interval, "after_a_survey": after_a_survey, "limit": limit}
+    return (await session.execute(_FIRE_SURVEYS, params)).scalars().all()
+
+
+async def next_survey_moment(
+    session: AsyncSession, *, interval: timedelta, after_a_survey: timedelta
+) -> tuple[datetime | None, datetime]:
+    """The earliest survey moment (two probes of ix_customer_survey_base) and the database's clock."""
+    row = (await session.execute(_NEXT_SURVEY, {"interval": interval, "after_a_survey": after_a_survey})).one()
+    return row[0], row[1]

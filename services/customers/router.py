@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 
 from services.customers import schemas, service
 from services.customers.config import Settings
+from services.customers.survey import SurveyCadence
 from shared.auth import Principal, require_scope
 from shared.db import DbSession
 from shared.pagination import DEFAULT_LIMIT, Cursor, Limit, Page
@@ -40,23 +41,33 @@ async def put_customer(
     """The whole profile (an omitted field takes its default): 201 when the customer was unknown, else 200.
     `customer.updated` when the profile changed; the same profile again changes nothing and emits nothing."""
     customer, created = await service.put_profile(
-        session, customer_id=customer_id, profile=profile, departments=settings.departments
+        session,
+        customer_id=customer_id,
+        profile=profile,
+        departments=settings.departments,
+        cadence=SurveyCadence.of(settings),
     )
     response.status_code = 201 if created else 200
     return customer
 
 
 @router.get("/customers/{customer_id}", summary="Get a customer: profile, counts, last contact")
-async def get_customer(customer_id: CustomerIdPath, session: DbSession, _: Reader) -> schemas.Customer:
-    return await service.get_customer(session, customer_id=customer_id)
+async def get_customer(
+    customer_id: CustomerIdPath, session: DbSession, settings: CustomerSettings, _: Reader
+) -> schemas.Customer:
+    return await service.get_customer(session, customer_id=customer_id, cadence=SurveyCadence.of(settings))
 
 
 @router.get("/customers", summary="List customers, newest first")
 async def list_customers(
     session: DbSession,
+    settings: CustomerSettings,
     _: Reader,
     key_customer: bool | None = None,
     customer_kind: schemas.CustomerKind | None = None,
+    survey_due: Annotated[
+        bool | None, Query(description="Only customers whose survey came due and who have not answered since.")
+    ] = None,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Page[schemas.Customer]:
@@ -64,6 +75,8 @@ async def list_customers(
         session,
         key_customer=key_customer,
         customer_kind=customer_kind.value if customer_kind is not None else None,
+        survey_due=survey_due,
+        cadence=SurveyCadence.of(settings),
         cursor=cursor,
         limit=limit,
     )

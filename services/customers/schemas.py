@@ -103,7 +103,10 @@ class Customer(Output):
     health: None = Field(default=None, description="Not computed yet (always null in this version).")
     last_contact_at: datetime | None = Field(description="The latest feedback or meeting of the customer.")
     last_survey_at: datetime | None = Field(description="The latest survey response (or rated feedback).")
-    next_survey_due_at: None = Field(default=None, description="Not computed yet (always null in this version).")
+    next_survey_due_at: datetime = Field(
+        description="When the customer is next due for a survey (`customer.survey_due` fires then)."
+    )
+    survey_due: bool = Field(description="A survey came due (`customer.survey_due`) and no survey response came since.")
     counts: Counts
     first_seen_at: datetime = Field(description="When the customer was first seen, in an event or a `PUT`.")
     created_at: datetime

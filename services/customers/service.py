@@ -12,16 +12,26 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.customers import repository, schemas
 from services.customers.models import Customer as CustomerRow
 from services.customers.models import CustomerItem as CustomerItemRow
+from services.customers.survey import SURVEY_CHANNEL, SurveyCadence
 from shared import catalogue
+from shared.due_moments import FiredMoment, announce_moment
 from shared.errors import NotFound, Unprocessable
-from shared.outbox import add_event
+from shared.events import build_event
+from shared.outbox import add_event, add_records
 from shared.pagination import Page, page_of
 
 NO_COUNTS = dict.fromkeys(repository.COUNT_NAMES, 0)
+# A new customer's first survey moment is announced only when it is this near (the scheduler looks by then anyway).
+SURVEY_ANNOUNCE_WITHIN = timedelta(seconds=30)
 
 
 async def put_profile(
-    session: AsyncSession, *, customer_id: str, profile: schemas.ProfileIn, departments: Sequence[str]
+    session: AsyncSession,
+    *,
+    customer_id: str,
+    profile: schemas.ProfileIn,
+    departments: Sequence[str],
+    cadence: SurveyCadence,
 ) -> tuple[schemas.Customer, bool]:
     """Create or replace the profile; `customer.updated` when it changed. The customer, and whether it is new."""
     _check_departments(profile, departments)
@@ -32,6 +42,8 @@ async def put_profile(
         now = datetime.now(UTC)
         new = CustomerRow(customer_id=customer_id, first_seen_at=now, created_at=now, updated_at=now, **values)
         created = await repository.insert_customer(session, new)
+        if created and cadence.interval <= SURVEY_ANNOUNCE_WITHIN:
+            await announce_moment(session, SURVEY_CHANNEL, now + cadence.interval)
         # Not added: the first event of this customer was consumed meanwhile; its profile is set below.
         row = await repository.get_customer(session, customer_id, for_update=True)
         if row is None:
@@ -42,7 +54,7 @@ async def put_profile(
             setattr(row, key, value)
     if changed:
         row.profiled_at = row.updated_at = datetime.now(UTC)
-    customer = await _customer(session, row)
+    customer = await _customer(session, row, cadence)
     if changed:
         await add_event(
             session, catalogue.CUSTOMER_UPDATED, data=customer, subject=customer_id, customer_id=customer_id
@@ -50,23 +62,36 @@ async def put_profile(
     return customer, created
 
 
-async def get_customer(session: AsyncSession, *, customer_id: str) -> schemas.Customer:
+async def get_customer(session: AsyncSession, *, customer_id: str, cadence: SurveyCadence) -> schemas.Customer:
     row = await repository.get_customer(session, customer_id)
     if row is None:
         raise NotFound(f"No customer '{customer_id}' is known: no profile was given and no event named it.")
-    return await _customer(session, row)
+    return await _customer(session, row, cadence)
 
 
 async def list_customers(
-    session: AsyncSession, *, key_customer: bool | None, customer_kind: str | None, cursor: str | None, limit: int
+    session: AsyncSession,
+    *,
+    key_customer: bool | None,
+    customer_kind: str | None,
+    survey_due: bool | None = None,
+    cadence: SurveyCadence,
+    cursor: str | None,
+    limit: int,
 ) -> Page[schemas.Customer]:
     rows = await repository.list_customers(
-        session, key_customer=key_customer, customer_kind=customer_kind, cursor=cursor, limit=limit
+        session,
+        key_customer=key_customer,
+        customer_kind=customer_kind,
+        survey_due=survey_due,
+        cursor=cursor,
+        limit=limit,
     )
     items, next_cursor = page_of(rows, limit=limit, key=lambda r: (r.created_at, r.id))
     counts = await repository.counts_of(session, [row.customer_id for row in items]) if items else {}
     return Page(
-        items=[_customer_of(row, counts.get(row.customer_id, NO_COUNTS)) for row in items], next_cursor=next_cursor
+        items=[_customer_of(row, counts.get(row.customer_id, NO_COUNTS), cadence) for row in items],
+        next_cursor=next_cursor,
     )
 
 
@@ -126,12 +151,12 @@ def _profile_values(profile: schemas.ProfileIn) -> dict[str, Any]:
     }
 
 
-async def _customer(session: AsyncSession, row: CustomerRow) -> schemas.Customer:
+async def _customer(session: AsyncSession, row: CustomerRow, cadence: SurveyCadence) -> schemas.Customer:
     counts = await repository.counts_of(session, [row.customer_id])
-    return _customer_of(row, counts.get(row.customer_id, NO_COUNTS))
+    return _customer_of(row, counts.get(row.customer_id, NO_COUNTS), cadence)
 
 
-def _customer_of(row: CustomerRow, counts: dict[str, int]) -> schemas.Customer:
+def _customer_of(row: CustomerRow, counts: dict[str, int], cadence: SurveyCadence) -> schemas.Customer:
     amount, currency = row.lifetime_value_amount, row.lifetime_value_currency
     return schemas.Customer(
         customer_id=row.customer_id,
@@ -148,6 +173,8 @@ def _customer_of(row: CustomerRow, counts: dict[str, int]) -> schemas.Customer:
         profiled=row.profiled_at is not None,
         last_contact_at=row.last_contact_at,
         last_survey_at=row.last_survey_at,
+        next_survey_due_at=cadence.next_due_at(row),
+        survey_due=row.survey_due,
         counts=schemas.Counts(**counts),
         first_seen_at=row.first_seen_at,
         created_at=row.created_at,
@@ -262,3 +289,43 @@ def _is_number(value: Any) -> bool:
         return math.isfinite(float(value))
     except (TypeError, ValueError):
         return False
+
+
+# The survey cadence (services/customers/survey.py): fired by services/customers/scheduler.py
+
+
+async def fire_reached_surveys(*, session: AsyncSession, limit: int, cadence: SurveyCadence) -> list[FiredMoment]:
+    """Mark every customer whose survey moment has come as due, with `customer.survey_due`.
+
+    The claim skips rows another replica holds, and the state change and its outbox row
+    commit together, so each moment fires once.
+    """
+    rows = await repository.fire_reached_surveys(
+        session, interval=cadence.interval, after_a_survey=cadence.after_a_survey, limit=limit
+    )
+    if not rows:
+        return []
+    now = datetime.now(UTC)
+    counts = await repository.counts_of(session, [row.customer_id for row in rows])
+    records = []
+    fired = []
+    for row in rows:
+        customer = _customer_of(row, counts.get(row.customer_id, NO_COUNTS), cadence)
+        records.append(
+            build_event(
+                catalogue.CUSTOMER_SURVEY_DUE, data=customer, subject=row.customer_id, customer_id=row.customer_id
+            )
+        )
+        moment = row.last_survey_due_at or now
+        fired.append(FiredMoment(catalogue.CUSTOMER_SURVEY_DUE.type, (now - moment).total_seconds()))
+    # A moment fires whatever its event's size: the scheduler must not stall on one customer.
+    await add_records(session, records, refuse_oversized=False)
+    return fired
+
+
+async def next_survey_moment(*, session: AsyncSession, cadence: SurveyCadence) -> tuple[datetime, float] | None:
+    """The earliest survey moment and the seconds until it by the database's clock; None if no customer is known."""
+    moment, now = await repository.next_survey_moment(
+        session, interval=cadence.interval, after_a_survey=cadence.after_a_survey
+    )
+    return None if moment is None else (moment, (moment - now).total_seconds())

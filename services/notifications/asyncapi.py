@@ -38,6 +38,7 @@ EVENT_PAYLOADS: dict[EventSpec, type[BaseModel]] = {
     catalogue.COMMITMENT_MET: commitments.Commitment,
     catalogue.COMMITMENT_CANCELLED: commitments.Commitment,
     catalogue.CUSTOMER_UPDATED: customers.Customer,
+    catalogue.CUSTOMER_SURVEY_DUE: customers.Customer,
     catalogue.SUBSCRIPTION_DISABLED: notifications.Subscription,
 }
 

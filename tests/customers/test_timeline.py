@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 
 import httpx
 
@@ -30,7 +31,9 @@ async def test_a_customer_first_seen_in_an_event_exists_from_then_on(
     assert body["profiled"] is False
     assert body["name"] is None
     assert body["health"] is None
-    assert body["next_survey_due_at"] is None
+    # Never surveyed: due the default interval (182 days) after it was first seen.
+    first_seen = datetime.fromisoformat(body["first_seen_at"])
+    assert datetime.fromisoformat(body["next_survey_due_at"]) == first_seen + timedelta(days=182)
     assert body["last_contact_at"] == "2026-11-22T10:00:00Z"
 
 
