@@ -392,6 +392,7 @@ def demo(
     expectations_url: Annotated[str | None, typer.Option(help="The expectations service.")] = None,
     commitments_url: Annotated[str | None, typer.Option(help="The commitments service.")] = None,
     notifications_url: Annotated[str | None, typer.Option(help="The notifications service.")] = None,
+    customers_url: Annotated[str | None, typer.Option(help="The customers service.")] = None,
     token: Annotated[
         str | None,
         typer.Option(help="Bearer token (default: signed with CF_AUTH_SECRET, or the one `up` kept)."),
@@ -403,7 +404,8 @@ def demo(
     """Play a customer's story against a running stack and print what each department received.
 
     A complaint, a two-person meeting, a confirmed expectation, and a commitment that goes overdue and is met late;
-    every request carries one W3C trace, which the departments' events carry on.
+    every request carries one W3C trace, which the departments' events carry on. Ends with the customer's timeline
+    and health.
     """
     ports = DemoTargets.on_ports(host, base_port)
     targets = DemoTargets(
@@ -411,6 +413,7 @@ def demo(
         expectations=expectations_url or ports.expectations,
         commitments=commitments_url or ports.commitments,
         notifications=notifications_url or ports.notifications,
+        customers=customers_url or ports.customers,
     )
     try:
         bearer = token or _demo_token(data_dir)

@@ -9,7 +9,9 @@ complaint, the customer rejects the resolution through the verdict link
 support and management with a new promise to resolve it. Every request
 carries one W3C trace (`traceparent`), so the events the departments receive
 can be followed back to the demo. At the end the demo reads each
-department's inbox and every service's /metrics and prints what arrived.
+department's inbox and every service's /metrics and prints what arrived,
+then the customer's timeline (newest first) and health from the customers
+service.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from shared.config import DEFAULT_DEPARTMENTS
 from shared.observability import trace_id_of
 
 Say = Callable[[str], None]
-SERVICE_NAMES = ("feedback", "expectations", "commitments", "notifications")
+SERVICE_NAMES = ("feedback", "expectations", "commitments", "notifications", "customers")
 # The commitments scheduler fires these at a moment, not in answer to a request: no trace to carry.
 SCHEDULED_EVENT_TYPES = frozenset({"commitment.due_soon", "commitment.overdue"})
 COMMITMENT_DEPARTMENT = "production"
@@ -44,14 +46,19 @@ class DemoError(RuntimeError):
     """The stack is unreachable or answered something the story did not expect."""
 
 
+class _Absent(DemoError):
+    """The service answered 404."""
+
+
 @dataclass(frozen=True)
 class DemoTargets:
-    """Base URLs of the four services."""
+    """Base URLs of the five services."""
 
     feedback: str
     expectations: str
     commitments: str
     notifications: str
+    customers: str
 
     @classmethod
     def on_ports(cls, host: str = "127.0.0.1", base_port: int = 8001) -> DemoTargets:
@@ -86,6 +93,15 @@ class ServiceMetrics:
     outbox_published: float
 
 
+@dataclass(frozen=True)
+class TimelineLine:
+    """One entry of the customer's timeline, as the customers service shows it."""
+
+    time: datetime
+    event_type: str
+    summary: str
+
+
 @dataclass
 class DemoReport:
     customer_id: str
@@ -101,6 +117,9 @@ class DemoReport:
     feedback_status: str = ""
     received: dict[str, list[Received]] = field(default_factory=dict)
     metrics: list[ServiceMetrics] = field(default_factory=list)
+    timeline: list[TimelineLine] = field(default_factory=list)
+    # The customer's `health` as GET /v1/customers/{id} gives it: null until it is computed.
+    health: dict[str, Any] | None = None
 
     def traced(self) -> list[Received]:
         return [r for items in self.received.values() for r in items if r.trace_id == self.trace_id]
@@ -125,6 +144,8 @@ class _Api:
                 f"cannot reach {service} at {self._targets.of(service)} ({type(exc).__name__}: {exc}); "
                 "is the stack running (`make run`)?"
             ) from exc
+        if response.status_code == 404:
+            raise _Absent(f"{method} {url} answered 404: {_problem_detail(response)}")
         if response.status_code >= 300:
             raise DemoError(f"{method} {url} answered {response.status_code}: {_problem_detail(response)}")
         return response.json() if response.content else None
@@ -185,6 +206,10 @@ async def play(
             await _resolution_rejected(api, customer, report, say, wait_seconds=wait_seconds)
         say("waiting for the notifications to reach every department")
         report.received = await _inboxes(api, report, departments, wait_seconds=wait_seconds)
+        say("waiting for the customer's timeline to hold the whole story")
+        report.timeline = await _timeline(api, report, wait_seconds=wait_seconds)
+        customer = await api.call("GET", "customers", f"/v1/customers/{report.customer_id}")
+        report.health = customer.get("health")
         report.metrics = [await _service_metrics(api, service) for service in SERVICE_NAMES]
     return report
 
@@ -461,6 +486,45 @@ def _counts(received: dict[str, list[Received]]) -> dict[str, int]:
     return {department: len(items) for department, items in received.items()}
 
 
+async def _timeline(api: _Api, report: DemoReport, *, wait_seconds: float) -> list[TimelineLine]:
+    """The customer's timeline, newest first, once the story's last events are on it and it has settled."""
+    deadline = time.monotonic() + wait_seconds
+    seen: list[TimelineLine] = []
+    settled_polls = 0
+    while settled_polls < 3:
+        current = await _timeline_entries(api, report.customer_id)
+        types = [line.event_type for line in current]
+        arrived = (
+            "feedback.verdict_given" in types
+            and types.count("commitment.met") >= 2
+            and types.count("commitment.created") >= report.response_promises + 1
+        )
+        settled_polls = settled_polls + 1 if arrived and len(current) == len(seen) else 0
+        seen = current
+        if time.monotonic() > deadline:
+            raise DemoError(f"the customer's timeline did not settle within {wait_seconds:g}s; so far {len(seen)}")
+        await asyncio.sleep(0.25)
+    return seen
+
+
+async def _timeline_entries(api: _Api, customer_id: str) -> list[TimelineLine]:
+    path = f"/v1/customers/{customer_id}/timeline"
+    lines: list[TimelineLine] = []
+    params: dict[str, str | int] = {"limit": 200}
+    while True:
+        try:
+            page = await api.call("GET", "customers", path, params=params)
+        except _Absent:  # the customers service has not seen the customer yet
+            return lines
+        lines += [
+            TimelineLine(datetime.fromisoformat(entry["time"]), entry["type"], entry["summary"])
+            for entry in page["items"]
+        ]
+        if page["next_cursor"] is None:
+            return lines
+        params["cursor"] = page["next_cursor"]
+
+
 async def _service_metrics(api: _Api, service: str) -> ServiceMetrics:
     values: dict[str, float] = {}
     for family in text_string_to_metric_families(await api.text(service, "/metrics")):
@@ -505,4 +569,22 @@ def render(report: DemoReport) -> str:
             f"outbox pending {figures.outbox_pending:>3.0f} (oldest {figures.outbox_oldest_seconds:.1f}s)   "
             f"published {figures.outbox_published:>5.0f}"
         )
+    lines += ["", f"Timeline of {report.customer_id} (GET /v1/customers/{{id}}/timeline, newest first):"]
+    for entry in report.timeline:
+        offset = (entry.time - report.started_at).total_seconds()
+        lines.append(f"  {offset:+7.1f}s  {entry.event_type:<24} {entry.summary}")
+    lines += ["", *render_health(report.health)]
     return "\n".join(lines) + "\n"
+
+
+def render_health(health: dict[str, Any] | None) -> list[str]:
+    """The customer's health and the reasons for it, or that the customers service has not computed it."""
+    if health is None:
+        return ["health: not computed yet"]
+    lines = [f"health: {health.get('band')} (score {health.get('score')})"]
+    for reason in health.get("reasons") or ():
+        if isinstance(reason, dict):
+            lines.append(f"  {reason.get('factor')} ({reason.get('effect')}): {reason.get('detail')}")
+        else:
+            lines.append(f"  {reason}")
+    return lines

@@ -10,8 +10,9 @@ customer's complaints keep the order in which they were accepted on every
 path contract §2 promises it (issue 21): `feedback.events`,
 `notifications.support`, the support inbox read page by page through the API
 (newest first), and the support live stream, followed through the crashes by
-an SSE client that resumes with `Last-Event-ID`. Lost and duplicated effects
-are reported as figures.
+an SSE client that resumes with `Last-Event-ID`. Every accepted complaint is
+on its customer's timeline in the customers service exactly once (issue 17).
+Lost and duplicated effects are reported as figures.
 """
 
 from __future__ import annotations
@@ -137,6 +138,53 @@ async def scalar(stack: Stack, service: str, sql: str, *args: Any) -> Any:
         return await conn.fetchval(sql, *args)
     finally:
         await conn.close()
+
+
+async def timeline_complaints(stack: Stack, load: Load) -> dict[str, Counter[str]]:
+    """Each customer's timeline entries of `feedback.received`, counted per complaint (the entry's subject)."""
+    conn = await asyncpg.connect(asyncpg_dsn(stack.database_urls["customers"]))
+    try:
+        rows = await conn.fetch(
+            "SELECT customer_id, subject FROM timeline_entry WHERE customer_id LIKE $1 AND type = 'feedback.received'",
+            f"crash-{load.run}-%",
+        )
+    finally:
+        await conn.close()
+    entries: dict[str, Counter[str]] = defaultdict(Counter)
+    for row in rows:
+        entries[row["customer_id"]][row["subject"]] += 1
+    return entries
+
+
+async def post_markers(stack: Stack, load: Load) -> set[str]:
+    """One suggestion per customer, after everything else: on its key, so behind every earlier event of it."""
+    token = stack.admin_token()
+    async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {token}"}) as http:
+
+        async def post(customer: str) -> str:
+            body = {"customer_id": customer, "channel": "web", "kind": "suggestion", "text": "Marker."}
+            response = await http.post(f"{stack.url('feedback')}/v1/feedback", json=body)
+            assert response.status_code == 201, response.text
+            return str(response.json()["id"])
+
+        return set(await asyncio.gather(*(post(load.customer(n)) for n in range(CUSTOMERS))))
+
+
+def timeline_figures(entries: dict[str, Counter[str]], load: Load, markers: set[str]) -> dict[str, Any]:
+    """Lost and doubled timeline entries of the accepted complaints, customer by customer."""
+    entries = {
+        customer: Counter({s: n for s, n in counted.items() if s not in markers})
+        for customer, counted in entries.items()
+    }
+    lost = sum(len(set(ids) - set(entries.get(customer, ()))) for customer, ids in load.accepted.items())
+    doubled = sum(1 for counted in entries.values() for n in counted.values() if n > 1)
+    foreign = sum(len(set(counted) - set(load.accepted.get(customer, ()))) for customer, counted in entries.items())
+    return {
+        "entries": sum(counted.total() for counted in entries.values()),
+        "lost": lost,
+        "doubled": doubled,
+        "not_accepted_or_wrong_customer": foreign,
+    }
 
 
 @dataclass
@@ -319,6 +367,17 @@ async def _crash_test(stack: Stack) -> None:
     figures["stream_reconnects"] = follower.reconnects
     figures["feedback_rows"] = stored
     figures["inbox_rows_support_and_management"] = inbox_rows
+
+    # Posted only now, so they cannot stand between the complaints on the paths above.
+    say("one marker per customer; waiting for each on its customer's timeline")
+    markers = await post_markers(stack, load)
+
+    async def markers_on_timelines() -> bool:
+        entries = await timeline_complaints(stack, load)
+        return markers <= {subject for counted in entries.values() for subject in counted}
+
+    await wait_until(markers_on_timelines, within=120, what="the markers on the customers' timelines")
+    figures["customers timelines"] = timeline_figures(await timeline_complaints(stack, load), load, markers)
     report("crash", figures)
 
     assert stored == COMPLAINTS, "one stored complaint per idempotency key"
@@ -329,3 +388,9 @@ async def _crash_test(stack: Stack) -> None:
         assert figures[path]["customers_out_of_order"] == 0, path
     for path in ("support inbox (API, paging order)",):
         assert figures[path]["redelivered_copies"] == 0, "one notification per complaint in the inbox"
+    assert figures["customers timelines"] == {
+        "entries": COMPLAINTS,
+        "lost": 0,
+        "doubled": 0,
+        "not_accepted_or_wrong_customer": 0,
+    }, "exactly one timeline entry per accepted complaint, on its customer's timeline"

@@ -69,9 +69,7 @@ CAUSED_BY_REQUESTS = sum(
 
 
 def targets(stack: Stack) -> DemoTargets:
-    return DemoTargets(
-        *(stack.url(service) for service in ("feedback", "expectations", "commitments", "notifications"))
-    )
+    return DemoTargets(*(stack.url(target.name) for target in dataclasses.fields(DemoTargets)))
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -147,7 +145,36 @@ async def test_metrics_show_the_demo_s_requests_and_the_outbox_gauges(stack: Sta
         "expectations",
         "commitments",
         "notifications",
+        "customers",
     }
+
+
+def test_the_timeline_tells_the_whole_story_newest_first(report: DemoReport) -> None:
+    types = Counter(entry.event_type for entry in report.timeline)
+
+    assert [entry.time for entry in report.timeline] == sorted((e.time for e in report.timeline), reverse=True)
+    assert report.timeline[-1].event_type == "feedback.received"
+    # The complaint's four response promises and production's; met: acknowledge, resolve (on "resolved"), the late one.
+    assert types["commitment.created"] == 5
+    assert types["commitment.met"] == 3
+    assert types["meeting.recorded"] == types["expectation.confirmed"] == types["feedback.verdict_given"] == 1
+    assert types["commitment.overdue"] == 1
+
+
+def test_the_summary_ends_with_the_timeline_and_the_health(report: DemoReport) -> None:
+    summary = render(report)
+
+    timeline = summary.split(f"Timeline of {report.customer_id} ")[1]
+    lines = [line for line in timeline.splitlines()[1:] if line.strip()]
+    assert len(lines) >= len(report.timeline) + 1
+    for line, entry in zip(lines, report.timeline, strict=False):
+        assert entry.event_type in line
+        assert entry.summary in line
+    assert lines[len(report.timeline)].startswith("health: ")
+    if report.health is None:
+        assert "health: not computed yet" in summary
+    else:
+        assert f"health: {report.health['band']} (score {report.health['score']})" in summary
 
 
 def _sample(exposition: str, name: str, **labels: str) -> float:
@@ -163,7 +190,6 @@ def _sample(exposition: str, name: str, **labels: str) -> float:
 
 
 async def test_demo_command_prints_each_department_and_the_trace_travels(stack: Stack) -> None:
-    # The services the demo plays its story on (the customers service is not part of it yet).
     urls = [f"--{target.name}-url={stack.url(target.name)}" for target in dataclasses.fields(DemoTargets)]
     environment = {k: v for k, v in os.environ.items() if not k.startswith("CF_")}
     # The token comes from CF_AUTH_SECRET, as for anyone who runs the stack with their own secret.
@@ -187,6 +213,9 @@ async def test_demo_command_prints_each_department_and_the_trace_travels(stack: 
     trace = re.search(rf"Trace ([0-9a-f]{{32}}): carried by {CAUSED_BY_REQUESTS} of {TOTAL}", output)
     assert customer is not None, output
     assert trace is not None, output
+    assert f"Timeline of {customer.group(1)} " in output
+    assert "feedback.received" in output.split("Timeline of ")[1]
+    assert re.search(r"^health: ", output, re.MULTILINE), output
     complaint = (await inbox(stack, "support", customer.group(1)))[0]
     assert trace_id_of(complaint["event"]["traceparent"]) == trace.group(1)
 
