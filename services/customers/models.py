@@ -20,9 +20,9 @@ CUSTOMER_KINDS = ("external", "internal")
 ITEM_TYPES = ("feedback", "commitment", "expectation")
 # A customer's next survey moment follows from these (services/customers/survey.py): never surveyed (no response,
 # no survey due yet), the moment is `first_seen_at` plus the interval; else the later of the two plus the longer of
-# the interval and the minimum gap.
+# the interval and the minimum gap. A partial index for each case finds the earliest.
 SURVEY_FRESH = "last_survey_at IS NULL AND last_survey_due_at IS NULL"
-SURVEY_BASE = "coalesce(greatest(last_survey_at, last_survey_due_at), first_seen_at)"
+SURVEY_AGAIN = "last_survey_at IS NOT NULL OR last_survey_due_at IS NOT NULL"
 
 
 def one_of(column: str, values: tuple[str, ...]) -> str:
@@ -62,8 +62,13 @@ class Customer(Base):
         Index("ix_customer_created_at_id", "created_at", "id"),
         Index("ix_customer_key_customer_created_at_id", "key_customer", "created_at", "id"),
         Index("ix_customer_customer_kind_created_at_id", "customer_kind", "created_at", "id"),
-        # The survey scheduler's earliest moment: the earliest base, surveyed or not (services/customers/survey.py).
-        Index("ix_customer_survey_base", text(f"({SURVEY_FRESH})"), text(SURVEY_BASE)),
+        # The survey scheduler's earliest moment, never surveyed and surveyed (services/customers/survey.py).
+        Index("ix_customer_survey_first", "first_seen_at", postgresql_where=text(SURVEY_FRESH)),
+        Index(
+            "ix_customer_survey_again",
+            text("greatest(last_survey_at, last_survey_due_at)"),
+            postgresql_where=text(SURVEY_AGAIN),
+        ),
         Index("ix_customer_survey_due_created_at_id", "survey_due", "created_at", "id"),
     )
 

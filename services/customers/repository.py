@@ -15,7 +15,6 @@ from sqlalchemy import (
     bindparam,
     case,
     func,
-    not_,
     or_,
     select,
     text,
@@ -326,9 +325,11 @@ async def open_questions_on(session: AsyncSession, topic_keys: Sequence[str], *,
 
 _INTERVAL = bindparam("interval", type_=Interval)
 _AFTER_A_SURVEY = bindparam("after_a_survey", type_=Interval)
+# The two cases, each served by its partial index (ix_customer_survey_first, ix_customer_survey_again).
 SURVEY_FRESH = and_(Customer.last_survey_at.is_(None), Customer.last_survey_due_at.is_(None))
-SURVEY_BASE = func.coalesce(func.greatest(Customer.last_survey_at, Customer.last_survey_due_at), Customer.first_seen_at)
-SURVEY_MOMENT = SURVEY_BASE + case((SURVEY_FRESH, _INTERVAL), else_=_AFTER_A_SURVEY)
+SURVEY_AGAIN = or_(Customer.last_survey_at.is_not(None), Customer.last_survey_due_at.is_not(None))
+LAST_SURVEY = func.greatest(Customer.last_survey_at, Customer.last_survey_due_at)
+SURVEY_MOMENT = case((SURVEY_FRESH, Customer.first_seen_at + _INTERVAL), else_=LAST_SURVEY + _AFTER_A_SURVEY)
 
 
 def _fire_surveys_statement() -> Any:
@@ -337,11 +338,10 @@ def _fire_surveys_statement() -> Any:
         select(Customer.id)
         .where(
             or_(
-                and_(SURVEY_FRESH, now - _INTERVAL >= SURVEY_BASE),
-                and_(not_(SURVEY_FRESH), now - _AFTER_A_SURVEY >= SURVEY_BASE),
+                and_(SURVEY_FRESH, Customer.first_seen_at <= now - _INTERVAL),
+                and_(SURVEY_AGAIN, now - _AFTER_A_SURVEY >= LAST_SURVEY),
             )
         )
-        .order_by(SURVEY_BASE)
         .limit(bindparam("limit"))
         .with_for_update(skip_locked=True)
         .cte("reached")
@@ -359,8 +359,8 @@ def _fire_surveys_statement() -> Any:
 _FIRE_SURVEYS = _fire_surveys_statement()
 _NEXT_SURVEY = select(
     func.least(
-        select(func.min(SURVEY_BASE)).where(SURVEY_FRESH).scalar_subquery() + _INTERVAL,
-        select(func.min(SURVEY_BASE)).where(not_(SURVEY_FRESH)).scalar_subquery() + _AFTER_A_SURVEY,
+        select(func.min(Customer.first_seen_at)).where(SURVEY_FRESH).scalar_subquery() + _INTERVAL,
+        select(func.min(LAST_SURVEY)).where(SURVEY_AGAIN).scalar_subquery() + _AFTER_A_SURVEY,
     ),
     func.clock_timestamp(),
 )
@@ -381,6 +381,6 @@ async def fire_reached_surveys(
 async def next_survey_moment(
     session: AsyncSession, *, interval: timedelta, after_a_survey: timedelta
 ) -> tuple[datetime | None, datetime]:
-    """The earliest survey moment (two probes of ix_customer_survey_base) and the database's clock."""
+    """The earliest survey moment (one probe of each partial index) and the database's clock."""
     row = (await session.execute(_NEXT_SURVEY, {"interval": interval, "after_a_survey": after_a_survey})).one()
     return row[0], row[1]

@@ -13,6 +13,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -197,3 +198,35 @@ async def test_a_moment_passed_while_the_service_was_down_fires_once_after_it_re
 
     assert len(fired) == 1, fired
     assert 0 <= lateness(fired[0], moment) < 1.0, fired[0]
+
+
+@pytest.mark.parametrize(
+    ("statement", "index"),
+    [
+        # The scheduler's earliest moment: one probe per case.
+        (
+            "SELECT min(first_seen_at) FROM customer WHERE last_survey_at IS NULL AND last_survey_due_at IS NULL",
+            "ix_customer_survey_first",
+        ),
+        (
+            "SELECT min(greatest(last_survey_at, last_survey_due_at)) FROM customer"
+            " WHERE last_survey_at IS NOT NULL OR last_survey_due_at IS NOT NULL",
+            "ix_customer_survey_again",
+        ),
+        (
+            "SELECT * FROM customer WHERE survey_due ORDER BY created_at DESC, id DESC LIMIT 51",
+            "ix_customer_survey_due_created_at_id",
+        ),
+    ],
+)
+async def test_the_survey_moments_and_the_survey_due_filter_are_served_by_indexes(
+    platform: Platform, statement: str, index: str
+) -> None:
+    connection = await asyncpg.connect(platform.dsn("customers"))
+    try:
+        await connection.execute("SET enable_seqscan = off")
+        plan = "\n".join(row[0] for row in await connection.fetch(f"EXPLAIN {statement}"))
+    finally:
+        await connection.close()
+    assert index in plan, plan
+    assert "Seq Scan" not in plan, plan
