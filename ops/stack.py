@@ -264,6 +264,8 @@ class Stack:
         self.postgres: EmbeddedPostgres | None = None
         self.broker: EmbeddedBroker | None = None
         self.services: dict[str, ServiceProcess] = {}
+        # Each service's URL, known before any starts: a service may need another's that starts after it.
+        self.planned_urls: dict[str, str] = {}
         self.database_urls: dict[str, str] = {}
         self.bootstrap_servers = ""
         self.secret = ""
@@ -467,14 +469,19 @@ class Stack:
             # Local webhook receivers live on loopback; `make run` allows them.
             environment.setdefault("CF_WEBHOOK_ALLOW_PRIVATE", "true")
             # The dashboard page calls these services from the browser, on the ports they got.
-            for other in ("feedback", "commitments"):
-                if other in self.services:
-                    environment.setdefault(f"CF_DASHBOARD_{other.upper()}_URL", self.services[other].url)
+            for other in ("feedback", "commitments", "customers"):
+                url = self.services[other].url if other in self.services else self.planned_urls.get(other)
+                if url is not None:
+                    environment.setdefault(f"CF_DASHBOARD_{other.upper()}_URL", url)
         return environment
 
     def start_services(self) -> None:
-        for index, service in enumerate(self.options.services):
-            port = self.options.base_port + index if self.options.base_port else free_port()
+        ports = {
+            service: self.options.base_port + index if self.options.base_port else free_port()
+            for index, service in enumerate(self.options.services)
+        }
+        self.planned_urls = {service: f"http://{self.options.host}:{port}" for service, port in ports.items()}
+        for service, port in ports.items():
             environment = self.service_environment(service)
             if service == "feedback":
                 # Verdict links point at the port feedback got, as customers of this stack reach it.

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from fastapi import FastAPI
 
 from services.customers.config import Settings
+from services.customers.page import router as page_router
 from services.customers.router import router
 from services.customers.scheduler import survey_scheduler
 from services.customers.timeline import CustomerEvents
@@ -54,7 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "Who our customers are (profiles, key and internal customers, contacts, awareness) and everything "
             "that happened with each: a timeline built from the feedback, expectations and commitments events."
         ),
-        routers=[router],
+        routers=[router, page_router],
         workers=workers,
         on_startup=start_survey_scheduler,
     )

@@ -107,6 +107,11 @@ class Settings(PlatformSettings):
         pattern=r"^https?://",
         description="The commitments API as a browser reaches it, for the page at /dashboard/{department}.",
     )
+    dashboard_customers_url: str = Field(
+        default="http://127.0.0.1:8005",
+        pattern=r"^https?://",
+        description="The customers service as a browser reaches it: the dashboard links each customer to its page.",
+    )
 
     _split_schedule = field_validator("webhook_retry_schedule", mode="before")(split_csv)
 

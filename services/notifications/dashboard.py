@@ -2,8 +2,9 @@
 
 The page holds no data when served; in the browser it reads a bearer token
 from the URL fragment (never sent to a server) and calls the notifications,
-feedback and commitments APIs itself. The server only fills in where those
-APIs are and a Content-Security-Policy that allows exactly them.
+feedback and commitments APIs itself; each customer links to its page on the
+customers service. The server only fills in where those APIs are and a
+Content-Security-Policy that allows exactly them.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ async def department_dashboard(
         "departments": settings.departments,
         "feedback_url": settings.dashboard_feedback_url.rstrip("/"),
         "commitments_url": settings.dashboard_commitments_url.rstrip("/"),
+        "customers_url": settings.dashboard_customers_url.rstrip("/"),
         "stream_ping_seconds": settings.sse_ping_seconds,
     }
     # JSON inside <script>: "<" escaped so that no value can close the element.
