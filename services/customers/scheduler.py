@@ -15,12 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.customers import service
 from services.customers.config import Settings
-from services.customers.survey import SURVEY_CHANNEL, SurveyCadence
+from services.customers.survey import SCHEDULER_MAX_SLEEP, SURVEY_CHANNEL, SurveyCadence
 from shared.db import asyncpg_dsn
 from shared.due_moments import Cadence, DueMomentMetrics, DueMomentScheduler
-
-# How long the scheduler sleeps without looking at most (a lost announcement costs this much).
-MAX_SLEEP_SECONDS = 30.0
 
 
 def survey_scheduler(
@@ -36,5 +33,5 @@ def survey_scheduler(
         fire_reached=partial(service.fire_reached_surveys, cadence=cadence),
         next_moment=partial(service.next_survey_moment, cadence=cadence),
         metrics=DueMomentMetrics(registry or CollectorRegistry(), prefix="cf_customers", moments="Survey-due"),
-        cadence=Cadence(max_sleep_seconds=MAX_SLEEP_SECONDS),
+        cadence=Cadence(max_sleep_seconds=SCHEDULER_MAX_SLEEP.total_seconds()),
     )

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.customers import repository, schemas
 from services.customers.models import Customer as CustomerRow
 from services.customers.models import CustomerItem as CustomerItemRow
-from services.customers.survey import SURVEY_CHANNEL, SurveyCadence
+from services.customers.survey import SCHEDULER_MAX_SLEEP, SURVEY_CHANNEL, SurveyCadence
 from shared import catalogue
 from shared.due_moments import FiredMoment, announce_moment
 from shared.errors import NotFound, Unprocessable
@@ -21,8 +21,6 @@ from shared.outbox import add_event, add_records
 from shared.pagination import Page, page_of
 
 NO_COUNTS = dict.fromkeys(repository.COUNT_NAMES, 0)
-# A new customer's first survey moment is announced only when it is this near (the scheduler looks by then anyway).
-SURVEY_ANNOUNCE_WITHIN = timedelta(seconds=30)
 
 
 async def put_profile(
@@ -42,7 +40,8 @@ async def put_profile(
         now = datetime.now(UTC)
         new = CustomerRow(customer_id=customer_id, first_seen_at=now, created_at=now, updated_at=now, **values)
         created = await repository.insert_customer(session, new)
-        if created and cadence.interval <= SURVEY_ANNOUNCE_WITHIN:
+        # Only a moment nearer than the schedulers' longest sleep needs to wake them.
+        if created and cadence.interval <= SCHEDULER_MAX_SLEEP:
             await announce_moment(session, SURVEY_CHANNEL, now + cadence.interval)
         # Not added: the first event of this customer was consumed meanwhile; its profile is set below.
         row = await repository.get_customer(session, customer_id, for_update=True)

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 # Creating a customer wakes the survey schedulers on this channel when its first moment is near.
 SURVEY_CHANNEL = "customer_survey_schedule"
+# The longest a survey scheduler sleeps without looking (a moment it was not told of is at most this late).
+SCHEDULER_MAX_SLEEP = timedelta(seconds=30)
 
 
 @dataclass(frozen=True)
