@@ -25,10 +25,12 @@ BENCHMARKS: dict[str, list[str]] = {
     "feedback_ingest": [],
     "commitments_scheduler": [],
     "notifications_routing": [],
+    "customers_timeline": [],
     "e2e_latency": [],
 }
 QUICK: dict[str, list[str]] = {
     "e2e_latency": ["--seconds", "10"],
+    "customers_timeline": ["--seconds", "3"],
 }
 
 
