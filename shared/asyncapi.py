@@ -19,6 +19,7 @@ from shared.catalogue import (
     CUSTOMERS_TOPIC,
     OPERATIONS_TOPIC,
     ROUTED_SOURCE_TOPICS,
+    ROUTED_TOPICS,
     EventSpec,
     dead_letter_topic,
     department_topic,
@@ -120,14 +121,14 @@ def build_asyncapi(
     for topic in (*ROUTED_SOURCE_TOPICS, CUSTOMERS_TOPIC, OPERATIONS_TOPIC):
         owned = [spec.type for spec in specs if spec.topic == topic]
         channel(topic, f"Events of the {topic.split('.')[0]} service.", owned)
-    routed_messages = [f"{spec.type}.routed" for spec in specs if spec.topic in ROUTED_SOURCE_TOPICS]
+    routed_messages = [f"{spec.type}.routed" for spec in specs if spec.topic in ROUTED_TOPICS]
     for department in departments:
         channel(
             department_topic(department),
             f"Every event routed to {department}, exactly once, keyed by customer_id.",
             routed_messages,
         )
-    for topic in ROUTED_SOURCE_TOPICS:
+    for topic in ROUTED_TOPICS:
         owned = [spec.type for spec in specs if spec.topic == topic]
         channel(
             dead_letter_topic(topic),

@@ -91,6 +91,11 @@ CUSTOMER_SURVEY_DUE = EventSpec(
     "customers",
     "A customer is due for a survey (contract §8): its survey interval passed since its last response or survey.",
 )
+CUSTOMER_HEALTH_CHANGED = EventSpec(
+    "customer.health_changed",
+    "customers",
+    "A customer's health band changed (contract §8); `previous_band` says from which.",
+)
 SUBSCRIPTION_DISABLED = EventSpec(
     "subscription.disabled",
     "notifications",
@@ -115,16 +120,19 @@ CATALOGUE: dict[str, EventSpec] = {
         COMMITMENT_MET,
         COMMITMENT_CANCELLED,
         CUSTOMER_UPDATED,
+        CUSTOMER_HEALTH_CHANGED,
         CUSTOMER_SURVEY_DUE,
         SUBSCRIPTION_DISABLED,
     )
 }
 
-# The topics the notifications service consumes and routes to departments.
+# The three source topics: what the customers service reads into timelines, and what notifications routes.
 ROUTED_SOURCE_TOPICS = ("feedback.events", "expectations.events", "commitments.events")
 OPERATIONS_TOPIC = "notifications.events"
-# Published but not routed to departments (yet): the customers service's own events.
+# The customers service's own events (a health turning red goes to departments too).
 CUSTOMERS_TOPIC = CUSTOMER_UPDATED.topic
+# The topics the notifications service consumes and routes to departments.
+ROUTED_TOPICS = (*ROUTED_SOURCE_TOPICS, CUSTOMERS_TOPIC)
 
 
 def department_topic(department: str) -> str:
@@ -139,4 +147,4 @@ def dead_letter_topic(topic: str) -> str:
 def all_topics(departments: list[str]) -> list[str]:
     """Every topic of the contract (before the prefix), dead-letter topics included."""
     topics = [*ROUTED_SOURCE_TOPICS, CUSTOMERS_TOPIC, OPERATIONS_TOPIC, *(department_topic(d) for d in departments)]
-    return topics + [dead_letter_topic(t) for t in ROUTED_SOURCE_TOPICS]
+    return topics + [dead_letter_topic(t) for t in ROUTED_TOPICS]

@@ -10,6 +10,7 @@ from services.customers.config import Settings
 from services.customers.page import router as page_router
 from services.customers.router import router
 from services.customers.scheduler import survey_scheduler
+from services.customers.silence import SilenceSweep
 from services.customers.timeline import CustomerEvents
 from shared.catalogue import ROUTED_SOURCE_TOPICS
 from shared.config import load_settings
@@ -18,6 +19,7 @@ from shared.purge import purging
 from shared.service import ServiceRuntime, Worker, build_service_app
 
 CONSUMER_NAME = "timeline"
+HEALTH_SWEEP = "health-sweep"
 SURVEY_SCHEDULER = "survey-scheduler"
 
 
@@ -42,11 +44,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             metrics=runtime.metrics,
             name=CONSUMER_NAME,
             topics=ROUTED_SOURCE_TOPICS,
-            batch_handler=CustomerEvents().handle,
+            batch_handler=CustomerEvents(settings).handle,
             max_batch=settings.customers_batch_size,
             tracer=runtime.tracer,
         )
-        return [(CONSUMER_NAME, consumer), purging(runtime)]
+        sweep = SilenceSweep(settings=settings, sessionmaker=runtime.sessionmaker)
+        return [(CONSUMER_NAME, consumer), (HEALTH_SWEEP, sweep), purging(runtime)]
 
     return build_service_app(
         settings=settings,

@@ -19,6 +19,51 @@ class Settings(PlatformSettings):
         le=5000,
         description="Events the customers consumer reads and writes into timelines in one transaction at most.",
     )
+    # Health (contract §8): 100 less the points each factor takes off; the band from the score.
+    customers_health_green_at: int = Field(
+        default=70, ge=1, le=100, description="Health score from which a customer is green (else amber or red)."
+    )
+    customers_health_amber_at: int = Field(
+        default=40, ge=0, le=100, description="Health score from which a customer is amber; below it, red."
+    )
+    customers_health_nps_detractor_weight: int = Field(
+        default=25, ge=0, le=100, description="Health points a latest NPS of 0-6 (a detractor) takes off."
+    )
+    customers_health_csat_low_weight: int = Field(
+        default=20, ge=0, le=100, description="Health points a latest CSAT of 1-2 takes off."
+    )
+    customers_health_ces_high_weight: int = Field(
+        default=15, ge=0, le=100, description="Health points a latest CES of 5-7 (hard to deal with us) takes off."
+    )
+    customers_health_open_complaint_weight: int = Field(
+        default=15, ge=0, le=100, description="Health points each open complaint takes off."
+    )
+    customers_health_broken_promise_weight: int = Field(
+        default=15, ge=0, le=100, description="Health points each promise broken within the window takes off."
+    )
+    customers_health_broken_promise_days: int = Field(
+        default=90, ge=1, le=3650, description="Days a broken promise counts against a customer's health."
+    )
+    customers_health_unconfirmed_expectation_weight: int = Field(
+        default=5, ge=0, le=100, description="Health points each expectation the customer has not confirmed takes off."
+    )
+    customers_health_capability_gap_weight: int = Field(
+        default=10, ge=0, le=100, description="Health points each capability gap (partial or cannot meet) takes off."
+    )
+    customers_health_silent_after_days: int = Field(
+        default=60,
+        ge=1,
+        le=3650,
+        description="Days without contact (feedback or meeting) after which a customer is silent.",
+    )
+    customers_health_silence_weight: int = Field(
+        default=20, ge=0, le=100, description="Health points a silent customer loses."
+    )
+    customers_health_sweep_interval_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Seconds between the sweeps that re-judge the health of customers who fell silent.",
+    )
     customers_survey_interval_seconds: float = Field(
         default=182 * 86400,
         gt=0,

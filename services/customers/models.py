@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, DateTime, Identity, Index, Numeric, Text, text
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, DateTime, Identity, Index, Integer, Numeric, Text, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -23,6 +23,7 @@ ITEM_TYPES = ("feedback", "commitment", "expectation")
 # the interval and the minimum gap. A partial index for each case finds the earliest.
 SURVEY_FRESH = "last_survey_at IS NULL AND last_survey_due_at IS NULL"
 SURVEY_AGAIN = "last_survey_at IS NOT NULL OR last_survey_due_at IS NOT NULL"
+HEALTH_BANDS = ("green", "amber", "red")
 
 
 def one_of(column: str, values: tuple[str, ...]) -> str:
@@ -54,6 +55,17 @@ class Customer(Base):
     # The survey moment last fired (`customer.survey_due`), and whether no survey response came since.
     last_survey_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     survey_due: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    # The latest rating on each scale (by when it was given) and the health judged from all the factors.
+    nps_score: Mapped[int | None] = mapped_column(Integer)
+    nps_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    csat_score: Mapped[int | None] = mapped_column(Integer)
+    csat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ces_score: Mapped[int | None] = mapped_column(Integer)
+    ces_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    health_score: Mapped[int] = mapped_column(Integer, server_default=text("100"))
+    health_band: Mapped[str] = mapped_column(Text, server_default=text("'green'"))
+    health_reasons: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    health_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=text("now()"))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=text("now()"))
 
@@ -70,6 +82,9 @@ class Customer(Base):
             postgresql_where=text(SURVEY_AGAIN),
         ),
         Index("ix_customer_survey_due_created_at_id", "survey_due", "created_at", "id"),
+        CheckConstraint(one_of("health_band", HEALTH_BANDS), name="health_band"),
+        Index("ix_customer_health_band_created_at_id", "health_band", "created_at", "id"),
+        Index("ix_customer_silent_since", text("coalesce(last_contact_at, first_seen_at)")),
     )
 
 

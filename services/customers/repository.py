@@ -57,6 +57,8 @@ async def list_customers(
     *,
     key_customer: bool | None,
     customer_kind: str | None,
+    health_band: str | None = None,
+    silent_before: datetime | None = None,
     survey_due: bool | None = None,
     cursor: str | None,
     limit: int,
@@ -68,6 +70,10 @@ async def list_customers(
         statement = statement.where(Customer.customer_kind == customer_kind)
     if survey_due is not None:
         statement = statement.where(Customer.survey_due == survey_due)
+    if health_band is not None:
+        statement = statement.where(Customer.health_band == health_band)
+    if silent_before is not None:
+        statement = statement.where(silent_since <= silent_before)
     return await customers.page(session, statement, cursor=cursor, limit=limit)
 
 
@@ -127,6 +133,92 @@ def _entry_id(text: str) -> int:
     if not 0 < value < 2**63:
         raise ValueError(f"{value} is no timeline entry id")
     return value
+
+
+# --- health -------------------------------------------------------------------------------------
+
+# A customer is silent since its last contact, or since it was first seen (ix_customer_silent_since).
+silent_since = func.coalesce(Customer.last_contact_at, Customer.first_seen_at)
+SCALES = ("nps", "csat", "ces")
+_HEALTH_COUNTS: tuple[ColumnElement[int], ...] = (
+    func.count().filter(CustomerItem.open_complaint),
+    func.count().filter(CustomerItem.unconfirmed_expectation),
+    func.count().filter(CustomerItem.capability_gap),
+)
+
+
+async def lock_customers(session: AsyncSession, customer_ids: Sequence[str]) -> None:
+    """Lock the known ones of these customers, in customer order: one transaction judges a customer at a time."""
+    await session.execute(
+        select(Customer.customer_id)
+        .where(Customer.customer_id.in_(customer_ids))
+        .order_by(Customer.customer_id)
+        .with_for_update()
+    )
+
+
+async def customers_to_judge(session: AsyncSession, customer_ids: Sequence[str]) -> Sequence[Customer]:
+    """The customers, locked in customer order, as they are now."""
+    rows = await session.scalars(
+        select(Customer)
+        .where(Customer.customer_id.in_(customer_ids))
+        .order_by(Customer.customer_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return rows.all()
+
+
+async def health_counts(
+    session: AsyncSession, customer_ids: Sequence[str], *, broken_since: datetime
+) -> dict[str, tuple[int, int, int, int]]:
+    """Open complaints, promises broken since `broken_since`, unconfirmed expectations and gaps of each customer."""
+    broken = func.count().filter(CustomerItem.broken_promise, CustomerItem.broken_at >= broken_since)
+    complaints, unconfirmed, gaps = _HEALTH_COUNTS
+    rows = await session.execute(
+        select(CustomerItem.customer_id, complaints, broken, unconfirmed, gaps)
+        .where(CustomerItem.customer_id.in_(customer_ids))
+        .group_by(CustomerItem.customer_id)
+    )
+    return {row[0]: (row[1], row[2], row[3], row[4]) for row in rows}
+
+
+async def save_scores(session: AsyncSession, scale: str, latest: dict[str, tuple[int, datetime]]) -> None:
+    """Each customer's latest rating on `scale` (one of SCALES), unless it has a later one already."""
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}")
+    ids = sorted(latest)
+    await session.execute(
+        text(
+            f"""
+            UPDATE customer SET {scale}_score = given.score, {scale}_at = given.at
+            FROM unnest(CAST(:customer_ids AS text[]), CAST(:scores AS int[]), CAST(:ats AS timestamptz[]))
+                AS given(customer_id, score, at)
+            WHERE customer.customer_id = given.customer_id
+              AND (customer.{scale}_at IS NULL OR customer.{scale}_at <= given.at)
+            """
+        ),
+        {"customer_ids": ids, "scores": [latest[c][0] for c in ids], "ats": [latest[c][1] for c in ids]},
+    )
+
+
+async def silent_unjudged(
+    session: AsyncSession, *, silent_before: datetime, judged_before: datetime, limit: int
+) -> list[str]:
+    """Customers silent since before `silent_before` whose health, judged before `judged_before`, does not
+    count the silence yet (locked; those another transaction holds are left to it)."""
+    rows = await session.scalars(
+        select(Customer.customer_id)
+        .where(
+            silent_since < silent_before,
+            ~Customer.health_reasons.contains([{"factor": "silence"}]),
+            Customer.health_at.is_(None) | (Customer.health_at < judged_before),
+        )
+        .order_by(Customer.customer_id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list(rows.all())
 
 
 # --- the consumer's writes: one statement each for a whole batch --------------------------------

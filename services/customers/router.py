@@ -55,7 +55,10 @@ async def put_customer(
 async def get_customer(
     customer_id: CustomerIdPath, session: DbSession, settings: CustomerSettings, _: Reader
 ) -> schemas.Customer:
-    return await service.get_customer(session, customer_id=customer_id, cadence=SurveyCadence.of(settings))
+    """The profile, counts, last contact and survey, and the health judged now with its reasons."""
+    return await service.get_customer(
+        session, customer_id=customer_id, settings=settings, cadence=SurveyCadence.of(settings)
+    )
 
 
 @router.get("/customers", summary="List customers, newest first")
@@ -68,6 +71,10 @@ async def list_customers(
     survey_due: Annotated[
         bool | None, Query(description="Only customers whose survey came due and who have not answered since.")
     ] = None,
+    health: Annotated[schemas.HealthBand | None, Query(description="Only customers of this health band.")] = None,
+    silent_for_days: Annotated[
+        int | None, Query(ge=0, le=36500, description="Only customers with no contact for at least this many days.")
+    ] = None,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Page[schemas.Customer]:
@@ -77,6 +84,8 @@ async def list_customers(
         customer_kind=customer_kind.value if customer_kind is not None else None,
         survey_due=survey_due,
         cadence=SurveyCadence.of(settings),
+        health_band=health.value if health is not None else None,
+        silent_for_days=silent_for_days,
         cursor=cursor,
         limit=limit,
     )

@@ -87,6 +87,29 @@ class Counts(Output):
     capability_gaps: int = Field(description="Expectations we can meet only partly or not at all.")
 
 
+class HealthBand(StrEnum):
+    GREEN = "green"
+    AMBER = "amber"
+    RED = "red"
+
+
+class HealthReason(Output):
+    factor: str = Field(
+        description="`nps`, `csat`, `ces`, `open_complaints`, `broken_promises`, `unconfirmed_expectations`, "
+        "`capability_gaps` or `silence`."
+    )
+    effect: int = Field(description="The points this factor takes off the score (negative).")
+    detail: str = Field(description="In words: what the factor is now (`2 open complaints`).")
+
+
+class Health(Output):
+    """Rule-based and explainable: 100 less each factor's points (weights are `CF_CUSTOMERS_HEALTH_*`)."""
+
+    score: int = Field(ge=0, le=100)
+    band: HealthBand
+    reasons: list[HealthReason] = Field(description="Each factor that took points off, largest first.")
+
+
 class Customer(Output):
     customer_id: str
     name: str | None
@@ -100,7 +123,7 @@ class Customer(Output):
     profiled: bool = Field(
         description="Whether a profile was given (`PUT`); false for a customer known only from events."
     )
-    health: None = Field(default=None, description="Not computed yet (always null in this version).")
+    health: Health = Field(description="Judged now (silence included) from the customer's latest state.")
     last_contact_at: datetime | None = Field(description="The latest feedback or meeting of the customer.")
     last_survey_at: datetime | None = Field(description="The latest survey response (or rated feedback).")
     next_survey_due_at: datetime = Field(
@@ -128,6 +151,12 @@ class TimelineEntry(Output):
     subject: str
     summary: str
     links: list[Link]
+
+
+class CustomerHealthChanged(Customer):
+    """`customer.health_changed`: the customer as `GET` returns it, and the band it left."""
+
+    previous_band: HealthBand
 
 
 # The meeting brief (GET /v1/customers/{customer_id}/brief)

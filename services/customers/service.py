@@ -9,7 +9,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.customers import repository, schemas
+from services.customers import health, repository, schemas
+from services.customers.config import Settings
 from services.customers.models import Customer as CustomerRow
 from services.customers.models import CustomerItem as CustomerItemRow
 from services.customers.survey import SCHEDULER_MAX_SLEEP, SURVEY_CHANNEL, SurveyCadence
@@ -61,11 +62,18 @@ async def put_profile(
     return customer, created
 
 
-async def get_customer(session: AsyncSession, *, customer_id: str, cadence: SurveyCadence) -> schemas.Customer:
+async def get_customer(
+    session: AsyncSession, *, customer_id: str, settings: Settings, cadence: SurveyCadence
+) -> schemas.Customer:
+    """The customer, its health judged now: silence grows without an event, so it is not the stored one."""
     row = await repository.get_customer(session, customer_id)
     if row is None:
         raise NotFound(f"No customer '{customer_id}' is known: no profile was given and no event named it.")
-    return await _customer(session, row, cadence)
+    customer = await _customer(session, row, cadence)
+    now = datetime.now(UTC)
+    counts = await repository.health_counts(session, [customer_id], broken_since=health.broken_since(settings, now))
+    judged = health.judge(_factors(row, counts.get(customer_id)), settings, now)
+    return customer.model_copy(update={"health": _health_of(judged)})
 
 
 async def list_customers(
@@ -73,15 +81,23 @@ async def list_customers(
     *,
     key_customer: bool | None,
     customer_kind: str | None,
+    health_band: str | None = None,
+    silent_for_days: int | None = None,
     survey_due: bool | None = None,
     cadence: SurveyCadence,
     cursor: str | None,
     limit: int,
 ) -> Page[schemas.Customer]:
+    """Customers, newest first; `health_band` and `silent_for_days` filter by the stored health and last contact."""
+    silent_before = None
+    if silent_for_days is not None:
+        silent_before = health.days_before(datetime.now(UTC), silent_for_days)
     rows = await repository.list_customers(
         session,
         key_customer=key_customer,
         customer_kind=customer_kind,
+        health_band=health_band,
+        silent_before=silent_before,
         survey_due=survey_due,
         cursor=cursor,
         limit=limit,
@@ -104,6 +120,62 @@ async def timeline(
     )
     items, next_cursor = page_of(rows, limit=limit, key=lambda r: (r.time, r.id))
     return Page(items=[schemas.TimelineEntry.model_validate(row) for row in items], next_cursor=next_cursor)
+
+
+async def judge_health(
+    session: AsyncSession, *, customer_ids: Sequence[str], settings: Settings, now: datetime
+) -> None:
+    """Judge these customers' health again and store it; `customer.health_changed` for each whose band moved.
+
+    In the transaction of what changed a factor (the consumer's batch, or the silence sweep), the customers
+    locked in order, so a change of band is seen, and published, exactly once."""
+    if not customer_ids:
+        return
+    rows = await repository.customers_to_judge(session, customer_ids)
+    counts = await repository.health_counts(session, customer_ids, broken_since=health.broken_since(settings, now))
+    moved: list[tuple[CustomerRow, str]] = []
+    for row in rows:
+        judged = health.judge(_factors(row, counts.get(row.customer_id)), settings, now)
+        previous = row.health_band
+        row.health_score, row.health_band, row.health_at = judged.score, judged.band, now
+        row.health_reasons = [{"factor": r.factor, "effect": r.effect, "detail": r.detail} for r in judged.reasons]
+        if judged.band != previous:
+            moved.append((row, previous))
+    if not moved:
+        return
+    item_counts = await repository.counts_of(session, [row.customer_id for row, _ in moved])
+    for row, previous in moved:
+        customer = _customer_of(row, item_counts.get(row.customer_id, NO_COUNTS), SurveyCadence.of(settings))
+        changed = schemas.CustomerHealthChanged(**dict(customer), previous_band=schemas.HealthBand(previous))
+        await add_event(
+            session,
+            catalogue.CUSTOMER_HEALTH_CHANGED,
+            data=changed,
+            subject=row.customer_id,
+            customer_id=row.customer_id,
+        )
+
+
+def _factors(row: CustomerRow, counts: tuple[int, int, int, int] | None) -> health.Factors:
+    complaints, broken, unconfirmed, gaps = counts or (0, 0, 0, 0)
+    return health.Factors(
+        nps=row.nps_score,
+        csat=row.csat_score,
+        ces=row.ces_score,
+        open_complaints=complaints,
+        broken_promises=broken,
+        unconfirmed_expectations=unconfirmed,
+        capability_gaps=gaps,
+        silent_since=row.last_contact_at or row.first_seen_at,
+    )
+
+
+def _health_of(judged: health.Health) -> schemas.Health:
+    return schemas.Health(
+        score=judged.score,
+        band=schemas.HealthBand(judged.band),
+        reasons=[schemas.HealthReason(factor=r.factor, effect=r.effect, detail=r.detail) for r in judged.reasons],
+    )
 
 
 def _check_departments(profile: schemas.ProfileIn, departments: Sequence[str]) -> None:
@@ -170,6 +242,11 @@ def _customer_of(row: CustomerRow, counts: dict[str, int], cadence: SurveyCadenc
         contacts=[schemas.Contact.model_validate(contact) for contact in row.contacts or ()],
         awareness=schemas.Awareness.model_validate(row.awareness or {}),
         profiled=row.profiled_at is not None,
+        health=schemas.Health(
+            score=row.health_score,
+            band=schemas.HealthBand(row.health_band),
+            reasons=[schemas.HealthReason.model_validate(reason) for reason in row.health_reasons or ()],
+        ),
         last_contact_at=row.last_contact_at,
         last_survey_at=row.last_survey_at,
         next_survey_due_at=cadence.next_due_at(row),

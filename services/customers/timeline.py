@@ -17,7 +17,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.customers import repository
+from services.customers import repository, service
+from services.customers.config import Settings
 from shared import catalogue
 from shared.consumer import ConsumedEvent
 from shared.types import in_utc, storable
@@ -228,6 +229,17 @@ def contact_at(event: ConsumedEvent) -> datetime | None:
     return None
 
 
+def rating_of(event: ConsumedEvent) -> tuple[str, int, datetime] | None:
+    """The scale, value and moment of a rating the customer gave (feedback received with an NPS, CSAT or CES)."""
+    rating = event.data.get("rating")
+    if event.type != catalogue.FEEDBACK_RECEIVED.type or not isinstance(rating, dict):
+        return None
+    scale, value, at = rating.get("scale"), rating.get("value"), _instant(event.data.get("occurred_at"))
+    if scale not in repository.SCALES or not isinstance(value, int) or isinstance(value, bool) or at is None:
+        return None
+    return scale, value, at
+
+
 def survey_at(event: ConsumedEvent) -> datetime | None:
     """When the customer answered a survey: feedback of kind `survey_response`, or any rated feedback."""
     data = event.data
@@ -239,13 +251,18 @@ def survey_at(event: ConsumedEvent) -> datetime | None:
 
 
 class CustomerEvents:
-    """The batch handler of the customers consumer: timelines, customers and counted states, a few statements."""
+    """The batch handler of the customers consumer: timelines, customers and counted states, a few statements,
+    then the health of each customer of the batch judged again (one `customer.health_changed` per new band)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
 
     async def handle(self, session: AsyncSession, events: list[ConsumedEvent]) -> None:
         entries: list[Entry] = []
         items: dict[tuple[str, str], ItemState] = {}
         contacts: dict[str, datetime] = {}
         surveys: dict[str, datetime] = {}
+        scores: dict[str, dict[str, tuple[int, datetime]]] = {}
         questions: dict[uuid.UUID, AddedQuestion] = {}
         for event in events:
             if event.type == catalogue.QUESTION_CREATED.type:
@@ -263,14 +280,26 @@ class CustomerEvents:
             for moments, at in ((contacts, contact_at(event)), (surveys, survey_at(event))):
                 if at is not None:
                     moments[customer_id] = max(at, moments.get(customer_id, at))
+            rating = rating_of(event)
+            if rating is not None:
+                scale, value, given_at = rating
+                latest = scores.setdefault(scale, {})
+                if customer_id not in latest or latest[customer_id][1] <= given_at:
+                    latest[customer_id] = (value, given_at)
         if questions:
             await repository.add_questions(session, list(questions.values()))
         if not entries:
             return
+        customer_ids = sorted({entry.customer_id for entry in entries})
+        # Before any write: two replicas consuming different topics judge one customer one after the other.
+        await repository.lock_customers(session, customer_ids)
         await repository.see_customers(session, entries, contacts=contacts, surveys=surveys)
         await repository.add_timeline_entries(session, entries)
         if items:
             await repository.save_items(session, list(items.values()))
+        for scale, latest in scores.items():
+            await repository.save_scores(session, scale, latest)
+        await service.judge_health(session, customer_ids=customer_ids, settings=self._settings, now=datetime.now(UTC))
 
 
 def _instant(value: Any) -> datetime | None:

@@ -18,7 +18,7 @@ from services.notifications.secrets_at_rest import seal_plaintext_secrets
 from services.notifications.stream import NotificationFeed, StreamSlots
 from services.notifications.webhooks.dispatcher import WebhookDispatcher, WebhookMetrics
 from services.notifications.webhooks.guard import AddressGuard
-from shared.catalogue import ROUTED_SOURCE_TOPICS
+from shared.catalogue import ROUTED_TOPICS
 from shared.config import load_settings
 from shared.consumer import EventConsumer
 from shared.db import asyncpg_dsn
@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 producer=runtime.producer,
                 metrics=runtime.metrics,
                 name="router",
-                topics=ROUTED_SOURCE_TOPICS,
+                topics=ROUTED_TOPICS,
                 batch_handler=event_router.route,
                 max_batch=settings.router_batch_size,
                 tracer=runtime.tracer,

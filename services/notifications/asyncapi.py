@@ -39,6 +39,7 @@ EVENT_PAYLOADS: dict[EventSpec, type[BaseModel]] = {
     catalogue.COMMITMENT_CANCELLED: commitments.Commitment,
     catalogue.CUSTOMER_UPDATED: customers.Customer,
     catalogue.CUSTOMER_SURVEY_DUE: customers.Customer,
+    catalogue.CUSTOMER_HEALTH_CHANGED: customers.CustomerHealthChanged,
     catalogue.SUBSCRIPTION_DISABLED: notifications.Subscription,
 }
 

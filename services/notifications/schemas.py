@@ -19,11 +19,11 @@ from pydantic import (
     model_validator,
 )
 
-from shared.catalogue import CATALOGUE, ROUTED_SOURCE_TOPICS
+from shared.catalogue import CATALOGUE, ROUTED_TOPICS
 from shared.types import Instant, SafeStr
 
-# The event types that reach departments: everything the three source topics carry.
-ROUTED_EVENT_TYPES = tuple(sorted(spec.type for spec in CATALOGUE.values() if spec.topic in ROUTED_SOURCE_TOPICS))
+# The event types that reach departments: everything the source topics and customers.events carry.
+ROUTED_EVENT_TYPES = tuple(sorted(spec.type for spec in CATALOGUE.values() if spec.topic in ROUTED_TOPICS))
 
 
 def _pattern_matches_a_routed_type(pattern: str) -> str:

@@ -30,7 +30,7 @@ async def test_a_customer_first_seen_in_an_event_exists_from_then_on(
     assert body["customer_kind"] == "internal"
     assert body["profiled"] is False
     assert body["name"] is None
-    assert body["health"] is None
+    assert "open_complaints" in [reason["factor"] for reason in body["health"]["reasons"]]
     # Never surveyed: due the default interval (182 days) after it was first seen.
     first_seen = datetime.fromisoformat(body["first_seen_at"])
     assert datetime.fromisoformat(body["next_survey_due_at"]) == first_seen + timedelta(days=182)

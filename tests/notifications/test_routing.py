@@ -154,6 +154,23 @@ async def test_default_rule_routes_event_to_its_departments(
     assert await departments_reached(notifications, platform, record) == dict.fromkeys(expected, 1)
 
 
+@pytest.mark.parametrize(("band", "expected"), [("red", {"sales", "management"}), ("amber", set()), ("green", set())])
+async def test_a_customer_s_health_turning_red_reaches_sales_and_management(
+    notifications: RunningService, publisher: EventPublisher, platform: Platform, band: str, expected: set[str]
+) -> None:
+    customer_id = customer()
+    # The part of the customer (as the customers service publishes it) the rule reads: its new band.
+    data = {
+        "customer_id": customer_id,
+        "health": {"score": 30, "band": band, "reasons": [{"factor": "nps", "effect": -25, "detail": "NPS 2"}]},
+        "previous_band": "amber" if band != "amber" else "green",
+    }
+    record = build_event(catalogue.CUSTOMER_HEALTH_CHANGED, data=data, subject=customer_id, customer_id=customer_id)
+    await publisher.send(record)
+    await publisher.processed(record)
+    assert await departments_reached(notifications, platform, record) == dict.fromkeys(expected, 1)
+
+
 async def test_rule_changed_at_runtime_applies_to_the_next_event(
     notifications: RunningService, publisher: EventPublisher, platform: Platform
 ) -> None:
