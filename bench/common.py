@@ -1,7 +1,9 @@
-"""What every benchmark shares: percentiles, results files, wrk, progress."""
+"""What every benchmark shares: percentiles, results files, wrk, progress, a stack's infrastructure."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import re
@@ -13,6 +15,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ops.platform import auth_secret
+from ops.stack import Stack, StackOptions
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -111,3 +116,28 @@ def _ms(text: str) -> float:
         return math.nan
     value, unit = float(match.group(1)), match.group(2)
     return value * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
+
+
+def infrastructure(options: StackOptions, cleanup: contextlib.ExitStack) -> Stack:
+    """A stack's PostgreSQL (migrated) and broker (its topics made), no service started yet; stopped by `cleanup`."""
+    stack = Stack(options, out=io.StringIO())  # its own lines are not the benchmark's output
+    cleanup.callback(stack.stop)
+    stack.secret = auth_secret(stack.data_dir, stack.environ, create=True)
+    stack.start_databases()
+    stack.migrate()
+    stack.start_broker()
+    stack.create_topics()
+    return stack
+
+
+def process_ids(stack: Stack, service: str) -> dict[str, int]:
+    """The running `service`'s, PostgreSQL's and the broker's process ids, to count their CPU."""
+    pids = {
+        "service": stack.services[service].pid,
+        "postgres": stack.postgres.pid if stack.postgres is not None else None,
+        "broker": stack.broker.process.pid if stack.broker is not None and stack.broker.process is not None else None,
+    }
+    missing = [name for name, pid in pids.items() if pid is None]
+    if missing:
+        raise RuntimeError(f"not running: {', '.join(missing)}")
+    return {name: pid for name, pid in pids.items() if pid is not None}

@@ -39,10 +39,9 @@ import psutil
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy.engine import make_url
 
-from bench.common import Figure, Result, percentile, progress, run_wrk
+from bench.common import Figure, Result, infrastructure, percentile, process_ids, progress, run_wrk
 from bench.notifications_routing import cpu_seconds, produce
-from ops.platform import auth_secret
-from ops.stack import Stack, StackOptions
+from ops.stack import StackOptions
 from services.customers.models import TimelineEntry
 from services.customers.repository import timeline_statement
 from shared import catalogue
@@ -327,13 +326,7 @@ def run(args: argparse.Namespace, result: Result) -> None:
             services=["customers"],
             environment={"CF_LOG_LEVEL": "WARNING", "CF_TOPIC_PREFIX": TOPIC_PREFIX},
         )
-        stack = Stack(options, out=cleanup.enter_context(open("/dev/null", "w")))
-        cleanup.callback(stack.stop)
-        stack.secret = auth_secret(stack.data_dir, stack.environ, create=True)
-        stack.start_databases()
-        stack.migrate()
-        stack.start_broker()
-        stack.create_topics()
+        stack = infrastructure(options, cleanup)
         bootstrap = stack.bootstrap_servers
         dsn = asyncpg_dsn(stack.database_urls["customers"])
 
@@ -344,12 +337,7 @@ def run(args: argparse.Namespace, result: Result) -> None:
 
         stack.start_services()
         service = stack.services["customers"]
-        assert service.pid is not None
-        assert stack.postgres is not None
-        assert stack.postgres.pid is not None
-        assert stack.broker is not None
-        assert stack.broker.process is not None
-        pids = {"service": service.pid, "postgres": stack.postgres.pid, "broker": stack.broker.process.pid}
+        pids = process_ids(stack, "customers")
         seen = asyncio.run(
             watch_consumer(dsn, events=args.events, pids=pids, running=service.running, give_up_after=args.timeout)
         )

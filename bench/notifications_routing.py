@@ -38,10 +38,9 @@ import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bench.common import Figure, Result, progress
+from bench.common import Figure, Result, infrastructure, process_ids, progress
 from ops.embedded import free_port, wait_for_port
-from ops.platform import auth_secret
-from ops.stack import Stack, StackOptions
+from ops.stack import StackOptions
 from services.notifications.webhooks import new_secret
 from shared import catalogue
 from shared.catalogue import EventSpec
@@ -316,13 +315,7 @@ def run(args: argparse.Namespace, result: Result) -> None:
                 "CF_WEBHOOKS_IN_PROCESS": str(not args.webhook_worker).lower(),
             },
         )
-        stack = Stack(options, out=cleanup.enter_context(open("/dev/null", "w")))
-        cleanup.callback(stack.stop)
-        stack.secret = auth_secret(stack.data_dir, stack.environ, create=True)
-        stack.start_databases()
-        stack.migrate()
-        stack.start_broker()
-        stack.create_topics()
+        stack = infrastructure(options, cleanup)
         bootstrap = stack.bootstrap_servers
         dsn = asyncpg_dsn(stack.database_urls["notifications"])
 
@@ -357,16 +350,8 @@ def run(args: argparse.Namespace, result: Result) -> None:
         else:
             pids_of_workers = {}
         stack.start_services()
-        service = stack.services["notifications"]
-        assert service.pid is not None
-        assert stack.postgres is not None
-        assert stack.postgres.pid is not None
-        assert stack.broker is not None
-        assert stack.broker.process is not None
         pids = {
-            "service": service.pid,
-            "postgres": stack.postgres.pid,
-            "broker": stack.broker.process.pid,
+            **process_ids(stack, "notifications"),
             "receiver": receiver.pid,
             **pids_of_workers,
         }
