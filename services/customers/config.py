@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from shared.config import PlatformSettings, database_url_field
 
@@ -77,3 +77,9 @@ class Settings(PlatformSettings):
         ge=0,
         description="No survey is due within this long of the customer's last survey response or last survey due.",
     )
+
+    @model_validator(mode="after")
+    def _health_bands_in_order(self) -> Self:
+        if self.customers_health_amber_at > self.customers_health_green_at:
+            raise ValueError("CF_CUSTOMERS_HEALTH_AMBER_AT must not be above CF_CUSTOMERS_HEALTH_GREEN_AT")
+        return self

@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
+from pydantic import ValidationError
 
 from services.customers import health
 from services.customers.config import Settings
@@ -163,6 +165,8 @@ def test_the_settings_move_the_bands(platform: Platform) -> None:
     assert judged(customers_health_ces_high_weight=0, customers_health_capability_gap_weight=5).score == 70
     silent = judged(customers_health_silent_after_days=3)
     assert (silent.score, silent.band, silent.reasons[0].detail) == (30, "red", "No contact for 5 days")
+    with pytest.raises(ValidationError, match="CF_CUSTOMERS_HEALTH_AMBER_AT must not be above"):
+        judged(customers_health_amber_at=80)
 
 
 async def test_the_sweep_judges_again_a_customer_who_fell_silent(
