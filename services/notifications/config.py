@@ -20,7 +20,7 @@ class Settings(PlatformSettings):
 
     # Several consumers in one group overlap their waits on the database and the broker.
     router_consumers: int = Field(
-        default=2, ge=1, le=32, description="Consumers of the three event topics in each process (one group)."
+        default=2, ge=1, le=32, description="Consumers of the event topics it routes in each process (one group)."
     )
     router_batch_size: int = Field(
         default=1000, ge=1, le=10_000, description="Events routed per database transaction, at most."
