@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
+import pytest_asyncio
+from aiokafka.partitioner import DefaultPartitioner
 
 from services.customers.app import create_app
 from services.customers.config import Settings
 from shared import catalogue
-from tests.notifications.helpers import EventPublisher, feedback
+from tests.customers.support import timeline_with
+from tests.notifications.helpers import EventPublisher, customer, feedback
 from tests.support.kafka import read_topic
 from tests.support.platform import Platform, serve
 from tests.support.waiting import eventually
@@ -31,6 +35,29 @@ SURVEY_DUE = catalogue.CUSTOMER_SURVEY_DUE.type
 # there for the whole package, lets the short-lived services' consumers join and leave the group
 # quickly (the embedded broker's first member never leaves it, so a later one would wait it out).
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("client")]
+
+
+async def consuming(client: httpx.AsyncClient, publisher: EventPublisher, headers: dict[str, str]) -> None:
+    """Once the timeline consumers' group has settled (a service joining or leaving moves its partitions):
+    an event published now on each partition is on its customer's timeline."""
+    partitions = list(range(publisher.platform.settings("customers").kafka_topic_partitions))
+    pick = DefaultPartitioner()
+    on: dict[int, str] = {}
+    while len(on) < len(partitions):
+        someone = customer()
+        on.setdefault(pick(someone.encode(), partitions, partitions), someone)
+    for someone in on.values():
+        record = await publisher.publish(catalogue.FEEDBACK_RECEIVED, feedback(someone), customer_id=someone)
+        await timeline_with(client, headers, someone, record.event_id, within=60.0)
+
+
+@pytest_asyncio.fixture(autouse=True, loop_scope="session")
+async def group_settled_after(
+    client: httpx.AsyncClient, publisher: EventPublisher, writer: dict[str, str]
+) -> AsyncIterator[None]:
+    """Each test's services leave the group settled behind them, for the tests that follow."""
+    yield
+    await consuming(client, publisher, writer)
 
 
 def cadence(platform: Platform, *, interval: float, min_gap: float) -> Settings:
@@ -141,11 +168,12 @@ async def test_a_survey_comes_due_once_within_a_second_of_its_moment(
 
 
 async def test_a_survey_response_moves_the_moment_and_answers_the_survey(
-    platform: Platform, writer: dict[str, str], publisher: EventPublisher
+    platform: Platform, writer: dict[str, str], publisher: EventPublisher, client: httpx.AsyncClient
 ) -> None:
     settings = cadence(platform, interval=12.0, min_gap=0.0)
     customer_id = new_customer()
     async with serve(create_app(settings)) as service:
+        await consuming(client, publisher, writer)  # its consumer joined the group: the clock starts after
         created = await put(service, writer, customer_id, "enterprise")
         first_moment = at(created["first_seen_at"]) + timedelta(seconds=12)
         answered_at = await record_survey_response(publisher, service, writer, customer_id)
@@ -165,12 +193,13 @@ async def test_a_survey_response_moves_the_moment_and_answers_the_survey(
 
 
 async def test_no_survey_is_due_within_the_minimum_gap_of_the_last_response(
-    platform: Platform, writer: dict[str, str], publisher: EventPublisher
+    platform: Platform, writer: dict[str, str], publisher: EventPublisher, client: httpx.AsyncClient
 ) -> None:
     # The interval alone would make the customer due 8 s after its response; the gap holds it to 16 s.
     settings = cadence(platform, interval=8.0, min_gap=16.0)
     customer_id = new_customer()
     async with serve(create_app(settings)) as service:
+        await consuming(client, publisher, writer)  # its consumer joined the group: the clock starts after
         created = await put(service, writer, customer_id, "enterprise")
         first_moment = at(created["first_seen_at"]) + timedelta(seconds=8)
         answered_at = await record_survey_response(publisher, service, writer, customer_id)
