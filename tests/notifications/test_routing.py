@@ -171,6 +171,18 @@ async def test_a_customer_s_health_turning_red_reaches_sales_and_management(
     assert await departments_reached(notifications, platform, record) == dict.fromkeys(expected, 1)
 
 
+async def test_a_customer_due_for_a_survey_reaches_sales(
+    notifications: RunningService, publisher: EventPublisher, platform: Platform
+) -> None:
+    customer_id = customer()
+    # The part of the customer (as the customers service publishes it) a reader of the survey looks at.
+    data = {"customer_id": customer_id, "survey_due": True, "next_survey_due_at": "2027-06-05T10:00:00Z"}
+    record = build_event(catalogue.CUSTOMER_SURVEY_DUE, data=data, subject=customer_id, customer_id=customer_id)
+    await publisher.send(record)
+    await publisher.processed(record)
+    assert await departments_reached(notifications, platform, record) == {"sales": 1}
+
+
 async def test_rule_changed_at_runtime_applies_to_the_next_event(
     notifications: RunningService, publisher: EventPublisher, platform: Platform
 ) -> None:
