@@ -137,8 +137,10 @@ async def judge_health(
     for row in rows:
         judged = health.judge(_factors(row, counts.get(row.customer_id)), settings, now)
         previous = row.health_band
-        row.health_score, row.health_band, row.health_at = judged.score, judged.band, now
-        row.health_reasons = [{"factor": r.factor, "effect": r.effect, "detail": r.detail} for r in judged.reasons]
+        reasons = [{"factor": r.factor, "effect": r.effect, "detail": r.detail} for r in judged.reasons]
+        if (judged.score, judged.band, reasons) == (row.health_score, previous, row.health_reasons):
+            continue  # unchanged: no write (most customers of a batch)
+        row.health_score, row.health_band, row.health_reasons, row.health_at = judged.score, judged.band, reasons, now
         if judged.band != previous:
             moved.append((row, previous))
     if not moved:

@@ -8,6 +8,8 @@ does not count the silence yet, and judges them again, in batches, each its own
 transaction (rows picked `FOR UPDATE SKIP LOCKED`, so replicas share the work and
 wait on nobody). A band that moves emits `customer.health_changed` as any other.
 `GET /v1/customers/{id}` judges on read, so it shows the silence at once.
+`health_at` is when the stored health last changed: judging a silent customer
+again adds the silence reason, so a sweep never picks the same one twice.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class SilenceSweep:
     async def sweep_once(self) -> int:
         """Judge again every customer who fell silent since its health was judged; how many."""
         judged, started = 0, datetime.now(UTC)
+        if self._settings.customers_health_silence_weight == 0:
+            return 0  # silence changes no score
         while True:
             async with unit_of_work(self._sessionmaker) as session:
                 now = datetime.now(UTC)
