@@ -8,44 +8,26 @@ Revises: notifications_0007
 Create Date: 2026-12-05
 """
 
-import uuid
 from collections.abc import Sequence
 
-import sqlalchemy as sa
-from alembic import op
-from sqlalchemy.dialects import postgresql
+from services.notifications.migrations.default_rules import add_default_rule, remove_default_rule
 
 revision: str = "notifications_0008"
 down_revision: str | None = "notifications_0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# The namespace of the default rules' ids (notifications_0002).
-_RULE_IDS = uuid.UUID("5d0c4a55-4a4e-4bb0-9a55-6f1f4c1b0000")
 NAME = "Customers turning red"
-RULE_ID = uuid.uuid5(_RULE_IDS, NAME)
 
 
 def upgrade() -> None:
-    statement = sa.text(
-        "INSERT INTO routing_rule (id, name, event_types, condition, departments) "
-        "VALUES (:id, :name, :event_types, :condition, :departments) ON CONFLICT (id) DO NOTHING"
-    ).bindparams(
-        sa.bindparam("event_types", type_=postgresql.ARRAY(sa.Text())),
-        sa.bindparam("condition", type_=postgresql.JSONB()),
-        sa.bindparam("departments", type_=postgresql.ARRAY(sa.Text())),
-    )
-    op.get_bind().execute(
-        statement,
-        {
-            "id": RULE_ID,
-            "name": NAME,
-            "event_types": ["customer.health_changed"],
-            "condition": {"field": "health.band", "op": "eq", "value": "red"},
-            "departments": ["sales", "management"],
-        },
+    add_default_rule(
+        NAME,
+        event_types=["customer.health_changed"],
+        departments=["sales", "management"],
+        condition={"field": "health.band", "op": "eq", "value": "red"},
     )
 
 
 def downgrade() -> None:
-    op.get_bind().execute(sa.text("DELETE FROM routing_rule WHERE id = :id"), {"id": RULE_ID})
+    remove_default_rule(NAME)
