@@ -12,6 +12,7 @@ from services.customers.survey import SurveyCadence
 from shared.auth import Principal, require_scope
 from shared.db import DbSession
 from shared.pagination import DEFAULT_LIMIT, Cursor, Limit, Page
+from shared.schemas import CustomerKind
 from shared.settings_dependency import app_settings
 from shared.types import SafeStr
 
@@ -67,7 +68,7 @@ async def list_customers(
     settings: CustomerSettings,
     _: Reader,
     key_customer: bool | None = None,
-    customer_kind: schemas.CustomerKind | None = None,
+    customer_kind: CustomerKind | None = None,
     survey_due: Annotated[
         bool | None, Query(description="Only customers whose survey came due and who have not answered since.")
     ] = None,

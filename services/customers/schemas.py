@@ -11,8 +11,9 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, StringConstraints
+from pydantic import AfterValidator, Field, PlainSerializer, StringConstraints
 
+from shared.schemas import CustomerKind, Input, Output
 from shared.types import Instant, storable
 
 Storable = AfterValidator(storable)
@@ -25,19 +26,6 @@ Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
 Amount = Annotated[
     Decimal, Field(ge=0, max_digits=20, decimal_places=4, allow_inf_nan=False), PlainSerializer(str, return_type=str)
 ]
-
-
-class Input(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Output(BaseModel):
-    model_config = ConfigDict(frozen=True, from_attributes=True)
-
-
-class CustomerKind(StrEnum):
-    EXTERNAL = "external"
-    INTERNAL = "internal"
 
 
 class LifetimeValue(Input):

@@ -20,6 +20,7 @@ from shared.errors import NotFound, Unprocessable
 from shared.events import build_event
 from shared.outbox import add_event, add_records
 from shared.pagination import Page, page_of
+from shared.schemas import CustomerKind
 
 NO_COUNTS = dict.fromkeys(repository.COUNT_NAMES, 0)
 
@@ -185,7 +186,7 @@ def _check_departments(profile: schemas.ProfileIn, departments: Sequence[str]) -
     errors: list[dict[str, Any]] = []
     known = ", ".join(departments)
     if profile.supplying_department is not None:
-        if profile.customer_kind != schemas.CustomerKind.INTERNAL:
+        if profile.customer_kind != CustomerKind.INTERNAL:
             errors.append(
                 {"loc": ["body", "supplying_department"], "msg": "only an internal customer has a supplying department"}
             )
@@ -234,7 +235,7 @@ def _customer_of(row: CustomerRow, counts: dict[str, int], cadence: SurveyCadenc
     return schemas.Customer(
         customer_id=row.customer_id,
         name=row.name,
-        customer_kind=schemas.CustomerKind(row.customer_kind),
+        customer_kind=CustomerKind(row.customer_kind),
         key_customer=row.key_customer,
         segment=row.segment,
         lifetime_value=(

@@ -11,9 +11,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, Field, StringConstraints
 
 from services.expectations.questions import Rule
+from shared.schemas import CustomerKind, Input, Output
 from shared.types import CustomerId, Instant, storable
 
 # After the constraints, so that text of only spaces is stripped before its length is checked.
@@ -25,19 +26,6 @@ Topic = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, ma
 StaffId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128), Storable]
 OptionalText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000), Storable]
 Notes = Annotated[str, StringConstraints(max_length=10_000), Storable]
-
-
-class Input(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Output(BaseModel):
-    model_config = ConfigDict(frozen=True, from_attributes=True)
-
-
-class CustomerKind(StrEnum):
-    EXTERNAL = "external"
-    INTERNAL = "internal"
 
 
 class Priority(StrEnum):

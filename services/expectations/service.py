@@ -28,6 +28,7 @@ from shared.catalogue import (
 from shared.errors import Conflict, NotFound, Unprocessable, field_error
 from shared.outbox import add_event
 from shared.pagination import Page, page_of
+from shared.schemas import CustomerKind
 
 STAFF_NEEDED = 2
 # Clocks of the caller and ours may differ a little; a meeting is not recorded ahead of time.
@@ -174,7 +175,7 @@ def _meeting(row: models.Meeting, question_ids: Sequence[uuid.UUID]) -> schemas.
     return schemas.Meeting(
         id=row.id,
         customer_id=row.customer_id,
-        customer_kind=schemas.CustomerKind(row.customer_kind),
+        customer_kind=CustomerKind(row.customer_kind),
         held_at=row.held_at.astimezone(UTC),
         attendees=[schemas.StaffMember.model_validate(a) for a in row.attendees],
         customer_participants=[schemas.Participant.model_validate(p) for p in row.customer_participants],
@@ -363,7 +364,7 @@ def _expectation(row: models.Expectation, history: Sequence[models.ExpectationVe
         id=row.id,
         meeting_id=row.meeting_id,
         customer_id=row.customer_id,
-        customer_kind=schemas.CustomerKind(row.customer_kind),
+        customer_kind=CustomerKind(row.customer_kind),
         status=schemas.ExpectationStatus(row.status),
         version=row.version,
         statement=row.statement,

@@ -9,17 +9,13 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from shared.schemas import CustomerKind
 from shared.types import CustomerId, Instant, SafeStr
 
 Tag = Annotated[SafeStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 Product = Annotated[SafeStr, StringConstraints(min_length=1, max_length=200)]
 
 TEXT_MAX_LENGTH = 10_000
-
-
-class CustomerKind(StrEnum):
-    EXTERNAL = "external"
-    INTERNAL = "internal"
 
 
 class Channel(StrEnum):
