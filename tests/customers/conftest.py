@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaProducer
 
 from services.customers.app import create_app
 from services.customers.config import Settings
@@ -27,12 +26,8 @@ async def client(platform: Platform) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest_asyncio.fixture(scope="package", loop_scope="session")
 async def publisher(platform: Platform) -> AsyncIterator[EventPublisher]:
-    producer = AIOKafkaProducer(bootstrap_servers=platform.bootstrap_servers, acks="all", linger_ms=0)
-    await producer.start()
-    try:
-        yield EventPublisher(platform, producer)
-    finally:
-        await producer.stop()
+    async with EventPublisher.started(platform) as publisher:
+        yield publisher
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ from typing import Any
 
 import httpx
 import pytest_asyncio
-from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
 from services.notifications.app import create_app
@@ -60,12 +59,8 @@ async def notifications(platform: Platform) -> AsyncIterator[RunningService]:
 
 @pytest_asyncio.fixture(scope="package", loop_scope="session")
 async def publisher(platform: Platform) -> AsyncIterator[EventPublisher]:
-    producer = AIOKafkaProducer(bootstrap_servers=platform.bootstrap_servers, acks="all", linger_ms=0)
-    await producer.start()
-    try:
-        yield EventPublisher(platform, producer)
-    finally:
-        await producer.stop()
+    async with EventPublisher.started(platform) as publisher:
+        yield publisher
 
 
 @pytest_asyncio.fixture(scope="package", loop_scope="session")

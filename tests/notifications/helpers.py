@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import time
@@ -59,6 +60,17 @@ class EventPublisher:
     def __init__(self, platform: Platform, producer: AIOKafkaProducer) -> None:
         self.platform = platform
         self.producer = producer
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def started(cls, platform: Platform) -> AsyncIterator[EventPublisher]:
+        """A publisher on its own producer (acks from every replica, no linger), stopped on the way out."""
+        producer = AIOKafkaProducer(bootstrap_servers=platform.bootstrap_servers, acks="all", linger_ms=0)
+        await producer.start()
+        try:
+            yield cls(platform, producer)
+        finally:
+            await producer.stop()
 
     async def publish(
         self, spec: EventSpec, data: dict[str, Any], *, customer_id: str, event_id: uuid.UUID | None = None
