@@ -129,7 +129,10 @@ class Listening:
 
 async def close_quietly(conn: Any) -> None:
     """Close an asyncpg connection, or terminate it when closing takes over two seconds or fails."""
+    # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel landing as the close completes,
+    # and `Listening.run` would then reconnect instead of stopping.
     try:
-        await asyncio.wait_for(conn.close(), 2)
+        async with asyncio.timeout(2):
+            await conn.close()
     except Exception:
         conn.terminate()
