@@ -141,6 +141,8 @@ class EventConsumer:
         self._prefix = settings.topic_prefix
         self._next_lag_report = 0.0
         self.processed = 0
+        # Times a message waited because the database was unreachable (never counted against its attempts).
+        self.database_waits = 0
         self._current: AIOKafkaConsumer | None = None
         self._partition_keys: dict[tuple[str, int], int] = {}
 
@@ -307,6 +309,7 @@ class EventConsumer:
             except Exception as exc:
                 if is_unavailable(exc):
                     # Not this message's fault: wait for the database, never dead-letter.
+                    self.database_waits += 1
                     await asyncio.sleep(backoff.next())
                     continue
                 if attempts >= len(self._retry_delays):

@@ -34,6 +34,9 @@ from tests.support.kafka import read_to_end
 from tests.support.platform import Platform, private_directory, serve
 from tests.support.waiting import eventually
 
+# A handler error is retried this often, then dead-lettered: the outage must outlast it many times.
+RETRY_DELAYS = (0.01, 0.02)
+
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def own_postgres() -> AsyncIterator[EmbeddedPostgres]:
@@ -90,7 +93,7 @@ async def test_events_that_arrive_while_the_database_is_down_wait_and_are_handle
         name=f"probe-{run}",
         topics=["feedback.events"],
         handler=record_effect,
-        retry_delays=(0.01, 0.02),  # a handler error would be dead-lettered within milliseconds
+        retry_delays=RETRY_DELAYS,  # a handler error would be dead-lettered within milliseconds
     )
     task = asyncio.create_task(consumer.run())
     try:
@@ -100,7 +103,13 @@ async def test_events_that_arrive_while_the_database_is_down_wait_and_are_handle
         await asyncio.to_thread(own_postgres.stop)
         for n in range(2, 7):
             await harness.publish(harness.event(n))
-        await asyncio.sleep(5)  # the outage: the consumer meets it many times over
+        # The outage lasts until the consumer has met it more times than a handler error may be retried.
+        met_before = consumer.database_waits
+
+        async def met_many_times() -> bool:
+            return consumer.database_waits >= met_before + 2 * (len(RETRY_DELAYS) + 1)
+
+        await eventually(met_many_times, within=60)
         assert not task.done(), "the consumer rides out the outage"
 
         await asyncio.to_thread(own_postgres.start)
