@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
@@ -225,7 +225,11 @@ SettingsT = TypeVar("SettingsT", bound=PlatformSettings)
 
 def setting_variable(name: str, field: FieldInfo) -> str:
     """The environment variable that sets the field `name`."""
-    return field.validation_alias if isinstance(field.validation_alias, str) else f"CF_{name.upper()}"
+    alias = field.validation_alias
+    if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
+        # The first choice is the setting's name; the others are older names still read.
+        return alias.choices[0]
+    return alias if isinstance(alias, str) else f"CF_{name.upper()}"
 
 
 def settings_problem(error: ValidationError, cls: type[PlatformSettings]) -> str:

@@ -9,11 +9,15 @@ from services.expectations.router import router
 from shared.config import load_settings
 from shared.purge import purging
 from shared.service import build_service_app
+from shared.themes import Taxonomy
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    return build_service_app(
-        settings=settings or load_settings(Settings),
+    settings = settings or load_settings(Settings)
+    # Loaded here so a broken taxonomy file stops the start, not a request.
+    taxonomy = Taxonomy.load(settings.taxonomy_file)
+    app = build_service_app(
+        settings=settings,
         title="Expectations",
         description=(
             "Prepared open-ended questions, two-person customer meetings, and the "
@@ -23,3 +27,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         routers=[router],
         workers=lambda runtime: [purging(runtime)],
     )
+    app.state.taxonomy = taxonomy
+    return app

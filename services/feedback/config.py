@@ -8,18 +8,17 @@ from typing import ClassVar
 from pydantic import Field
 
 from shared.config import PlatformSettings, database_url_field
+from shared.themes import DEFAULT_TAXONOMY_FILE, taxonomy_file_field
 
-DEFAULT_TAXONOMY_FILE = Path(__file__).with_name("taxonomy.toml")
+__all__ = ["DEFAULT_TAXONOMY_FILE", "Settings"]
 
 
 class Settings(PlatformSettings):
     service_name: ClassVar[str] = "feedback"
 
     database_url: str = database_url_field("feedback")
-    feedback_taxonomy_file: Path = Field(
-        default=DEFAULT_TAXONOMY_FILE,
-        description="TOML file of themes and their keywords; edit it and restart to change triage.",
-    )
+    # `CF_TAXONOMY_FILE` (or its older name `CF_FEEDBACK_TAXONOMY_FILE`): the file the expectations service reads too.
+    feedback_taxonomy_file: Path = taxonomy_file_field()
     feedback_complaining_share: float = Field(
         default=0.04,
         gt=0,
