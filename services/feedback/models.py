@@ -9,12 +9,15 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Column,
+    Date,
     DateTime,
     Float,
     ForeignKey,
     Identity,
     Index,
     SmallInteger,
+    Table,
     Text,
     func,
 )
@@ -57,7 +60,10 @@ class FeedbackRow(Base):
         Index("ix_feedback_channel_created_at_id", "channel", "created_at", "id"),
         Index("ix_feedback_status_created_at_id", "status", "created_at", "id"),
         Index("ix_feedback_product_created_at_id", "product", "created_at", "id"),
+        Index("ix_feedback_customer_kind_created_at_id", "customer_kind", "created_at", "id"),
+        # The metrics' edge days and a customer's figures: the rows of a time range, not the table.
         Index("ix_feedback_occurred_at", "occurred_at"),
+        Index("ix_feedback_customer_id_occurred_at", "customer_id", "occurred_at"),
         Index("ix_feedback_tags", "tags", postgresql_using="gin"),
     )
 
@@ -101,3 +107,90 @@ class ResolutionRow(Base):
         CheckConstraint("fairness IS NULL OR fairness BETWEEN 1 AND 5", name="fairness"),
         Index("ix_feedback_resolution_feedback_id_resolved_at", "feedback_id", "resolved_at"),
     )
+
+
+class ThemeRow(Base):
+    """A feedback under one of its themes: the list's `theme` filter walks `(theme, created_at, feedback_id)`."""
+
+    __tablename__ = "feedback_theme"
+
+    theme: Mapped[str] = mapped_column(Text, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    feedback_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+
+
+# Feedback per UTC day of `occurred_at` and what the metrics filter and count by. Written only in the capture's
+# own statement (repository.py): nothing counted here changes after capture. Tables, not mapped classes: they
+# have no key of their own, only a unique index (NULLS NOT DISTINCT, as product and rating may be null).
+day_count = Table(
+    "feedback_day_count",
+    Base.metadata,
+    Column("day", Date, nullable=False),
+    Column("customer_kind", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("channel", Text, nullable=False),
+    Column("product", Text),
+    Column("rating_scale", Text),
+    Column("rating_value", SmallInteger),
+    Column("feedback", BigInteger, nullable=False),
+    Index(
+        "ux_feedback_day_count",
+        "day",
+        "customer_kind",
+        "kind",
+        "channel",
+        "product",
+        "rating_scale",
+        "rating_value",
+        unique=True,
+        postgresql_nulls_not_distinct=True,
+    ),
+)
+
+# The same per theme, with whether the feedback's sentiment is negative: theme figures and theme trends.
+theme_day_count = Table(
+    "feedback_theme_day_count",
+    Base.metadata,
+    Column("day", Date, nullable=False),
+    Column("theme", Text, nullable=False),
+    Column("customer_kind", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("channel", Text, nullable=False),
+    Column("product", Text),
+    Column("negative", Boolean, nullable=False),
+    Column("feedback", BigInteger, nullable=False),
+    Index(
+        "ux_feedback_theme_day_count",
+        "day",
+        "theme",
+        "customer_kind",
+        "kind",
+        "channel",
+        "product",
+        "negative",
+        unique=True,
+        postgresql_nulls_not_distinct=True,
+    ),
+)
+
+
+# Spikes (spikes.py) count each theme's complaints in the trailing window and in the 7 days before it: a range of
+# this index, read without the table (the themes are in it), so a check costs the complaints of those days only.
+Index(
+    "ix_feedback_complaint_occurred_at",
+    FeedbackRow.occurred_at,
+    postgresql_where=FeedbackRow.kind == "complaint",
+    postgresql_include=["themes"],
+)
+
+
+class ThemeSpikeRow(Base):
+    """A theme's spike state: when it was last announced, and when a check last found it spiking."""
+
+    __tablename__ = "feedback_theme_spike"
+
+    theme: Mapped[str] = mapped_column(Text, primary_key=True)
+    # The `window_end` of the last `feedback.theme_spiking` announced for the theme.
+    announced_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The latest check that found it spiking: a spike is new once a whole window has passed since.
+    spiking_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
