@@ -10,6 +10,7 @@ so a broken file stops the start, not a request.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass
@@ -34,6 +35,12 @@ def taxonomy_file_field() -> Any:
             "`CF_FEEDBACK_TAXONOMY_FILE` is its older name); edit it and restart to change the themes."
         ),
     )
+
+
+def taxonomy_from_environment() -> Taxonomy:
+    """The taxonomy the services would load, for a job that has no settings (a migration's backfill)."""
+    named = next((os.environ[v] for v in TAXONOMY_FILE_VARIABLES if os.environ.get(v)), None)
+    return Taxonomy.load(Path(named) if named else DEFAULT_TAXONOMY_FILE)
 
 
 class TaxonomyError(ValueError):

@@ -6,8 +6,8 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, CheckConstraint, DateTime, ForeignKey, Index, Integer, Text
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy import Boolean, CheckConstraint, DateTime, ForeignKey, Index, Integer, Text, text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db import Base
@@ -15,6 +15,8 @@ from shared.db import Base
 CUSTOMER_KINDS = ("external", "internal")
 PRIORITIES = ("high", "medium", "low")
 CAPABILITIES = ("can_meet", "partial", "cannot_meet")
+# The capabilities that make an expectation a capability gap (the demand backlog, `GET /v1/expectations/gaps`).
+GAP_CAPABILITIES = ("partial", "cannot_meet")
 EXPECTATION_STATUSES = ("recorded", "confirmed")
 QUESTION_RULES = (
     "question_word",
@@ -70,6 +72,7 @@ class Meeting(Base):
         CheckConstraint(one_of("customer_kind", CUSTOMER_KINDS), name="customer_kind"),
         Index("ix_meeting_created_at_id", "created_at", "id"),
         Index("ix_meeting_customer_id_created_at_id", "customer_id", "created_at", "id"),
+        Index("ix_meeting_customer_kind_created_at_id", "customer_kind", "created_at", "id"),
     )
 
 
@@ -98,6 +101,8 @@ class ExpectationContent:
     key_point: Mapped[bool] = mapped_column(Boolean)
     measure: Mapped[str | None] = mapped_column(Text)
     capability: Mapped[str] = mapped_column(Text)
+    # The platform taxonomy's themes (`shared/themes.py`) the statement and restatement mention, in taxonomy order.
+    themes: Mapped[list[str]] = mapped_column(ARRAY(Text), server_default=text("'{}'"))
     question_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True), ForeignKey("question.id"))
     confirmed_by: Mapped[str | None] = mapped_column(Text)
     confirmation_note: Mapped[str | None] = mapped_column(Text)
@@ -139,6 +144,19 @@ class Expectation(ExpectationContent, Base):
         Index("ix_expectation_capability_created_at_id", "capability", "created_at", "id"),
         Index("ix_expectation_meeting_id_created_at_id", "meeting_id", "created_at", "id"),
         Index("ix_expectation_question_id", "question_id"),
+        Index("ix_expectation_customer_kind_created_at_id", "customer_kind", "created_at", "id"),
+        # The demand backlog reads only the gaps, by when their current version was recorded (and customer kind).
+        Index(
+            "ix_expectation_gap_recorded_at",
+            "recorded_at",
+            postgresql_where=text(one_of("capability", GAP_CAPABILITIES)),
+        ),
+        Index(
+            "ix_expectation_gap_customer_kind_recorded_at",
+            "customer_kind",
+            "recorded_at",
+            postgresql_where=text(one_of("capability", GAP_CAPABILITIES)),
+        ),
     )
 
 

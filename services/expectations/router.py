@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 
 from services.expectations import schemas, service
@@ -14,8 +14,10 @@ from shared.auth import Principal, require_scope
 from shared.db import DbSession
 from shared.idempotency import Idempotency
 from shared.pagination import DEFAULT_LIMIT, Cursor, Limit, Page
+from shared.schemas import CustomerKind
 from shared.settings_dependency import app_settings
-from shared.types import SafeStr
+from shared.themes import Taxonomy
+from shared.types import Instant, SafeStr
 
 router = APIRouter(prefix="/v1")
 
@@ -24,6 +26,14 @@ Writer = Annotated[Principal, Depends(require_scope("expectations:write"))]
 ExpectationSettings = Annotated[Settings, Depends(app_settings)]
 CustomerIdFilter = Annotated[SafeStr | None, Query(min_length=1, max_length=128, description="The customer's id.")]
 CustomerIdPath = Annotated[SafeStr, Path(min_length=1, max_length=128, description="The customer's id.")]
+CustomerKindFilter = Annotated[CustomerKind | None, Query(description="Only internal or only external customers.")]
+MAX_GAP_THEMES = 50
+
+
+def _taxonomy_of(request: Request) -> Taxonomy:
+    """The platform's theme taxonomy, loaded once at start (`app.py`)."""
+    taxonomy: Taxonomy = request.app.state.taxonomy
+    return taxonomy
 
 
 @router.post(
@@ -84,10 +94,13 @@ async def list_meetings(
     session: DbSession,
     _: Reader,
     customer_id: CustomerIdFilter = None,
+    customer_kind: CustomerKindFilter = None,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Page[schemas.Meeting]:
-    return await service.list_meetings(session, customer_id=customer_id, cursor=cursor, limit=limit)
+    return await service.list_meetings(
+        session, customer_id=customer_id, customer_kind=customer_kind, cursor=cursor, limit=limit
+    )
 
 
 @router.post(
@@ -100,15 +113,22 @@ async def list_meetings(
 async def create_expectation(
     meeting_id: uuid.UUID,
     expectation: schemas.ExpectationCreate,
+    request: Request,
     session: DbSession,
     principal: Writer,
     idempotency: Idempotency,
 ) -> Response:
-    """Record the customer's words and our restatement; it stays `recorded` until the customer confirms."""
+    """Record the customer's words and our restatement; it stays `recorded` until the customer confirms.
+
+    `themes` are the taxonomy's themes the statement and the restatement mention.
+    """
+    taxonomy = _taxonomy_of(request)
     return await idempotency.respond(
         principal,
         body=expectation,
-        create=lambda: service.record_expectation(session, meeting_id=meeting_id, expectation=expectation),
+        create=lambda: service.record_expectation(
+            session, meeting_id=meeting_id, expectation=expectation, taxonomy=taxonomy
+        ),
     )
 
 
@@ -129,16 +149,51 @@ async def confirm_expectation(
 async def revise_expectation(
     expectation_id: uuid.UUID,
     expectation: schemas.ExpectationCreate,
+    request: Request,
     session: DbSession,
     principal: Writer,
     idempotency: Idempotency,
 ) -> Response:
-    """Record a new version (`version` + 1, back to `recorded`); earlier versions stay in `history`."""
+    """Record a new version (`version` + 1, back to `recorded`, `themes` found again); earlier ones stay in history."""
+    taxonomy = _taxonomy_of(request)
     return await idempotency.respond(
         principal,
         body=expectation,
-        create=lambda: service.revise_expectation(session, expectation_id=expectation_id, expectation=expectation),
+        create=lambda: service.revise_expectation(
+            session, expectation_id=expectation_id, expectation=expectation, taxonomy=taxonomy
+        ),
         status_code=200,
+    )
+
+
+@router.get(
+    "/expectations/gaps",
+    tags=["expectations"],
+    summary="The demand backlog: capability gaps grouped by theme, most customers first",
+)
+async def gap_backlog(
+    request: Request,
+    session: DbSession,
+    settings: ExpectationSettings,
+    _: Reader,
+    since: Annotated[Instant | None, Query(description="Gaps whose current version was recorded from then.")] = None,
+    until: Annotated[Instant | None, Query(description="... and before then.")] = None,
+    customer_kind: CustomerKindFilter = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_GAP_THEMES, description="Most themes returned.")] = 20,
+) -> schemas.GapBacklog:
+    """Expectations we `cannot_meet` or meet only `partial`ly (current versions), grouped by theme.
+
+    Most distinct customers first; a few examples per theme in the customers' own words; gaps that
+    mention no theme are grouped under `unthemed`.
+    """
+    return await service.gap_backlog(
+        session,
+        since=since,
+        until=until,
+        customer_kind=customer_kind,
+        taxonomy=_taxonomy_of(request),
+        themes=limit,
+        examples=settings.expectations_gap_examples,
     )
 
 
@@ -155,6 +210,7 @@ async def list_expectations(
     meeting_id: uuid.UUID | None = None,
     status: schemas.ExpectationStatus | None = None,
     capability: schemas.Capability | None = None,
+    customer_kind: CustomerKindFilter = None,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Page[schemas.Expectation]:
@@ -164,6 +220,7 @@ async def list_expectations(
         meeting_id=meeting_id,
         status=status,
         capability=capability,
+        customer_kind=customer_kind,
         cursor=cursor,
         limit=limit,
     )

@@ -160,6 +160,7 @@ class ExpectationVersion(Output):
     key_point: bool
     measure: str | None
     capability: Capability
+    themes: list[str] = Field(description="The taxonomy's themes this version's statement and restatement mention.")
     question_id: uuid.UUID | None
     confirmation: Confirmation | None
     recorded_at: datetime
@@ -179,6 +180,12 @@ class Expectation(Output):
     key_point: bool
     measure: str | None
     capability: Capability
+    themes: list[str] = Field(
+        description=(
+            "Keys of the platform's themes (the taxonomy feedback is tagged with) that the statement or the "
+            "restatement mention, in taxonomy order; found again at each revision."
+        )
+    )
     question_id: uuid.UUID | None
     confirmation: Confirmation | None = Field(description="Who confirmed this version, and when; null until then.")
     history: list[ExpectationVersion] = Field(description="Earlier versions, oldest first.")
@@ -197,3 +204,33 @@ class CustomerExpectations(Output):
     unconfirmed_ids: list[uuid.UUID] = Field(description="Expectations whose current version awaits confirmation.")
     cannot_meet_ids: list[uuid.UUID] = Field(description="Expectations we cannot meet.")
     partial_ids: list[uuid.UUID] = Field(description="Expectations we can meet only partly.")
+
+
+# The demand backlog
+
+
+class GapExample(Output):
+    expectation_id: uuid.UUID
+    customer_id: str
+    statement: str = Field(description="The customer's own words.")
+
+
+class GapTheme(Output):
+    """The capability gaps under one theme."""
+
+    theme: str = Field(description="A theme key of the taxonomy, or `unthemed` for gaps that mention no theme.")
+    label: str = Field(description="The theme's label in the taxonomy (`Unthemed`; the key if no longer in it).")
+    customers: int = Field(description="Distinct customers with a gap under this theme.")
+    expectations: int = Field(description="Gaps (current versions of expectations) under this theme.")
+    examples: list[GapExample] = Field(
+        description="A few gaps in the customers' own words, one per customer, most recently recorded first."
+    )
+
+
+class GapBacklog(Output):
+    """Capability gaps grouped by theme: what blocks the most customers first."""
+
+    themes: list[GapTheme] = Field(
+        description="Most distinct customers first, then most gaps, then by key; a gap with several themes counts "
+        "under each."
+    )

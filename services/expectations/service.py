@@ -29,11 +29,14 @@ from shared.errors import Conflict, NotFound, Unprocessable, field_error
 from shared.outbox import add_event
 from shared.pagination import Page, page_of
 from shared.schemas import CustomerKind
+from shared.themes import Taxonomy
 
 STAFF_NEEDED = 2
 # Clocks of the caller and ours may differ a little; a meeting is not recorded ahead of time.
 HELD_AT_CLOCK_SKEW = timedelta(minutes=5)
 GAPS = (schemas.Capability.PARTIAL, schemas.Capability.CANNOT_MEET)
+# The key of the gap backlog's group of gaps that mention no theme of the taxonomy.
+UNTHEMED = repository.UNTHEMED
 
 
 # Questions
@@ -156,9 +159,20 @@ async def get_meeting(session: AsyncSession, *, meeting_id: uuid.UUID) -> schema
 
 
 async def list_meetings(
-    session: AsyncSession, *, customer_id: str | None, cursor: str | None, limit: int
+    session: AsyncSession,
+    *,
+    customer_id: str | None,
+    customer_kind: CustomerKind | None,
+    cursor: str | None,
+    limit: int,
 ) -> Page[schemas.Meeting]:
-    rows = await repository.list_meetings(session, customer_id=customer_id, cursor=cursor, limit=limit)
+    rows = await repository.list_meetings(
+        session,
+        customer_id=customer_id,
+        customer_kind=customer_kind.value if customer_kind is not None else None,
+        cursor=cursor,
+        limit=limit,
+    )
     items, next_cursor = page_of(rows, limit=limit, key=lambda r: (r.created_at, r.id))
     question_ids = await repository.question_ids_of(session, [r.id for r in items])
     return Page(items=[_meeting(r, question_ids.get(r.id, [])) for r in items], next_cursor=next_cursor)
@@ -189,7 +203,7 @@ def _meeting(row: models.Meeting, question_ids: Sequence[uuid.UUID]) -> schemas.
 
 
 async def record_expectation(
-    session: AsyncSession, *, meeting_id: uuid.UUID, expectation: schemas.ExpectationCreate
+    session: AsyncSession, *, meeting_id: uuid.UUID, expectation: schemas.ExpectationCreate, taxonomy: Taxonomy
 ) -> schemas.Expectation:
     meeting = await _meeting_row(session, meeting_id)
     await _check_question_was_prepared(session, meeting.id, expectation.question_id)
@@ -207,7 +221,7 @@ async def record_expectation(
         recorded_at=now,
         created_at=now,
         updated_at=now,
-        **_heard(expectation),
+        **_heard(expectation, taxonomy),
     )
     await repository.add(session, row)
     recorded = _expectation(row, [])
@@ -243,7 +257,7 @@ async def confirm_expectation(
 
 
 async def revise_expectation(
-    session: AsyncSession, *, expectation_id: uuid.UUID, expectation: schemas.ExpectationCreate
+    session: AsyncSession, *, expectation_id: uuid.UUID, expectation: schemas.ExpectationCreate, taxonomy: Taxonomy
 ) -> schemas.Expectation:
     """A new version, back to `recorded` until the customer confirms it; the old one joins the history."""
     row = await _expectation_row(session, expectation_id, for_update=True)
@@ -257,7 +271,7 @@ async def revise_expectation(
             **{field: getattr(row, field) for field in models.VERSION_FIELDS},
         ),
     )
-    for field, value in _heard(expectation).items():
+    for field, value in _heard(expectation, taxonomy).items():
         setattr(row, field, value)
     row.version += 1
     row.status = schemas.ExpectationStatus.RECORDED.value
@@ -284,6 +298,7 @@ async def list_expectations(
     meeting_id: uuid.UUID | None,
     status: schemas.ExpectationStatus | None,
     capability: schemas.Capability | None,
+    customer_kind: CustomerKind | None,
     cursor: str | None,
     limit: int,
 ) -> Page[schemas.Expectation]:
@@ -293,6 +308,7 @@ async def list_expectations(
         meeting_id=meeting_id,
         status=status.value if status is not None else None,
         capability=capability.value if capability is not None else None,
+        customer_kind=customer_kind.value if customer_kind is not None else None,
         cursor=cursor,
         limit=limit,
     )
@@ -309,6 +325,47 @@ async def customer_expectations(session: AsyncSession, *, customer_id: str) -> s
         unconfirmed_ids=[e.id for e in expectations if e.status != schemas.ExpectationStatus.CONFIRMED],
         cannot_meet_ids=[e.id for e in expectations if e.capability == schemas.Capability.CANNOT_MEET],
         partial_ids=[e.id for e in expectations if e.capability == schemas.Capability.PARTIAL],
+    )
+
+
+async def gap_backlog(
+    session: AsyncSession,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    customer_kind: CustomerKind | None,
+    taxonomy: Taxonomy,
+    themes: int,
+    examples: int,
+) -> schemas.GapBacklog:
+    """The capability gaps (current versions) recorded in [since, until), grouped by theme, most customers first."""
+    if since is not None and until is not None and since >= until:
+        raise field_error(["query", "until"], "must be after since")
+    groups = await repository.gap_groups(
+        session,
+        since=since,
+        until=until,
+        customer_kind=customer_kind.value if customer_kind is not None else None,
+        themes=themes,
+        examples=examples,
+    )
+    labels = {theme.key: theme.label for theme in taxonomy.themes} | {UNTHEMED: "Unthemed"}
+    return schemas.GapBacklog(
+        themes=[
+            schemas.GapTheme(
+                theme=group.theme,
+                label=labels.get(group.theme, group.theme),
+                customers=group.customers,
+                expectations=group.expectations,
+                examples=[
+                    schemas.GapExample(
+                        expectation_id=e.expectation_id, customer_id=e.customer_id, statement=e.statement
+                    )
+                    for e in group.examples
+                ],
+            )
+            for group in groups
+        ]
     )
 
 
@@ -336,9 +393,10 @@ async def _check_question_was_prepared(
         raise field_error(["body", "question_id"], "is not one of the questions prepared for this meeting")
 
 
-def _heard(expectation: schemas.ExpectationCreate) -> dict[str, object]:
-    """The columns a version takes from what was heard in the meeting."""
+def _heard(expectation: schemas.ExpectationCreate, taxonomy: Taxonomy) -> dict[str, object]:
+    """The columns a version takes from what was heard in the meeting, with the themes it mentions."""
     return {
+        "themes": taxonomy.themes_of(expectation.statement, expectation.restatement),
         "statement": expectation.statement,
         "restatement": expectation.restatement,
         "priority": expectation.priority.value,
@@ -373,6 +431,7 @@ def _expectation(row: models.Expectation, history: Sequence[models.ExpectationVe
         key_point=row.key_point,
         measure=row.measure,
         capability=schemas.Capability(row.capability),
+        themes=list(row.themes),
         question_id=row.question_id,
         confirmation=row.confirmation,
         history=[schemas.ExpectationVersion.model_validate(v) for v in history],
