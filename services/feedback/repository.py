@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import (
+    CTE,
+    BigInteger,
     ColumnElement,
     DateTime,
     Float,
     Interval,
     Row,
+    Select,
+    Subquery,
+    Table,
     and_,
     cast,
     func,
@@ -23,12 +28,14 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
+    union_all,
     update,
 )
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.feedback.models import FeedbackRow, ResolutionRow, StatusChangeRow
+from services.feedback.models import FeedbackRow, ResolutionRow, StatusChangeRow, ThemeRow, day_count, theme_day_count
 from shared.events import OutboxRecord
 from shared.group_commit import GroupCommit
 from shared.outbox import OutboxValues, ensure_fits, max_event_bytes, outbox_values
@@ -40,11 +47,13 @@ class FeedbackFilter:
     """What a list or the metrics are narrowed to; `since` inclusive, `until` exclusive (on `occurred_at`)."""
 
     customer_id: str | None = None
+    customer_kind: str | None = None
     kind: str | None = None
     channel: str | None = None
     status: str | None = None
     product: str | None = None
     tag: str | None = None
+    theme: str | None = None
     since: datetime | None = None
     until: datetime | None = None
 
@@ -73,7 +82,10 @@ class NewFeedback(NamedTuple):
 
 # New feedback and each one's event, in one statement: each parameter is one column, an array with a value
 # per row (a row's tags and themes as JSON, since an array of arrays would be one flat array). One
-# statement is atomic on its own: written alone, it needs no BEGIN and COMMIT.
+# statement is atomic on its own: written alone, it needs no BEGIN and COMMIT. The same statement adds the
+# feedback to the day rollups (the metrics and theme trends read those) and to `feedback_theme` (the list's
+# theme filter), so they never differ from the feedback table. Each rollup's rows are upserted in key order:
+# concurrent statements lock shared rows in the same order and cannot deadlock.
 _INSERT = text(
     """
 WITH capture AS (
@@ -96,6 +108,26 @@ WITH capture AS (
         sentiment_label, sentiment_source, ARRAY(SELECT jsonb_array_elements_text(CAST(themes AS jsonb))),
         created_at, created_at
     FROM capture ORDER BY position
+), day_counted AS (
+    INSERT INTO feedback_day_count AS counted (day, customer_kind, kind, channel, product, rating_scale,
+        rating_value, feedback)
+    SELECT CAST(timezone('UTC', occurred_at) AS date), customer_kind, kind, channel, product, rating_scale,
+        rating_value, count(*)
+    FROM capture GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7
+    ON CONFLICT (day, customer_kind, kind, channel, product, rating_scale, rating_value)
+    DO UPDATE SET feedback = counted.feedback + EXCLUDED.feedback
+), themed AS (
+    SELECT capture.*, theme FROM capture, jsonb_array_elements_text(CAST(capture.themes AS jsonb)) AS theme
+), by_theme AS (
+    INSERT INTO feedback_theme (theme, created_at, feedback_id) SELECT theme, created_at, id FROM themed
+), theme_day_counted AS (
+    INSERT INTO feedback_theme_day_count AS counted (day, theme, customer_kind, kind, channel, product, negative,
+        feedback)
+    SELECT CAST(timezone('UTC', occurred_at) AS date), theme, customer_kind, kind, channel, product,
+        sentiment_label = 'negative', count(*)
+    FROM themed GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7
+    ON CONFLICT (day, theme, customer_kind, kind, channel, product, negative)
+    DO UPDATE SET feedback = counted.feedback + EXCLUDED.feedback
 )
 INSERT INTO outbox_event (event_id, topic, key, event_type, value)
 SELECT event_id, topic, key, event_type, value FROM capture ORDER BY position
@@ -250,9 +282,14 @@ async def list_feedback(
 ) -> Sequence[FeedbackRow]:
     """One page newest first, plus one row that says whether there is more."""
     statement = select(FeedbackRow).where(*_conditions(where))
-    statement = keyset_page(
-        statement, created_at=FeedbackRow.created_at, item_id=FeedbackRow.id, cursor=cursor, limit=limit
-    )
+    created_at, item_id = FeedbackRow.created_at, FeedbackRow.id
+    if where.theme is not None:
+        # Walk the theme's rows newest first (its own index), not every feedback that has the theme.
+        statement = statement.join(
+            ThemeRow, and_(ThemeRow.feedback_id == FeedbackRow.id, ThemeRow.created_at == FeedbackRow.created_at)
+        ).where(ThemeRow.theme == where.theme)
+        created_at, item_id = ThemeRow.created_at, ThemeRow.feedback_id
+    statement = keyset_page(statement, created_at=created_at, item_id=item_id, cursor=cursor, limit=limit)
     return (await session.scalars(statement)).all()
 
 
@@ -260,6 +297,7 @@ def _conditions(where: FeedbackFilter) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
     for column, value in (
         (FeedbackRow.customer_id, where.customer_id),
+        (FeedbackRow.customer_kind, where.customer_kind),
         (FeedbackRow.kind, where.kind),
         (FeedbackRow.channel, where.channel),
         (FeedbackRow.status, where.status),
@@ -288,39 +326,189 @@ class Assumptions:
 KINDS = ("complaint", "compliment", "suggestion", "question", "survey_response")
 
 
-def _figures(columns: Any, assumptions: Assumptions) -> list[ColumnElement[Any]]:
-    """The metric figures over `columns` (the feedback table or a CTE of it), computed in SQL."""
-    kind, scale, value, customer = columns.kind, columns.rating_scale, columns.rating_value, columns.customer_id
+@dataclass(frozen=True)
+class _Span:
+    """Where the figures of `[since, until)` are read: whole UTC days `[first_day, end_day)` (None: open) from a
+    rollup when `whole_days`, and the moments around them (`edges`, each `[from, to)`) from the feedback table."""
+
+    whole_days: bool
+    first_day: date | None
+    end_day: date | None
+    edges: tuple[tuple[datetime | None, datetime | None], ...]
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), UTC)
+
+
+def _span(where: FeedbackFilter) -> _Span:
+    """Whole days from the rollup, the partial days at either end exactly from the feedback table."""
+    everything = _Span(whole_days=False, first_day=None, end_day=None, edges=((where.since, where.until),))
+    if where.customer_id is not None:
+        # One customer's feedback is few rows, read through (customer_id, occurred_at); no rollup has customers.
+        return everything
+    first = end = None
+    edges: list[tuple[datetime | None, datetime | None]] = []
+    if where.since is not None:
+        since = where.since.astimezone(UTC)
+        first = since.date()
+        if since != _midnight(first):
+            if first == date.max:
+                return everything
+            first += timedelta(days=1)
+            edges.append((since, _midnight(first)))
+    if where.until is not None:
+        until = where.until.astimezone(UTC)
+        end = until.date()
+        if until != _midnight(end):
+            edges.append((_midnight(end), until))
+    if first is not None and end is not None and first >= end:
+        return everything
+    return _Span(whole_days=True, first_day=first, end_day=end, edges=tuple(edges))
+
+
+def _within(edges: Sequence[tuple[datetime | None, datetime | None]]) -> ColumnElement[bool]:
+    ranges = []
+    for start, end in edges:
+        bounds = [FeedbackRow.occurred_at >= start] if start is not None else []
+        if end is not None:
+            bounds.append(FeedbackRow.occurred_at < end)
+        if not bounds:
+            return true()
+        ranges.append(and_(*bounds))
+    return or_(*ranges)
+
+
+def _edge_conditions(where: FeedbackFilter, span: _Span) -> list[ColumnElement[bool]]:
+    """The feedback table's rows of `span`'s edges that `where` selects."""
+    return [*_conditions(replace(where, since=None, until=None)), _within(span.edges)]
+
+
+def _rollup_conditions(table: Table, where: FeedbackFilter, span: _Span) -> list[ColumnElement[bool]]:
+    """The rollup rows of `span`'s whole days that `where` selects (what a rollup can be filtered by)."""
+    conditions: list[ColumnElement[bool]] = []
+    for name in ("customer_kind", "kind", "channel", "product"):
+        value = getattr(where, name)
+        if value is not None:
+            conditions.append(table.c[name] == value)
+    if span.first_day is not None:
+        conditions.append(table.c.day >= span.first_day)
+    if span.end_day is not None:
+        conditions.append(table.c.day < span.end_day)
+    return conditions
+
+
+def _period(bucket: str | None, moment: ColumnElement[Any]) -> list[ColumnElement[Any]]:
+    """The UTC period (a timestamp without zone) `moment` falls in, as a column; none without `bucket`."""
+    return [func.date_trunc(bucket, moment).label("period_start")] if bucket is not None else []
+
+
+def _day_start(day: ColumnElement[Any]) -> ColumnElement[Any]:
+    return cast(day, DateTime(timezone=False))
+
+
+def _occurred_in_utc() -> ColumnElement[Any]:
+    return func.timezone("UTC", FeedbackRow.occurred_at)
+
+
+def _counted(where: FeedbackFilter, span: _Span, bucket: str | None) -> CTE:
+    """Counted feedback of `where`: rows of (period_start if `bucket`, kind, rating_scale, rating_value, n)."""
+    parts: list[Select[Any]] = []
+    if span.whole_days:
+        c = day_count.c
+        parts.append(
+            select(
+                *_period(bucket, _day_start(c.day)), c.kind, c.rating_scale, c.rating_value, c.feedback.label("n")
+            ).where(*_rollup_conditions(day_count, where, span))
+        )
+    if span.edges:
+        f = FeedbackRow
+        parts.append(
+            select(*_period(bucket, _occurred_in_utc()), f.kind, f.rating_scale, f.rating_value, _one()).where(
+                *_edge_conditions(where, span)
+            )
+        )
+    return (union_all(*parts) if len(parts) > 1 else parts[0]).cte("counted")
+
+
+def _one() -> ColumnElement[int]:
+    return cast(literal(1), BigInteger).label("n")
+
+
+def _counts(columns: Any) -> list[ColumnElement[Any]]:
+    """The additive figures over counted rows (`_counted`), summed."""
+    kind, scale, value, n = columns.kind, columns.rating_scale, columns.rating_value, columns.n
     nps, csat, ces = scale == "nps", scale == "csat", scale == "ces"
 
-    def count_where(*conditions: ColumnElement[bool]) -> ColumnElement[int]:
-        return func.count().filter(and_(*conditions))
+    def total(*conditions: ColumnElement[bool]) -> ColumnElement[int]:
+        summed = func.sum(n).filter(and_(*conditions)) if conditions else func.sum(n)
+        return cast(func.coalesce(summed, 0), BigInteger)
+
+    return [
+        total().label("total"),
+        *(total(kind == name).label(f"kind_{name}") for name in KINDS),
+        total(nps, value >= 9).label("promoters"),
+        total(nps, value.between(7, 8)).label("passives"),
+        total(nps, value <= 6).label("detractors"),
+        total(nps).label("nps_responses"),
+        total(csat).label("csat_responses"),
+        total(csat, value >= 4).label("csat_satisfied"),
+        total(ces).label("ces_responses"),
+        cast(func.coalesce(func.sum(value * n).filter(ces), 0), BigInteger).label("ces_sum"),
+    ]
+
+
+def _moods(columns: Any) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+    """Whether a feedback tells of an unhappy customer, and of a happy one."""
+    kind, scale, value = columns.kind, columns.rating_scale, columns.rating_value
+    nps, csat, ces = scale == "nps", scale == "csat", scale == "ces"
+    unhappy = or_(kind == "complaint", and_(nps, value <= 6), and_(csat, value <= 2), and_(ces, value >= 5))
+    happy = or_(kind == "compliment", and_(nps, value >= 9), and_(csat, value >= 4), and_(ces, value <= 2))
+    return unhappy, happy
+
+
+def _customers(where: FeedbackFilter, bucket: str | None) -> Select[Any]:
+    """Distinct unhappy and happy customers (word of mouth), from the feedback table: a count of distinct
+    customers cannot be added up from day rollups."""
+    unhappy, happy = _moods(FeedbackRow)
+    period = _period(bucket, _occurred_in_utc())
+    statement = select(
+        *period,
+        func.count(FeedbackRow.customer_id.distinct()).filter(unhappy).label("unhappy_customers"),
+        func.count(FeedbackRow.customer_id.distinct()).filter(happy).label("happy_customers"),
+    ).where(*_conditions(where), or_(unhappy, happy))
+    return statement.group_by(*period) if bucket is not None else statement
+
+
+def _figures(counts: Any, customers: Any, assumptions: Assumptions) -> list[ColumnElement[Any]]:
+    """The metric figures from summed counts (`_counts`) and customers (`_customers`); either may be null."""
+
+    def of(column: Any) -> ColumnElement[int]:
+        return func.coalesce(column, 0)
 
     def ratio(numerator: ColumnElement[Any], denominator: ColumnElement[Any], scale_by: float = 1.0) -> Any:
         return cast(numerator * literal(scale_by) / func.nullif(denominator, 0), Float)
 
-    complaints = count_where(kind == "complaint")
-    compliments = count_where(kind == "compliment")
-    promoters = count_where(nps, value >= 9)
-    detractors = count_where(nps, value <= 6)
-    nps_responses = count_where(nps)
-    csat_responses = count_where(csat)
-    unhappy = or_(kind == "complaint", and_(nps, value <= 6), and_(csat, value <= 2), and_(ces, value >= 5))
-    happy = or_(kind == "compliment", and_(nps, value >= 9), and_(csat, value >= 4), and_(ces, value <= 2))
-    unhappy_customers = func.count(customer.distinct()).filter(unhappy)
-    happy_customers = func.count(customer.distinct()).filter(happy)
+    complaints, compliments = of(counts.kind_complaint), of(counts.kind_compliment)
+    promoters, detractors = of(counts.promoters), of(counts.detractors)
+    nps_responses, csat_responses, ces_responses = (
+        of(counts.nps_responses),
+        of(counts.csat_responses),
+        of(counts.ces_responses),
+    )
+    unhappy_customers, happy_customers = of(customers.unhappy_customers), of(customers.happy_customers)
     return [
-        func.count(kind).label("total"),
-        *(count_where(kind == name).label(f"kind_{name}") for name in KINDS),
+        of(counts.total).label("total"),
+        *(of(counts[f"kind_{name}"]).label(f"kind_{name}") for name in KINDS),
         promoters.label("promoters"),
-        count_where(nps, value.between(7, 8)).label("passives"),
+        of(counts.passives).label("passives"),
         detractors.label("detractors"),
         nps_responses.label("nps_responses"),
         ratio(promoters - detractors, nps_responses, 100.0).label("nps_score"),
         csat_responses.label("csat_responses"),
-        ratio(count_where(csat, value >= 4), csat_responses, 100.0).label("csat_score"),
-        count_where(ces).label("ces_responses"),
-        cast(func.avg(value).filter(ces), Float).label("ces_average"),
+        ratio(of(counts.csat_satisfied), csat_responses, 100.0).label("csat_score"),
+        ces_responses.label("ces_responses"),
+        ratio(of(counts.ces_sum), ces_responses).label("ces_average"),
         ratio(compliments, complaints).label("compliments_per_complaint"),
         cast(complaints / literal(assumptions.complaining_share), Float).label("silent_dissatisfied"),
         unhappy_customers.label("unhappy_customers"),
@@ -331,8 +519,11 @@ def _figures(columns: Any, assumptions: Assumptions) -> list[ColumnElement[Any]]
 
 
 async def figures(session: AsyncSession, where: FeedbackFilter, assumptions: Assumptions) -> Row[Any]:
-    """The figures over every feedback `where` selects."""
-    statement = select(*_figures(FeedbackRow.__table__.c, assumptions)).where(*_conditions(where))
+    """The figures over every feedback `where` selects: whole days from the rollup, edges from feedback."""
+    counted = _counted(where, _span(where), None)
+    counts = select(*_counts(counted.c)).subquery("counts")
+    customers = _customers(where, None).subquery("customers")
+    statement = select(*_figures(counts.c, customers.c, assumptions)).select_from(counts.join(customers, true()))
     return (await session.execute(statement)).one()
 
 
@@ -342,25 +533,17 @@ async def figures_per_period(
     """The figures per week or month (UTC), empty periods included, from `since` (or the first feedback)
     to `until` (or now)."""
     step = cast(literal(f"1 {bucket}"), Interval)
+    counted = _counted(where, _span(where), bucket)
+    counts = select(counted.c.period_start, *_counts(counted.c)).group_by(counted.c.period_start).subquery("counts")
+    customers = _customers(where, bucket).subquery("customers")
 
     def period_of(moment: Any) -> ColumnElement[Any]:
         return func.date_trunc(bucket, func.timezone("UTC", moment))
 
-    filtered = (
-        select(
-            FeedbackRow.kind,
-            FeedbackRow.rating_scale,
-            FeedbackRow.rating_value,
-            FeedbackRow.customer_id,
-            period_of(FeedbackRow.occurred_at).label("period_start"),
-        )
-        .where(*_conditions(where))
-        .cte("filtered")
-    )
     first: Any = (
         period_of(_moment(where.since))
         if where.since is not None
-        else select(func.min(filtered.c.period_start)).scalar_subquery()
+        else select(func.min(counts.c.period_start)).scalar_subquery()
     )
     last = period_of(
         _moment(where.until) - cast(literal("1 microsecond"), Interval) if where.until is not None else func.now()
@@ -372,13 +555,85 @@ async def figures_per_period(
             func.timezone("UTC", periods.c.period_start).label("period_start"),
             # The month or week after December 9999 cannot be returned: the last period ends with year 9999.
             func.timezone("UTC", func.least(periods.c.period_start + step, _LAST_MOMENT)).label("period_end"),
-            *_figures(filtered.c, assumptions),
+            *_figures(counts.c, customers.c, assumptions),
         )
-        .select_from(periods.outerjoin(filtered, filtered.c.period_start == periods.c.period_start))
-        .group_by(periods.c.period_start)
+        .select_from(
+            periods.outerjoin(counts, counts.c.period_start == periods.c.period_start).outerjoin(
+                customers, customers.c.period_start == periods.c.period_start
+            )
+        )
         .order_by(periods.c.period_start)
     )
     return (await session.execute(statement)).all()
+
+
+def _themed(where: FeedbackFilter, bucket: str | None) -> Subquery:
+    """Feedback of `where` counted per theme: rows of (period_start if `bucket`, theme, kind, negative, n)."""
+    span = _span(where)
+    parts: list[Select[Any]] = []
+    if span.whole_days:
+        c = theme_day_count.c
+        parts.append(
+            select(*_period(bucket, _day_start(c.day)), c.theme, c.kind, c.negative, c.feedback.label("n")).where(
+                *_rollup_conditions(theme_day_count, where, span)
+            )
+        )
+    if span.edges:
+        f = FeedbackRow
+        theme = func.unnest(f.themes).label("theme")
+        negative = (f.sentiment_label == "negative").label("negative")
+        parts.append(
+            select(*_period(bucket, _occurred_in_utc()), theme, f.kind, negative, _one()).where(
+                *_edge_conditions(where, span)
+            )
+        )
+    return (union_all(*parts) if len(parts) > 1 else parts[0]).subquery("themed")
+
+
+async def theme_figures(session: AsyncSession, where: FeedbackFilter) -> Sequence[tuple[str, int, int, int]]:
+    """Per theme of the feedback `where` selects: how many, complaints, negative; most feedback first."""
+    themed = _themed(where, None)
+    n = themed.c.n
+    count = cast(func.sum(n), BigInteger).label("count")
+    statement = (
+        select(
+            themed.c.theme,
+            count,
+            cast(func.coalesce(func.sum(n).filter(themed.c.kind == "complaint"), 0), BigInteger).label("complaints"),
+            cast(func.coalesce(func.sum(n).filter(themed.c.negative), 0), BigInteger).label("negative"),
+        )
+        .group_by(themed.c.theme)
+        .order_by(count.desc(), themed.c.theme)
+    )
+    return [
+        (theme, int(count), int(complaints), int(negative))
+        for theme, count, complaints, negative in await session.execute(statement)
+    ]
+
+
+async def first_themed_day(session: AsyncSession, where: FeedbackFilter) -> date | None:
+    """The first UTC day with themed feedback `where` selects (its time range aside)."""
+    conditions = _rollup_conditions(theme_day_count, where, _Span(True, None, None, ()))
+    day: date | None = (await session.execute(select(func.min(theme_day_count.c.day)).where(*conditions))).scalar_one()
+    return day
+
+
+async def theme_series(
+    session: AsyncSession, where: FeedbackFilter, *, bucket: str
+) -> Sequence[tuple[str, datetime, int, int]]:
+    """Per theme and UTC period (a naive UTC timestamp) with feedback: how many, complaints."""
+    themed = _themed(where, bucket)
+    n = themed.c.n
+    statement = select(
+        themed.c.theme,
+        themed.c.period_start,
+        cast(func.sum(n), BigInteger).label("count"),
+        cast(func.coalesce(func.sum(n).filter(themed.c.kind == "complaint"), 0), BigInteger).label("complaints"),
+    ).group_by(themed.c.theme, themed.c.period_start)
+    return [
+        (theme, start, int(count), int(complaints))
+        for theme, start, count, complaints in await session.execute(statement)
+    ]
 
 
 _LAST_MOMENT = cast(literal("9999-12-31 23:59:59.999999"), DateTime(timezone=False))

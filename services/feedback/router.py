@@ -25,6 +25,9 @@ from services.feedback.schemas import (
     Product,
     StatusMove,
     Tag,
+    ThemeKey,
+    ThemeTrends,
+    TrendBucket,
     VerdictIn,
     VerdictLink,
     VerdictReceipt,
@@ -36,6 +39,7 @@ from shared.db import DbSession
 from shared.errors import Problem, Unprocessable
 from shared.idempotency import Idempotency
 from shared.pagination import DEFAULT_LIMIT, Cursor, Limit
+from shared.schemas import CustomerKind
 from shared.settings_dependency import app_settings
 from shared.types import CustomerId, Instant
 
@@ -71,6 +75,7 @@ Since = Annotated[Instant | None, Query(description="Occurred at or after (RFC 3
 Until = Annotated[Instant | None, Query(description="Occurred before (RFC 3339 with a zone).")]
 ProductFilter = Annotated[Product | None, Query()]
 CustomerFilter = Annotated[CustomerId | None, Query()]
+CustomerKindFilter = Annotated[CustomerKind | None, Query(description="Only internal or only external customers.")]
 
 
 @router.post(
@@ -100,11 +105,13 @@ async def find_feedback(
     session: DbSession,
     _: Reader,
     customer_id: CustomerFilter = None,
+    customer_kind: CustomerKindFilter = None,
     kind: FeedbackKind | None = None,
     channel: Channel | None = None,
     status: FeedbackStatus | None = None,
     product: ProductFilter = None,
     tag: Annotated[Tag | None, Query()] = None,
+    theme: Annotated[ThemeKey | None, Query(description="A theme's key: feedback with that theme.")] = None,
     since: Since = None,
     until: Until = None,
     limit: Limit = DEFAULT_LIMIT,
@@ -112,11 +119,13 @@ async def find_feedback(
 ) -> FeedbackPage:
     where = FeedbackFilter(
         customer_id=customer_id,
+        customer_kind=customer_kind,
         kind=kind,
         channel=channel,
         status=status,
         product=product,
         tag=tag,
+        theme=theme,
         since=since,
         until=until,
     )
@@ -128,7 +137,8 @@ async def find_feedback(
     response_model=FeedbackMetrics,
     summary="Customer-focus figures",
     description="Volume, NPS, CSAT, CES, compliments per complaint, the silent dissatisfied and word of mouth, "
-    "over the feedback that occurred in [since, until); with `bucket`, also per week or month (UTC).",
+    "the themes and the customers' verdicts, over the feedback that occurred in [since, until); "
+    "with `bucket`, also per week or month (UTC).",
 )
 async def feedback_metrics(
     session: DbSession,
@@ -137,12 +147,43 @@ async def feedback_metrics(
     since: Since = None,
     until: Until = None,
     customer_id: CustomerFilter = None,
+    customer_kind: CustomerKindFilter = None,
     channel: Channel | None = None,
     product: ProductFilter = None,
     bucket: Bucket | None = None,
 ) -> FeedbackMetrics:
-    where = FeedbackFilter(customer_id=customer_id, channel=channel, product=product, since=since, until=until)
+    where = FeedbackFilter(
+        customer_id=customer_id,
+        customer_kind=customer_kind,
+        channel=channel,
+        product=product,
+        since=since,
+        until=until,
+    )
     return await service.measure(session, where=where, bucket=bucket, settings=settings)
+
+
+@router.get(
+    "/themes",
+    response_model=ThemeTrends,
+    summary="Theme trends",
+    description="Each theme's feedback and complaints per UTC day, week (from Monday) or month of the feedback "
+    "that occurred in [since, until) (default: from the first themed feedback to now), every period listed. "
+    "More periods than `CF_FEEDBACK_MAX_METRIC_PERIODS` (default 1000) is a 422: narrow the range or take a "
+    "longer bucket.",
+)
+async def theme_trends(
+    session: DbSession,
+    _: Reader,
+    settings: ServiceSettings,
+    since: Since = None,
+    until: Until = None,
+    bucket: TrendBucket = TrendBucket.WEEK,
+    kind: FeedbackKind | None = None,
+    customer_kind: CustomerKindFilter = None,
+) -> ThemeTrends:
+    where = FeedbackFilter(kind=kind, customer_kind=customer_kind, since=since, until=until)
+    return await service.theme_trends(session, where=where, bucket=bucket, settings=settings)
 
 
 @router.get("/{feedback_id}", response_model=Feedback, summary="One feedback with its history")

@@ -14,6 +14,7 @@ from shared.types import CustomerId, Instant, SafeStr
 
 Tag = Annotated[SafeStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 Product = Annotated[SafeStr, StringConstraints(min_length=1, max_length=200)]
+ThemeKey = Annotated[SafeStr, StringConstraints(min_length=1, max_length=64)]
 
 TEXT_MAX_LENGTH = 10_000
 
@@ -253,6 +254,38 @@ class Period(Figures):
     period_end: datetime
 
 
+class ThemeFigures(_Frozen):
+    """One theme of the filtered feedback."""
+
+    theme: str = Field(description="The theme's key in the taxonomy.")
+    count: int = Field(description="Feedback with this theme.")
+    complaints: int = Field(description="Of those, complaints.")
+    negative: int = Field(description="Of those, with negative sentiment.")
+
+
+class TrendBucket(StrEnum):
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+
+
+class ThemePeriod(_Frozen):
+    """One period of a theme's trend: a UTC day, a week from Monday 00:00 UTC, or a calendar month (UTC)."""
+
+    period_start: datetime
+    count: int
+    complaints: int
+
+
+class ThemeTrend(_Frozen):
+    theme: str
+    series: list[ThemePeriod] = Field(description="Every period of the range, oldest first, empty ones as 0.")
+
+
+class ThemeTrends(_Frozen):
+    themes: list[ThemeTrend] = Field(description="The themes with feedback in the range, most feedback first.")
+
+
 class Resolution(_Frozen):
     verdicts: int = Field(description="Verdicts given on resolutions of the filtered feedback.")
     accepted: int
@@ -283,3 +316,7 @@ class FeedbackMetrics(Figures):
     bucket: Bucket | None
     series: list[Period] | None = Field(description="One entry per period, oldest first; null without `bucket`.")
     resolution: Resolution = Field(description="The customers' verdicts on the resolutions of the filtered feedback.")
+    themes: list[ThemeFigures] = Field(
+        default_factory=list, description="The themes of the filtered feedback, most feedback first."
+    )
+

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -36,6 +38,11 @@ from services.feedback.schemas import (
     SilentDissatisfied,
     StatusChange,
     StatusMove,
+    ThemeFigures,
+    ThemePeriod,
+    ThemeTrend,
+    ThemeTrends,
+    TrendBucket,
     Verdict,
     VerdictIn,
     VerdictLink,
@@ -321,6 +328,10 @@ async def measure(
             Period(period_start=row.period_start, period_end=row.period_end, **_figures_of(row, assumptions))
             for row in rows
         ]
+    themes = [
+        ThemeFigures(theme=theme, count=count, complaints=complaints, negative=negative)
+        for theme, count, complaints, negative in await repository.theme_figures(session, where)
+    ]
     verdicts = await repository.resolution_figures(session, where)
     resolution = Resolution(
         verdicts=verdicts.verdicts,
@@ -334,8 +345,67 @@ async def measure(
         bucket=bucket,
         series=series,
         resolution=resolution,
+        themes=themes,
         **_figures_of(overall, assumptions),
     )
+
+
+async def theme_trends(
+    session: AsyncSession, *, where: FeedbackFilter, bucket: TrendBucket, settings: Settings
+) -> ThemeTrends:
+    """Each theme's feedback and complaints per UTC day, week or month of `[since, until)`, empty periods as 0.
+
+    From `since` (or the first themed feedback) to `until` (or now); more than
+    `CF_FEEDBACK_MAX_METRIC_PERIODS` periods is a 422, refused before anything is counted.
+    """
+    _check_range(where)
+    if where.since is not None:
+        first = where.since.astimezone(UTC)
+    else:
+        first_day = await repository.first_themed_day(session, where)
+        if first_day is None:
+            return ThemeTrends(themes=[])
+        first = datetime.combine(first_day, time(), UTC)
+    last = where.until.astimezone(UTC) - timedelta(microseconds=1) if where.until is not None else datetime.now(UTC)
+    limit = settings.feedback_max_metric_periods
+    periods = list(itertools.islice(_periods(bucket, first, last), limit + 1))
+    if len(periods) > limit:
+        raise field_error(["query", "bucket"], f"gives more than {limit} periods; narrow since and until")
+    counted: dict[str, dict[datetime, tuple[int, int]]] = {}
+    for theme, period_start, count, complaints in await repository.theme_series(session, where, bucket=bucket.value):
+        counted.setdefault(theme, {})[period_start.replace(tzinfo=UTC)] = (count, complaints)
+    totals = {theme: sum(count for count, _ in series.values()) for theme, series in counted.items()}
+    return ThemeTrends(
+        themes=[
+            ThemeTrend(
+                theme=theme,
+                series=[
+                    ThemePeriod(period_start=start, count=count, complaints=complaints)
+                    for start in periods
+                    for count, complaints in [counted[theme].get(start, (0, 0))]
+                ],
+            )
+            for theme in sorted(counted, key=lambda theme: (-totals[theme], theme))
+        ]
+    )
+
+
+def _periods(bucket: TrendBucket, first: datetime, last: datetime) -> Iterator[datetime]:
+    """The starts of the UTC periods from the one holding `first` to the one holding `last` (weeks from Monday)."""
+    start = datetime.combine(first.date(), time(), UTC)
+    if bucket is TrendBucket.WEEK:
+        start -= timedelta(days=start.weekday())
+    elif bucket is TrendBucket.MONTH:
+        start = start.replace(day=1)
+    while start <= last:
+        yield start
+        try:
+            if bucket is TrendBucket.MONTH:
+                start = start.replace(year=start.year + start.month // 12, month=start.month % 12 + 1)
+            else:
+                start += timedelta(days=7 if bucket is TrendBucket.WEEK else 1)
+        except (ValueError, OverflowError):  # past year 9999
+            return
 
 
 def _figures_of(row: Any, assumptions: Assumptions) -> dict[str, Any]:

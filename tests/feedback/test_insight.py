@@ -1,0 +1,385 @@
+"""Themes counted and trended, internal against external customers, and the day rollups they are read from.
+
+Each test captures feedback at fixed `occurred_at` moments in a year of its own (centuries ago), so the time
+range alone isolates it from the rest of the suite where a filter (like the theme trends') has no product.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from tests.feedback.conftest import capture, complaint, new_customer
+from tests.support.platform import Platform
+
+DELIVERY = "The parcel arrived late."
+BILLING = "I was billed twice on one invoice."
+DELIVERY_AND_BILLING = "The courier lost the parcel and the invoice billed me anyway, terrible."
+PRAISE = "Wonderful courier, the parcel arrived early, thank you!"
+
+
+def _a_year_of_its_own() -> int:
+    return random.randint(1100, 1900)
+
+
+def _at(year: int, month: int, day: int, hour: int = 12, minute: int = 0, microsecond: int = 0) -> str:
+    return datetime(year, month, day, hour, minute, 0, microsecond, UTC).isoformat()
+
+
+async def _capture_at(
+    client: httpx.AsyncClient, platform: Platform, occurred_at: str, text: str, **fields: Any
+) -> dict[str, Any]:
+    body = complaint(new_customer(), text=text, occurred_at=occurred_at, **fields)
+    return await capture(client, platform, body)
+
+
+async def _get(client: httpx.AsyncClient, platform: Platform, path: str, **params: Any) -> dict[str, Any]:
+    response = await client.get(path, params=params, headers=platform.auth("feedback:read"))
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _theme_figures(captured: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What the metrics' `themes` must say about `captured`, counted here from the responses."""
+    figures: dict[str, dict[str, Any]] = {}
+    for feedback in captured:
+        for theme in feedback["themes"]:
+            entry = figures.setdefault(theme, {"theme": theme, "count": 0, "complaints": 0, "negative": 0})
+            entry["count"] += 1
+            entry["complaints"] += feedback["kind"] == "complaint"
+            entry["negative"] += feedback["sentiment"]["label"] == "negative"
+    return sorted(figures.values(), key=lambda entry: (-entry["count"], entry["theme"]))
+
+
+async def test_metrics_count_each_theme_with_its_complaints_and_negative_feedback(
+    client: httpx.AsyncClient, platform: Platform
+) -> None:
+    year, product = _a_year_of_its_own(), f"product-{uuid.uuid4().hex[:8]}"
+    captured = [
+        await _capture_at(client, platform, _at(year, 3, 1), DELIVERY, product=product),
+        await _capture_at(client, platform, _at(year, 3, 2), DELIVERY_AND_BILLING, product=product),
+        await _capture_at(client, platform, _at(year, 3, 3), BILLING, product=product, kind="question"),
+        await _capture_at(client, platform, _at(year, 4, 9), PRAISE, product=product, kind="compliment"),
+        await _capture_at(client, platform, _at(year, 4, 9), "Nothing to say about it.", product=product),
+    ]
+    assert [sorted(feedback["themes"]) for feedback in captured] == [
+        ["delivery"],
+        ["billing", "delivery"],
+        ["billing"],
+        ["delivery"],
+        [],
+    ]
+    assert {feedback["sentiment"]["label"] for feedback in captured[1:2]} == {"negative"}
+    assert captured[3]["sentiment"]["label"] == "positive"
+
+    themes = (await _get(client, platform, "/v1/feedback/metrics", product=product))["themes"]
+
+    assert themes == _theme_figures(captured)
+    assert themes[0] == {
+        "theme": "delivery",
+        "count": 3,
+        "complaints": 2,
+        "negative": sum(f["sentiment"]["label"] == "negative" for f in captured if "delivery" in f["themes"]),
+    }
+    assert themes[1]["theme"] == "billing"
+    assert (themes[1]["count"], themes[1]["complaints"]) == (2, 1)
+
+
+async def test_theme_trends_list_every_period_of_the_range_per_theme(
+    client: httpx.AsyncClient, platform: Platform
+) -> None:
+    year = _a_year_of_its_own()
+    # 1 March is some weekday: the weeks are counted from its Monday.
+    await _capture_at(client, platform, _at(year, 3, 1, 9), DELIVERY)
+    await _capture_at(client, platform, _at(year, 3, 1, 18), DELIVERY, kind="suggestion")
+    await _capture_at(client, platform, _at(year, 3, 3), BILLING)
+    await _capture_at(client, platform, _at(year, 4, 20), DELIVERY_AND_BILLING)
+    since, until = _at(year, 3, 1, 0), _at(year, 3, 5, 0)
+
+    days = await _get(client, platform, "/v1/feedback/themes", since=since, until=until, bucket="day")
+
+    def day(n: int) -> str:
+        return datetime(year, 3, n, tzinfo=UTC).isoformat().replace("+00:00", "Z")
+
+    assert days == {
+        "themes": [
+            {
+                "theme": "delivery",
+                "series": [
+                    {"period_start": day(1), "count": 2, "complaints": 1},
+                    {"period_start": day(2), "count": 0, "complaints": 0},
+                    {"period_start": day(3), "count": 0, "complaints": 0},
+                    {"period_start": day(4), "count": 0, "complaints": 0},
+                ],
+            },
+            {
+                "theme": "billing",
+                "series": [
+                    {"period_start": day(1), "count": 0, "complaints": 0},
+                    {"period_start": day(2), "count": 0, "complaints": 0},
+                    {"period_start": day(3), "count": 1, "complaints": 1},
+                    {"period_start": day(4), "count": 0, "complaints": 0},
+                ],
+            },
+        ]
+    }
+
+    months = await _get(
+        client, platform, "/v1/feedback/themes", since=_at(year, 2, 1, 0), until=_at(year, 5, 1, 0), bucket="month"
+    )
+    assert _series_of(months) == {
+        "delivery": [(f"{year:04d}-02-01", 0, 0), (f"{year:04d}-03-01", 2, 1), (f"{year:04d}-04-01", 1, 1)],
+        "billing": [(f"{year:04d}-02-01", 0, 0), (f"{year:04d}-03-01", 1, 1), (f"{year:04d}-04-01", 1, 1)],
+    }
+
+    weeks = await _get(client, platform, "/v1/feedback/themes", since=since, until=_at(year, 3, 15, 0), bucket="week")
+    first_monday = datetime(year, 3, 1, tzinfo=UTC) - timedelta(days=datetime(year, 3, 1).weekday())
+    mondays = [(first_monday + timedelta(weeks=n)).date().isoformat() for n in range(3)]
+    in_first_week = datetime(year, 3, 3).weekday() >= datetime(year, 3, 1).weekday()
+    billing_week = 0 if in_first_week else 1
+    assert _series_of(weeks)["delivery"] == [(mondays[0], 2, 1), (mondays[1], 0, 0), (mondays[2], 0, 0)]
+    assert [count for _, count, _ in _series_of(weeks)["billing"]] == [
+        int(n == billing_week) for n in range(len(mondays))
+    ]
+
+    complaints_only = await _get(
+        client, platform, "/v1/feedback/themes", since=since, until=until, bucket="day", kind="complaint"
+    )
+    assert [count for _, count, _ in _series_of(complaints_only)["delivery"]] == [1, 0, 0, 0]
+
+
+def _series_of(trends: dict[str, Any]) -> dict[str, list[tuple[str, int, int]]]:
+    return {
+        entry["theme"]: [(p["period_start"][:10], p["count"], p["complaints"]) for p in entry["series"]]
+        for entry in trends["themes"]
+    }
+
+
+async def test_internal_and_external_customers_are_counted_apart(client: httpx.AsyncClient, platform: Platform) -> None:
+    year, product = _a_year_of_its_own(), f"product-{uuid.uuid4().hex[:8]}"
+    internal = [
+        await _capture_at(client, platform, _at(year, 6, day), DELIVERY, product=product, customer_kind="internal")
+        for day in (1, 2)
+    ]
+    external = await _capture_at(client, platform, _at(year, 6, 1), BILLING, product=product)
+    since, until = _at(year, 6, 1, 0), _at(year, 6, 3, 0)
+
+    internal_metrics = await _get(
+        client,
+        platform,
+        "/v1/feedback/metrics",
+        product=product,
+        customer_kind="internal",
+        bucket="week",
+        since=since,
+        until=until,
+    )
+    external_metrics = await _get(client, platform, "/v1/feedback/metrics", product=product, customer_kind="external")
+    assert internal_metrics["volume"]["total"] == 2
+    assert sum(period["volume"]["total"] for period in internal_metrics["series"]) == 2
+    assert [theme["theme"] for theme in internal_metrics["themes"]] == ["delivery"]
+    assert external_metrics["volume"]["total"] == 1
+    assert [theme["theme"] for theme in external_metrics["themes"]] == ["billing"]
+
+    trends = await _get(
+        client, platform, "/v1/feedback/themes", since=since, until=until, bucket="day", customer_kind="internal"
+    )
+    assert _series_of(trends) == {"delivery": [(f"{year:04d}-06-01", 1, 1), (f"{year:04d}-06-02", 1, 1)]}
+
+    page = await _get(client, platform, "/v1/feedback", product=product, customer_kind="internal")
+    assert {item["id"] for item in page["items"]} == {feedback["id"] for feedback in internal}
+    page = await _get(client, platform, "/v1/feedback", product=product, customer_kind="external")
+    assert [item["id"] for item in page["items"]] == [external["id"]]
+
+
+async def test_the_theme_filter_pages_through_the_feedback_with_that_theme(
+    client: httpx.AsyncClient, platform: Platform
+) -> None:
+    customer = new_customer()
+    texts = [DELIVERY, BILLING, DELIVERY_AND_BILLING, DELIVERY, "Nothing to say about it.", DELIVERY]
+    captured = [await capture(client, platform, complaint(customer, text=text)) for text in texts]
+    with_delivery = [feedback["id"] for feedback in reversed(captured) if "delivery" in feedback["themes"]]
+    assert len(with_delivery) == 4
+
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        params: dict[str, Any] = {"customer_id": customer, "theme": "delivery", "limit": 1}
+        if cursor is not None:
+            params["cursor"] = cursor
+        page = await _get(client, platform, "/v1/feedback", **params)
+        seen += [item["id"] for item in page["items"]]
+        assert all("delivery" in item["themes"] for item in page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == with_delivery
+
+    billing = await _get(client, platform, "/v1/feedback", customer_id=customer, theme="billing", kind="complaint")
+    assert [item["id"] for item in billing["items"]] == [captured[2]["id"], captured[1]["id"]]
+    unknown = await _get(client, platform, "/v1/feedback", customer_id=customer, theme="no-such-theme")
+    assert unknown["items"] == []
+
+
+async def test_figures_of_a_range_ending_mid_day_are_exact_to_the_microsecond(
+    client: httpx.AsyncClient, platform: Platform
+) -> None:
+    year, product = _a_year_of_its_own(), f"product-{uuid.uuid4().hex[:8]}"
+    moments = {
+        "before": datetime(year, 7, 1, 11, 59, 59, 999999, UTC),
+        "at_since": datetime(year, 7, 1, 12, 0, tzinfo=UTC),
+        "first_evening": datetime(year, 7, 1, 23, 59, 59, 999999, UTC),
+        "whole_day": datetime(year, 7, 2, 0, 0, tzinfo=UTC),
+        "whole_day_late": datetime(year, 7, 3, 23, 0, tzinfo=UTC),
+        "last_morning": datetime(year, 7, 4, 0, 0, tzinfo=UTC),
+        "just_before_until": datetime(year, 7, 4, 5, 59, 59, 999999, UTC),
+        "at_until": datetime(year, 7, 4, 6, 0, tzinfo=UTC),
+    }
+    captured = {
+        name: await _capture_at(client, platform, moment.isoformat(), DELIVERY, product=product)
+        for name, moment in moments.items()
+    }
+    since, until = moments["at_since"].isoformat(), moments["at_until"].isoformat()
+    inside = [feedback for name, feedback in captured.items() if name not in ("before", "at_until")]
+
+    metrics = await _get(client, platform, "/v1/feedback/metrics", product=product, since=since, until=until)
+    assert metrics["volume"]["total"] == len(inside) == 6
+    assert metrics["themes"] == _theme_figures(inside)
+    weekly = await _get(
+        client, platform, "/v1/feedback/metrics", product=product, since=since, until=until, bucket="week"
+    )
+    assert sum(period["volume"]["total"] for period in weekly["series"]) == len(inside)
+
+    trends = await _get(client, platform, "/v1/feedback/themes", since=since, until=until, bucket="day")
+    assert _series_of(trends)["delivery"] == [
+        (f"{year:04d}-07-01", 2, 2),
+        (f"{year:04d}-07-02", 1, 1),
+        (f"{year:04d}-07-03", 1, 1),
+        (f"{year:04d}-07-04", 2, 2),
+    ]
+    # Within one day: no whole day at all.
+    narrow = await _get(
+        client,
+        platform,
+        "/v1/feedback/metrics",
+        product=product,
+        since=moments["first_evening"].isoformat(),
+        until=(moments["whole_day"] + timedelta(microseconds=1)).isoformat(),
+    )
+    assert narrow["volume"]["total"] == 2
+
+
+async def test_the_rollups_equal_a_full_recount_after_keyed_unkeyed_and_concurrent_captures(
+    client: httpx.AsyncClient, platform: Platform
+) -> None:
+    year = _a_year_of_its_own()
+    write = platform.auth("feedback:write")
+    keyed = {**write, "Idempotency-Key": str(uuid.uuid4())}
+    body = complaint(new_customer(), text=DELIVERY_AND_BILLING, occurred_at=_at(year, 8, 1))
+    first = await client.post("/v1/feedback", json=body, headers=keyed)
+    replay = await client.post("/v1/feedback", json=body, headers=keyed)
+    assert (first.status_code, replay.status_code) == (201, 201)
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    # Concurrent captures without a key go together in one statement (group commit), several on one rollup row.
+    bodies = [
+        complaint(
+            new_customer(),
+            text=random.choice([DELIVERY, BILLING, DELIVERY_AND_BILLING, PRAISE]),
+            occurred_at=_at(year, 8, random.randint(1, 3), random.randint(0, 23)),
+            customer_kind=random.choice(["internal", "external"]),
+            kind=random.choice(["complaint", "compliment"]),
+        )
+        for _ in range(40)
+    ]
+    responses = await asyncio.gather(*(client.post("/v1/feedback", json=b, headers=write) for b in bodies))
+    assert {response.status_code for response in responses} == {201}
+    captured = [first.json(), *(response.json() for response in responses)]
+    moved = await client.patch(f"/v1/feedback/{first.json()['id']}", json={"status": "acknowledged"}, headers=write)
+    assert moved.status_code == 200
+
+    assert await _rollup_differences(platform) == []
+    trends = await _get(
+        client, platform, "/v1/feedback/themes", since=_at(year, 8, 1, 0), until=_at(year, 8, 4, 0), bucket="month"
+    )
+    delivery = [feedback for feedback in captured if "delivery" in feedback["themes"]]
+    complaints = [feedback for feedback in delivery if feedback["kind"] == "complaint"]
+    assert _series_of(trends)["delivery"] == [(f"{year:04d}-08-01", len(delivery), len(complaints))]
+
+
+async def _rollup_differences(platform: Platform) -> list[Any]:
+    """Rows where a rollup differs from counting the feedback table again; empty when they agree."""
+    day = "CAST(timezone('UTC', occurred_at) AS date)"
+    checks = [
+        f"""
+        SELECT day, customer_kind, kind, channel, product, rating_scale, rating_value, feedback FROM feedback_day_count
+        EXCEPT ALL
+        SELECT {day}, customer_kind, kind, channel, product, rating_scale, rating_value, count(*)
+        FROM feedback GROUP BY 1, 2, 3, 4, 5, 6, 7
+        """,
+        f"""
+        SELECT {day}, customer_kind, kind, channel, product, rating_scale, rating_value, count(*)
+        FROM feedback GROUP BY 1, 2, 3, 4, 5, 6, 7
+        EXCEPT ALL
+        SELECT day, customer_kind, kind, channel, product, rating_scale, rating_value, feedback FROM feedback_day_count
+        """,
+        f"""
+        SELECT day, theme, customer_kind, kind, channel, product, negative, feedback FROM feedback_theme_day_count
+        EXCEPT ALL
+        SELECT {day}, theme, customer_kind, kind, channel, product, sentiment_label = 'negative', count(*)
+        FROM feedback, unnest(themes) AS theme GROUP BY 1, 2, 3, 4, 5, 6, 7
+        """,
+        f"""
+        SELECT {day}, theme, customer_kind, kind, channel, product, sentiment_label = 'negative', count(*)
+        FROM feedback, unnest(themes) AS theme GROUP BY 1, 2, 3, 4, 5, 6, 7
+        EXCEPT ALL
+        SELECT day, theme, customer_kind, kind, channel, product, negative, feedback FROM feedback_theme_day_count
+        """,
+        """
+        SELECT theme, created_at, feedback_id FROM feedback_theme
+        EXCEPT ALL SELECT theme, created_at, id FROM feedback, unnest(themes) AS theme
+        """,
+        """
+        SELECT theme, created_at, id FROM feedback, unnest(themes) AS theme
+        EXCEPT ALL SELECT theme, created_at, feedback_id FROM feedback_theme
+        """,
+    ]
+    differences: list[Any] = []
+    for check in checks:
+        differences += [tuple(row) for row in await platform.fetch("feedback", check)]
+    return differences
+
+
+async def test_bad_buckets_and_ranges_are_refused_with_a_problem(client: httpx.AsyncClient, platform: Platform) -> None:
+    read = platform.auth("feedback:read")
+    cases = [
+        ({"bucket": "year"}, "bucket"),
+        ({"bucket": "day", "since": "2000-01-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, "bucket"),
+        ({"since": "2020-01-02T00:00:00Z", "until": "2020-01-01T00:00:00Z"}, "until"),
+        ({"since": "not a time"}, "since"),
+        ({"customer_kind": "partner"}, "customer_kind"),
+        ({"kind": "rumour"}, "kind"),
+    ]
+    for params, field in cases:
+        response = await client.get("/v1/feedback/themes", params=params, headers=read)
+        assert response.status_code == 422, (params, response.text)
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert field in [error["loc"][-1] for error in response.json()["errors"]], response.json()
+
+    long_weeks = {"bucket": "week", "since": "1000-01-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}
+    assert (await client.get("/v1/feedback/themes", params=long_weeks, headers=read)).status_code == 422
+    ten_years = {"bucket": "month", "since": "2016-01-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}
+    assert (await client.get("/v1/feedback/themes", params=ten_years, headers=read)).status_code == 200
+
+    refused = await client.get("/v1/feedback/themes", headers=platform.auth("feedback:write"))
+    assert refused.status_code == 403
+    for path in ("/v1/feedback", "/v1/feedback/metrics"):
+        response = await client.get(path, params={"customer_kind": "partner"}, headers=read)
+        assert response.status_code == 422
+    too_long = await client.get("/v1/feedback", params={"theme": "x" * 65}, headers=read)
+    assert too_long.status_code == 422
