@@ -82,6 +82,7 @@ class Commitment(Base):
         Index("ix_commitment_status_created_at_id", "status", "created_at", "id"),
         Index("ix_commitment_source_type_source_id_created_at_id", "source_type", "source_id", "created_at", "id"),
         Index("ix_commitment_kind_created_at_id", "kind", "created_at", "id"),
+        Index("ix_commitment_customer_kind_created_at_id", "customer_kind", "created_at", "id"),
         Index("ix_commitment_due_at", "due_at"),
         # Only armed promises: the scheduler's next moment is one index probe away.
         Index("ix_commitment_next_event_at", "next_event_at", postgresql_where=text("next_event_at IS NOT NULL")),

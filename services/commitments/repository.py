@@ -30,6 +30,7 @@ class CommitmentFilter:
     source_type: str | None = None
     source_id: str | None = None
     kinds: Sequence[str] = ()
+    customer_kind: str | None = None
 
 
 async def add(session: AsyncSession, commitment: Commitment) -> None:
@@ -99,6 +100,8 @@ async def page(
         conditions.append(Commitment.source_id == where.source_id)
     if where.kinds:
         conditions.append(Commitment.kind.in_(where.kinds))
+    if where.customer_kind is not None:
+        conditions.append(Commitment.customer_kind == where.customer_kind)
     return await commitments.page(session, select(Commitment).where(*conditions), cursor=cursor, limit=limit)
 
 

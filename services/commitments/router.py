@@ -31,6 +31,7 @@ from shared.auth import Principal, require_scope
 from shared.db import DbSession
 from shared.idempotency import Idempotency
 from shared.pagination import DEFAULT_LIMIT, Cursor, Limit, Page
+from shared.schemas import CustomerKind
 from shared.settings_dependency import app_settings
 from shared.types import Instant, SafeStr
 
@@ -42,6 +43,7 @@ Writer = Annotated[Principal, Depends(require_scope("commitments:write"))]
 
 
 CommitmentSettings = Annotated[Settings, Depends(app_settings)]
+CustomerKindFilter = Annotated[CustomerKind | None, Query(description="Only internal or only external customers.")]
 
 
 @router.post("", status_code=201, response_model=Commitment, summary="Make a promise to a customer")
@@ -70,6 +72,7 @@ async def list_commitments(
     source_type: SourceType | None = None,
     source_id: SafeStr | None = None,
     kind: Annotated[list[Kind] | None, Query(description="Repeat to match any of several.")] = None,
+    customer_kind: CustomerKindFilter = None,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Page[Commitment]:
@@ -82,6 +85,7 @@ async def list_commitments(
         source_type=source_type,
         source_id=source_id,
         kinds=kind or (),
+        customer_kind=customer_kind.value if customer_kind is not None else None,
     )
     items, next_cursor = await service.list_page(
         session=session, settings=settings, where=where, cursor=cursor, limit=limit
