@@ -38,6 +38,12 @@ FEEDBACK_VERDICT_GIVEN = EventSpec(
     "feedback",
     "The customer (or staff for them) accepted or rejected a resolution; `verdict` says which.",
 )
+FEEDBACK_THEME_SPIKING = EventSpec(
+    "feedback.theme_spiking",
+    "feedback",
+    "A theme's complaints in the trailing window reached the spike rule (contract §3); the data is the spike, "
+    "which concerns no customer, so its key and `customerid` are the theme.",
+)
 MEETING_RECORDED = EventSpec("meeting.recorded", "expectations", "A customer meeting was recorded.")
 EXPECTATION_RECORDED = EventSpec(
     "expectation.recorded",
@@ -108,6 +114,7 @@ CATALOGUE: dict[str, EventSpec] = {
         FEEDBACK_RECEIVED,
         FEEDBACK_STATUS_CHANGED,
         FEEDBACK_VERDICT_GIVEN,
+        FEEDBACK_THEME_SPIKING,
         MEETING_RECORDED,
         EXPECTATION_RECORDED,
         EXPECTATION_CONFIRMED,
@@ -125,6 +132,9 @@ CATALOGUE: dict[str, EventSpec] = {
         SUBSCRIPTION_DISABLED,
     )
 }
+
+# The event types that concern no single customer: keyed by their own subject (contract §2), in no timeline.
+ABOUT_NO_CUSTOMER = frozenset({QUESTION_CREATED.type, FEEDBACK_THEME_SPIKING.type})
 
 # The three source topics: what the customers service reads into timelines, and what notifications routes.
 ROUTED_SOURCE_TOPICS = ("feedback.events", "expectations.events", "commitments.events")

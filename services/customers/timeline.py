@@ -24,9 +24,10 @@ from shared.consumer import ConsumedEvent
 from shared.types import in_utc, storable
 
 # The event types about one customer (those about none, such as a question added to the bank, have no timeline).
-CUSTOMER_EVENT_TYPES = frozenset(
-    spec.type for spec in catalogue.CATALOGUE.values() if spec.topic in catalogue.ROUTED_SOURCE_TOPICS
-) - {catalogue.QUESTION_CREATED.type}
+CUSTOMER_EVENT_TYPES = (
+    frozenset(spec.type for spec in catalogue.CATALOGUE.values() if spec.topic in catalogue.ROUTED_SOURCE_TOPICS)
+    - catalogue.ABOUT_NO_CUSTOMER
+)
 SUMMARY_MAX = 200
 QUOTE_MAX = 80
 OPEN_PROMISE = ("open", "due_soon", "overdue")

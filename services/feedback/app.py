@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from services.feedback.config import Settings
 from services.feedback.repository import group_captures
 from services.feedback.router import router, verdict_router
+from services.feedback.spikes import spike_watch
 from services.feedback.triage import Taxonomy, Triage
 from services.feedback.verdicts import VerdictLinks
 from shared.config import load_settings
@@ -28,7 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "triaged, tracked until the loop is closed, and measured."
         ),
         routers=[router, verdict_router],
-        workers=lambda runtime: [purging(runtime)],
+        workers=lambda runtime: [purging(runtime), spike_watch(settings, runtime.sessionmaker)],
         on_startup=lambda runtime: _group_captures(app, runtime),
     )
     app.state.verdict_links = VerdictLinks.from_secret(

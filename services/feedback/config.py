@@ -40,3 +40,24 @@ class Settings(PlatformSettings):
     feedback_verdict_ttl_seconds: float = Field(
         default=14 * 86400, gt=0, description="How long a verdict link stays valid after the resolution."
     )
+    feedback_spike_window_seconds: int = Field(
+        default=3600,
+        ge=60,
+        le=86400,
+        description=(
+            "The trailing window a theme's complaints are counted in for spikes; its baseline is the mean of the "
+            "windows of this length in the 7 days before."
+        ),
+    )
+    feedback_spike_min_count: int = Field(
+        default=5, ge=1, description="Fewest complaints about a theme in the window for a spike."
+    )
+    feedback_spike_ratio: float = Field(
+        default=3, ge=1, description="How many times its baseline a theme's complaints in the window must reach."
+    )
+    feedback_spike_check_interval_seconds: float = Field(
+        default=10,
+        gt=0,
+        le=3600,
+        description="How often the spike check runs: a spike is announced at most this long after it is reached.",
+    )

@@ -320,3 +320,18 @@ class FeedbackMetrics(Figures):
         default_factory=list, description="The themes of the filtered feedback, most feedback first."
     )
 
+
+
+class ThemeSpike(_Frozen):
+    """`feedback.theme_spiking` data: a theme whose complaints in the trailing window reached the spike rule."""
+
+    theme: str = Field(description="The theme's key (the taxonomy's).")
+    window_start: datetime = Field(description="The trailing window's start (exclusive).")
+    window_end: datetime = Field(description="The window's end (inclusive): the moment the spike was found.")
+    count: int = Field(description="The theme's complaints that occurred in the window.")
+    baseline: float = Field(description="Its mean complaints per window of the same length in the 7 days before.")
+    ratio: float | None = Field(description="`count` ÷ `baseline`; null when the baseline is 0 (none before).")
+    summary: str = Field(
+        description="One readable line, e.g. \"Theme 'delivery' is spiking: 12 complaints in the last hour, "
+        '4.0× its baseline".'
+    )

@@ -26,6 +26,7 @@ EVENT_PAYLOADS: dict[EventSpec, type[BaseModel]] = {
     catalogue.FEEDBACK_RECEIVED: feedback.Feedback,
     catalogue.FEEDBACK_STATUS_CHANGED: feedback.FeedbackStatusChanged,
     catalogue.FEEDBACK_VERDICT_GIVEN: feedback.Feedback,
+    catalogue.FEEDBACK_THEME_SPIKING: feedback.ThemeSpike,
     catalogue.MEETING_RECORDED: expectations.Meeting,
     catalogue.EXPECTATION_RECORDED: expectations.Expectation,
     catalogue.EXPECTATION_CONFIRMED: expectations.Expectation,

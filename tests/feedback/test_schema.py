@@ -11,6 +11,7 @@ TABLES = {
     models.StatusChangeRow.__tablename__,
     models.ResolutionRow.__tablename__,
     models.ThemeRow.__tablename__,
+    models.ThemeSpikeRow.__tablename__,
     models.day_count.name,
     models.theme_day_count.name,
 }

@@ -22,7 +22,7 @@ CONTRACT_EVENT_TYPES = {
     "feedback.received", "feedback.status_changed", "meeting.recorded", "expectation.recorded",
     "expectation.confirmed", "expectation.gap_identified", "commitment.created", "commitment.rescheduled",
     "commitment.due_soon", "commitment.overdue", "commitment.met", "commitment.cancelled",
-    "feedback.verdict_given", "question.created",
+    "feedback.verdict_given", "question.created", "feedback.theme_spiking",
 }  # fmt: skip
 CONTRACT_TOPICS = {
     "feedback.events", "expectations.events", "commitments.events",
