@@ -183,6 +183,34 @@ async def test_a_customer_due_for_a_survey_reaches_sales(
     assert await departments_reached(notifications, platform, record) == {"sales": 1}
 
 
+async def test_a_theme_spike_reaches_production_and_management_and_reads_as_one(
+    notifications: RunningService, publisher: EventPublisher, platform: Platform
+) -> None:
+    theme = f"delivery_{uuid.uuid4().hex[:8]}"
+    summary = f"Theme '{theme}' is spiking: 12 complaints in the last hour, 4.0× its baseline"
+    data = {
+        "theme": theme,
+        "window_start": "2026-12-05T09:00:00Z",
+        "window_end": "2026-12-05T10:00:00Z",
+        "count": 12,
+        "baseline": 3.0,
+        "ratio": 4.0,
+        "summary": summary,
+    }
+    # About no customer: keyed by its subject, the theme (contract §2), as the feedback service writes it.
+    record = build_event(catalogue.FEEDBACK_THEME_SPIKING, data=data, subject=theme, customer_id=theme)
+    await publisher.send(record)
+    await publisher.processed(record)
+    assert await departments_reached(notifications, platform, record) == {"production": 1, "management": 1}
+    inbox = await notifications.client.get(
+        "/v1/departments/production/notifications",
+        params={"event_id": str(record.event_id)},
+        headers=platform.auth("notifications:read"),
+    )
+    [notification] = inbox.json()["items"]
+    assert notification["event"]["data"]["summary"] == summary
+
+
 async def test_rule_changed_at_runtime_applies_to_the_next_event(
     notifications: RunningService, publisher: EventPublisher, platform: Platform
 ) -> None:
