@@ -27,10 +27,12 @@ BENCHMARKS: dict[str, list[str]] = {
     "notifications_routing": [],
     "customers_timeline": [],
     "e2e_latency": [],
+    "insight_volume": [],
 }
 QUICK: dict[str, list[str]] = {
     "e2e_latency": ["--seconds", "10"],
     "customers_timeline": ["--seconds", "3"],
+    "insight_volume": ["--scale", "0.01", "--seconds", "2"],
 }
 
 
