@@ -121,11 +121,13 @@ class ThemeRow(Base):
 
 # Feedback per UTC day of `occurred_at` and what the metrics filter and count by. Written only in the capture's
 # own statement (repository.py): nothing counted here changes after capture. Tables, not mapped classes: they
-# have no key of their own, only a unique index (NULLS NOT DISTINCT, as product and rating may be null).
+# have no key of their own, only a unique index (NULLS NOT DISTINCT, as product and rating may be null). Each
+# key is split into 4 stripes (by the writing connection's backend) so concurrent captures rarely wait on one row.
 day_count = Table(
     "feedback_day_count",
     Base.metadata,
     Column("day", Date, nullable=False),
+    Column("stripe", SmallInteger, nullable=False),
     Column("customer_kind", Text, nullable=False),
     Column("kind", Text, nullable=False),
     Column("channel", Text, nullable=False),
@@ -136,6 +138,7 @@ day_count = Table(
     Index(
         "ux_feedback_day_count",
         "day",
+        "stripe",
         "customer_kind",
         "kind",
         "channel",
@@ -152,6 +155,7 @@ theme_day_count = Table(
     "feedback_theme_day_count",
     Base.metadata,
     Column("day", Date, nullable=False),
+    Column("stripe", SmallInteger, nullable=False),
     Column("theme", Text, nullable=False),
     Column("customer_kind", Text, nullable=False),
     Column("kind", Text, nullable=False),
@@ -162,6 +166,7 @@ theme_day_count = Table(
     Index(
         "ux_feedback_theme_day_count",
         "day",
+        "stripe",
         "theme",
         "customer_kind",
         "kind",

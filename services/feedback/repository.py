@@ -85,7 +85,9 @@ class NewFeedback(NamedTuple):
 # statement is atomic on its own: written alone, it needs no BEGIN and COMMIT. The same statement adds the
 # feedback to the day rollups (the metrics and theme trends read those) and to `feedback_theme` (the list's
 # theme filter), so they never differ from the feedback table. Each rollup's rows are upserted in key order:
-# concurrent statements lock shared rows in the same order and cannot deadlock.
+# concurrent statements lock shared rows in the same order and cannot deadlock. A rollup key has 4 stripes,
+# one per writing connection's backend (modulo 4): two statements in flight on two connections rarely share a
+# row, so neither waits for the other's commit. Reads sum the stripes.
 _INSERT = text(
     """
 WITH capture AS (
@@ -109,24 +111,24 @@ WITH capture AS (
         created_at, created_at
     FROM capture ORDER BY position
 ), day_counted AS (
-    INSERT INTO feedback_day_count AS counted (day, customer_kind, kind, channel, product, rating_scale,
+    INSERT INTO feedback_day_count AS counted (day, stripe, customer_kind, kind, channel, product, rating_scale,
         rating_value, feedback)
-    SELECT CAST(timezone('UTC', occurred_at) AS date), customer_kind, kind, channel, product, rating_scale,
-        rating_value, count(*)
-    FROM capture GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7
-    ON CONFLICT (day, customer_kind, kind, channel, product, rating_scale, rating_value)
+    SELECT CAST(timezone('UTC', occurred_at) AS date), pg_backend_pid() % 4, customer_kind, kind, channel, product,
+        rating_scale, rating_value, count(*)
+    FROM capture GROUP BY 1, 3, 4, 5, 6, 7, 8 ORDER BY 1, 3, 4, 5, 6, 7, 8
+    ON CONFLICT (day, stripe, customer_kind, kind, channel, product, rating_scale, rating_value)
     DO UPDATE SET feedback = counted.feedback + EXCLUDED.feedback
 ), themed AS (
     SELECT capture.*, theme FROM capture, jsonb_array_elements_text(CAST(capture.themes AS jsonb)) AS theme
 ), by_theme AS (
     INSERT INTO feedback_theme (theme, created_at, feedback_id) SELECT theme, created_at, id FROM themed
 ), theme_day_counted AS (
-    INSERT INTO feedback_theme_day_count AS counted (day, theme, customer_kind, kind, channel, product, negative,
-        feedback)
-    SELECT CAST(timezone('UTC', occurred_at) AS date), theme, customer_kind, kind, channel, product,
-        sentiment_label = 'negative', count(*)
-    FROM themed GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7
-    ON CONFLICT (day, theme, customer_kind, kind, channel, product, negative)
+    INSERT INTO feedback_theme_day_count AS counted (day, stripe, theme, customer_kind, kind, channel, product,
+        negative, feedback)
+    SELECT CAST(timezone('UTC', occurred_at) AS date), pg_backend_pid() % 4, theme, customer_kind, kind, channel,
+        product, sentiment_label = 'negative', count(*)
+    FROM themed GROUP BY 1, 3, 4, 5, 6, 7, 8 ORDER BY 1, 3, 4, 5, 6, 7, 8
+    ON CONFLICT (day, stripe, theme, customer_kind, kind, channel, product, negative)
     DO UPDATE SET feedback = counted.feedback + EXCLUDED.feedback
 )
 INSERT INTO outbox_event (event_id, topic, key, event_type, value)

@@ -321,7 +321,6 @@ class FeedbackMetrics(Figures):
     )
 
 
-
 class ThemeSpike(_Frozen):
     """`feedback.theme_spiking` data: a theme whose complaints in the trailing window reached the spike rule."""
 

@@ -317,7 +317,8 @@ async def _rollup_differences(platform: Platform) -> list[Any]:
     day = "CAST(timezone('UTC', occurred_at) AS date)"
     checks = [
         f"""
-        SELECT day, customer_kind, kind, channel, product, rating_scale, rating_value, feedback FROM feedback_day_count
+        SELECT day, customer_kind, kind, channel, product, rating_scale, rating_value, CAST(sum(feedback) AS bigint)
+        FROM feedback_day_count GROUP BY 1, 2, 3, 4, 5, 6, 7
         EXCEPT ALL
         SELECT {day}, customer_kind, kind, channel, product, rating_scale, rating_value, count(*)
         FROM feedback GROUP BY 1, 2, 3, 4, 5, 6, 7
@@ -326,10 +327,12 @@ async def _rollup_differences(platform: Platform) -> list[Any]:
         SELECT {day}, customer_kind, kind, channel, product, rating_scale, rating_value, count(*)
         FROM feedback GROUP BY 1, 2, 3, 4, 5, 6, 7
         EXCEPT ALL
-        SELECT day, customer_kind, kind, channel, product, rating_scale, rating_value, feedback FROM feedback_day_count
+        SELECT day, customer_kind, kind, channel, product, rating_scale, rating_value, CAST(sum(feedback) AS bigint)
+        FROM feedback_day_count GROUP BY 1, 2, 3, 4, 5, 6, 7
         """,
         f"""
-        SELECT day, theme, customer_kind, kind, channel, product, negative, feedback FROM feedback_theme_day_count
+        SELECT day, theme, customer_kind, kind, channel, product, negative, CAST(sum(feedback) AS bigint)
+        FROM feedback_theme_day_count GROUP BY 1, 2, 3, 4, 5, 6, 7
         EXCEPT ALL
         SELECT {day}, theme, customer_kind, kind, channel, product, sentiment_label = 'negative', count(*)
         FROM feedback, unnest(themes) AS theme GROUP BY 1, 2, 3, 4, 5, 6, 7
@@ -338,7 +341,8 @@ async def _rollup_differences(platform: Platform) -> list[Any]:
         SELECT {day}, theme, customer_kind, kind, channel, product, sentiment_label = 'negative', count(*)
         FROM feedback, unnest(themes) AS theme GROUP BY 1, 2, 3, 4, 5, 6, 7
         EXCEPT ALL
-        SELECT day, theme, customer_kind, kind, channel, product, negative, feedback FROM feedback_theme_day_count
+        SELECT day, theme, customer_kind, kind, channel, product, negative, CAST(sum(feedback) AS bigint)
+        FROM feedback_theme_day_count GROUP BY 1, 2, 3, 4, 5, 6, 7
         """,
         """
         SELECT theme, created_at, feedback_id FROM feedback_theme
