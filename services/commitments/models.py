@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, CheckConstraint, DateTime, Index, Integer, Text, text
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, DateTime, Double, Index, Integer, Text, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -87,6 +87,35 @@ class Commitment(Base):
         # Only armed promises: the scheduler's next moment is one index probe away.
         Index("ix_commitment_next_event_at", "next_event_at", postgresql_where=text("next_event_at IS NOT NULL")),
     )
+
+
+class CommitmentRollup(Base):
+    """The accountability counts of the promises due in one day or one month, per department, owner, kind and
+    customer kind: kept by triggers in the transaction of every write to `commitment` (commitments_0008)."""
+
+    __tablename__ = "commitment_rollup"
+
+    grain: Mapped[str] = mapped_column(Text, primary_key=True)
+    # The first moment of the day or month (UTC) the promises are due in.
+    bucket: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    department: Mapped[str] = mapped_column(Text, primary_key=True)
+    owner_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    kind: Mapped[str] = mapped_column(Text, primary_key=True)
+    customer_kind: Mapped[str] = mapped_column(Text, primary_key=True)
+    # Not cancelled; of those, met on time, met late and not yet met (open, due soon or overdue).
+    due: Mapped[int] = mapped_column(BigInteger)
+    cancelled: Mapped[int] = mapped_column(BigInteger)
+    met_on_time: Mapped[int] = mapped_column(BigInteger)
+    met_late: Mapped[int] = mapped_column(BigInteger)
+    unmet: Mapped[int] = mapped_column(BigInteger)
+    # Seconds between due and completed, summed over the promises met late.
+    lateness_seconds: Mapped[float] = mapped_column(Double)
+    renegotiations: Mapped[int] = mapped_column(BigInteger)
+    kept: Mapped[int] = mapped_column(BigInteger)
+    broken: Mapped[int] = mapped_column(BigInteger)
+    excuses: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (CheckConstraint("grain IN ('day', 'month')", name="grain"),)
 
 
 class ResponsePolicy(Base):

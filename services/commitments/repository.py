@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, bindparam, case, false, func, literal, null, select, text, update
+from sqlalchemy import ColumnElement, Row, bindparam, case, false, func, literal, null, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.commitments.models import Commitment, ResponsePolicy
+from services.commitments.rollup import accountability_statement
 from shared.repository import Repository
 
 # Announced on create and reschedule; every scheduler replica LISTENs.
@@ -165,40 +166,16 @@ async def accountability(
     department: str | None,
     owner_id: str | None,
     now: datetime,
+    customer_kind: str | None = None,
 ) -> Sequence[Row[Any]]:
-    """Counts per department, per owner, per kind and in total for promises due in [since, until)."""
-    conditions: list[ColumnElement[bool]] = []
-    if since is not None:
-        conditions.append(Commitment.due_at >= since)
-    if until is not None:
-        conditions.append(Commitment.due_at < until)
-    if department is not None:
-        conditions.append(Commitment.department == department)
-    if owner_id is not None:
-        conditions.append(Commitment.owner_id == owner_id)
-    not_cancelled = Commitment.status != "cancelled"
-    unmet = Commitment.status.in_(UNMET)
-    statement = (
-        select(
-            Commitment.department,
-            Commitment.owner_id,
-            Commitment.kind,
-            func.grouping(Commitment.department, Commitment.owner_id, Commitment.kind).label("level"),
-            func.count().filter(not_cancelled).label("due"),
-            func.count().filter(Commitment.status == "met_on_time").label("met_on_time"),
-            func.count().filter(Commitment.status == "met_late").label("met_late"),
-            func.count().filter(and_(unmet, Commitment.due_at < now)).label("overdue"),
-            func.count().filter(and_(unmet, Commitment.due_at >= now)).label("open"),
-            func.count().filter(Commitment.status == "cancelled").label("cancelled"),
-            func.avg(func.extract("epoch", Commitment.completed_at - Commitment.due_at) / 3600)
-            .filter(Commitment.status == "met_late")
-            .label("mean_lateness_hours"),
-            func.coalesce(func.sum(Commitment.renegotiations).filter(not_cancelled), 0).label("renegotiations"),
-            func.count().filter(Commitment.kept.is_(True)).label("kept"),
-            func.count().filter(Commitment.kept.is_(False)).label("broken"),
-            func.coalesce(func.sum(Commitment.excuses), 0).label("excuses"),
-        )
-        .where(*conditions)
-        .group_by(text("GROUPING SETS ((department), (owner_id), (kind), ())"))
+    """Counts per department, per owner, per kind and in total for promises due in [since, until).
+
+    Whole days and months come from `commitment_rollup` (kept by triggers in
+    each write's transaction), the rest from the table (`rollup.py`).
+    """
+    filters = {"department": department, "owner_id": owner_id, "customer_kind": customer_kind}
+    statement = accountability_statement(
+        since=since, until=until, now=now, filters={name: value for name, value in filters.items() if value is not None}
     )
-    return (await session.execute(statement)).all()
+    rows: Sequence[Row[Any]] = (await session.execute(statement)).all()
+    return rows

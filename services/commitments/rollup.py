@@ -1,0 +1,247 @@
+"""The accountability counts from `commitment_rollup`, without reading a year of promises (issue 18 item 4).
+
+A window [since, until) of due dates is cut into pieces: whole months and
+whole days are read from the rollup (a few rows each), and only the edges
+that do not fill a day, and today, are read from `commitment` itself through
+its `due_at` index. Today is always read from the table: whether an unmet
+promise is overdue or still open depends on `now`, and a rollup row is
+either wholly before today (every unmet promise in it is overdue) or wholly
+after it (every one is open).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Double,
+    Integer,
+    Select,
+    and_,
+    case,
+    cast,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    union_all,
+)
+
+from services.commitments.models import Commitment, CommitmentRollup
+
+UNMET = ("open", "due_soon", "overdue")
+DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Piece:
+    """[start, end) of due dates read at one grain: "raw" (the table), "day" or "month" (the rollup)."""
+
+    grain: str
+    start: datetime | None
+    end: datetime | None
+    # Every promise of a rollup piece is due before today (unmet ones are overdue) or after it (open).
+    before_today: bool = False
+    # -1: rows taken away (the days of a month row outside the window).
+    sign: int = 1
+
+
+def floor_day(moment: datetime) -> datetime:
+    moment = moment.astimezone(UTC)
+    return datetime(moment.year, moment.month, moment.day, tzinfo=UTC)
+
+
+def ceil_day(moment: datetime) -> datetime:
+    floor = floor_day(moment)
+    return floor if floor == moment else floor + DAY
+
+
+def floor_month(moment: datetime) -> datetime:
+    moment = moment.astimezone(UTC)
+    return datetime(moment.year, moment.month, 1, tzinfo=UTC)
+
+
+def ceil_month(moment: datetime) -> datetime:
+    floor = floor_month(moment)
+    if floor == moment:
+        return floor
+    return datetime(floor.year + floor.month // 12, floor.month % 12 + 1, 1, tzinfo=UTC)
+
+
+def _before(a: datetime | None, b: datetime | None) -> bool:
+    """a < b, where a None start is the beginning of time and a None end its end."""
+    return a is None or b is None or a < b
+
+
+def _later(a: datetime | None, b: datetime) -> datetime:
+    return b if a is None or a < b else a
+
+
+def _earlier(a: datetime | None, b: datetime) -> datetime:
+    return b if a is None or a > b else a
+
+
+def pieces(since: datetime | None, until: datetime | None, now: datetime) -> list[Piece]:
+    """The window [since, until) cut into table pieces (edges, today) and rollup pieces (whole days and months)."""
+    today, tomorrow = floor_day(now), floor_day(now) + DAY
+    cut: list[Piece] = []
+    before = (since, _earlier(until, today))
+    if _before(*before):
+        cut += _split(*before, before_today=True, today=today)
+    during = (_later(since, today), _earlier(until, tomorrow))
+    if during[0] < during[1]:
+        cut.append(Piece("raw", *during))
+    after = (_later(since, tomorrow), until)
+    if _before(*after):
+        cut += _split(*after, before_today=False, today=today)
+    return cut
+
+
+def _split(start: datetime | None, end: datetime | None, *, before_today: bool, today: datetime) -> list[Piece]:
+    first_day = ceil_day(start) if start is not None else None
+    last_day = floor_day(end) if end is not None else None
+    if first_day is not None and last_day is not None and first_day >= last_day:
+        return [Piece("raw", start, end)]
+    cut: list[Piece] = []
+    if start is not None and first_day is not None and start < first_day:
+        cut.append(Piece("raw", start, first_day))
+    first_month = ceil_month(first_day) if first_day is not None else None
+    last_month = floor_month(last_day) if last_day is not None else None
+    if first_month is not None and last_month is not None and first_month >= last_month:
+        cut.append(Piece("day", first_day, last_day, before_today))
+    else:
+        if first_day is not None and first_month is not None and first_day < first_month:
+            cut += _days(first_day, first_month, floor_month(first_day), before_today, today)
+        cut.append(Piece("month", first_month, last_month, before_today))
+        if last_month is not None and last_day is not None and last_month < last_day:
+            cut += _days(last_month, last_day, last_month, before_today, today)
+    if end is not None and last_day is not None and last_day < end:
+        cut.append(Piece("raw", last_day, end))
+    return cut
+
+
+def _days(start: datetime, end: datetime, month: datetime, before_today: bool, today: datetime) -> list[Piece]:
+    """The whole days [start, end) of one month: as day rows, or, when they are most of the month, as its month
+    row less the days it has outside them (fewer rows to read). Only a month wholly on one side of today."""
+    month_end = ceil_month(month + DAY)
+    one_side = month_end <= today if before_today else month >= today + DAY
+    if not one_side or (end - start) * 2 <= month_end - month:
+        return [Piece("day", start, end, before_today)]
+    less = [Piece("day", a, b, before_today, sign=-1) for a, b in ((month, start), (end, month_end)) if a < b]
+    return [Piece("month", month, month_end, before_today), *less]
+
+
+def _counted(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return cast(condition, Integer)
+
+
+def _from_table(piece: Piece, now: datetime, filters: dict[str, str]) -> Select[Any]:
+    c = Commitment
+    unmet = c.status.in_(UNMET)
+    conditions = [getattr(c, name) == value for name, value in filters.items()]
+    if piece.start is not None:
+        conditions.append(c.due_at >= piece.start)
+    if piece.end is not None:
+        conditions.append(c.due_at < piece.end)
+    return select(
+        c.department,
+        c.owner_id,
+        c.kind,
+        _counted(c.status != "cancelled").label("due"),
+        _counted(c.status == "met_on_time").label("met_on_time"),
+        _counted(c.status == "met_late").label("met_late"),
+        _counted(and_(unmet, c.due_at < now)).label("overdue"),
+        _counted(and_(unmet, c.due_at >= now)).label("open"),
+        _counted(c.status == "cancelled").label("cancelled"),
+        case(
+            (c.status == "met_late", cast(func.extract("epoch", c.completed_at - c.due_at), Double)),
+            else_=literal(0.0, Double),
+        ).label("lateness_seconds"),
+        case((c.status != "cancelled", c.renegotiations), else_=literal(0)).label("renegotiations"),
+        _counted(c.kept.is_(True)).label("kept"),
+        _counted(c.kept.is_(False)).label("broken"),
+        c.excuses.label("excuses"),
+    ).where(*conditions)
+
+
+def _from_rollup(piece: Piece, filters: dict[str, str]) -> Select[Any]:
+    r = CommitmentRollup
+    conditions = [r.grain == piece.grain, *(getattr(r, name) == value for name, value in filters.items())]
+    if piece.start is not None:
+        conditions.append(r.bucket >= piece.start)
+    if piece.end is not None:
+        conditions.append(r.bucket < piece.end)
+    none = literal(0)
+    unmet = r.unmet if piece.sign > 0 else -r.unmet
+
+    def signed(column: Any) -> Any:
+        return column if piece.sign > 0 else (-column).label(column.key)
+
+    columns: list[Any] = [
+        r.department,
+        r.owner_id,
+        r.kind,
+        *(signed(column) for column in (r.due, r.met_on_time, r.met_late)),
+        (unmet if piece.before_today else none).label("overdue"),
+        (none if piece.before_today else unmet).label("open"),
+        *(signed(column) for column in (r.cancelled, r.lateness_seconds, r.renegotiations, r.kept, r.broken)),
+        signed(r.excuses),
+    ]
+    return select(*columns).where(*conditions)
+
+
+SUMMED = (
+    "due",
+    "met_on_time",
+    "met_late",
+    "overdue",
+    "open",
+    "cancelled",
+    "renegotiations",
+    "kept",
+    "broken",
+    "excuses",
+)
+
+
+def accountability_statement(
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    now: datetime,
+    filters: dict[str, str],
+) -> Select[Any]:
+    """Counts per department, per owner, per kind and in total for promises due in [since, until).
+
+    `filters` are equalities on department, owner_id and customer_kind. The
+    rows are those of the full count over `commitment` (the same GROUPING).
+    """
+    parts = [
+        _from_table(piece, now, filters) if piece.grain == "raw" else _from_rollup(piece, filters)
+        for piece in pieces(since, until, now)
+    ]
+    if not parts:  # an empty window
+        parts = [_from_table(Piece("raw", now, now), now, filters)]
+    rows = union_all(*parts).subquery("rows") if len(parts) > 1 else parts[0].subquery("rows")
+    late = func.sum(rows.c.met_late)
+    level = func.grouping(rows.c.department, rows.c.owner_id, rows.c.kind)
+    return (
+        select(
+            rows.c.department,
+            rows.c.owner_id,
+            rows.c.kind,
+            level.label("level"),
+            *(func.coalesce(func.sum(rows.c[name]), 0).label(name) for name in SUMMED),
+            (func.sum(rows.c.lateness_seconds) / func.nullif(late, 0) / 3600).label("mean_lateness_hours"),
+        )
+        .group_by(text("GROUPING SETS ((department), (owner_id), (kind), ())"))
+        .having(
+            # A group none of the window's promises is in (a rollup row counted to zero, a month less its other
+            # days) is not shown, as the full count would not show it; the total always is.
+            or_(func.sum(rows.c.due) + func.sum(rows.c.cancelled) > 0, level == 0b111)
+        )
+    )
