@@ -58,6 +58,8 @@ class Notification(Base):
     event_type: Mapped[str] = mapped_column(Text)
     subject: Mapped[str | None] = mapped_column(Text, nullable=True)
     customer_id: Mapped[str] = mapped_column(Text)
+    # The event data's `customer_kind` (`internal` or `external`); null for an event that names none.
+    customer_kind: Mapped[str | None] = mapped_column(Text, nullable=True)
     occurred_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     # The CloudEvent as republished to notifications.<department> (with the `department` extension).
     value: Mapped[bytes] = mapped_column(LargeBinary)
@@ -77,6 +79,10 @@ class Notification(Base):
             postgresql_where=text("read_at IS NULL"),
         ),
         Index("ix_notification_txid_seq", "txid", "seq"),
+        # The inbox's customer_kind filter, along the inbox's keyset.
+        Index(
+            "ix_notification_department_customer_kind_created_at_id", "department", "customer_kind", "created_at", "id"
+        ),
         # The purge's (shared/purge.py): read ones by when they were read.
         Index("ix_notification_read_at", "read_at", postgresql_where=text("read_at IS NOT NULL")),
     )

@@ -84,6 +84,7 @@ class RoutedPairs:
     event_types: list[str] = field(default_factory=list)
     subjects: list[str | None] = field(default_factory=list)
     customer_ids: list[str] = field(default_factory=list)
+    customer_kinds: list[str | None] = field(default_factory=list)
     occurred_at: list[datetime | None] = field(default_factory=list)
     # The CloudEvent as republished to the department's topic (with the `department` extension).
     values: list[bytes] = field(default_factory=list)
@@ -105,12 +106,14 @@ _INSERT_ROUTED = text(
 WITH pair AS (
     SELECT * FROM unnest(
         CAST(:event_ids AS uuid[]), CAST(:departments AS text[]), CAST(:event_types AS text[]),
-        CAST(:subjects AS text[]), CAST(:customer_ids AS text[]), CAST(:occurred_at AS timestamptz[]),
-        CAST(:values AS bytea[]), CAST(:topics AS text[])
-    ) WITH ORDINALITY AS p(event_id, department, event_type, subject, customer_id, occurred_at, value, topic, position)
+        CAST(:subjects AS text[]), CAST(:customer_ids AS text[]), CAST(:customer_kinds AS text[]),
+        CAST(:occurred_at AS timestamptz[]), CAST(:values AS bytea[]), CAST(:topics AS text[])
+    ) WITH ORDINALITY
+        AS p(event_id, department, event_type, subject, customer_id, customer_kind, occurred_at, value, topic, position)
 ), notified AS (
-    INSERT INTO notification (id, event_id, department, event_type, subject, customer_id, occurred_at, value)
-    SELECT gen_random_uuid(), event_id, department, event_type, subject, customer_id, occurred_at, value
+    INSERT INTO notification
+        (id, event_id, department, event_type, subject, customer_id, customer_kind, occurred_at, value)
+    SELECT gen_random_uuid(), event_id, department, event_type, subject, customer_id, customer_kind, occurred_at, value
     FROM pair ORDER BY position
     ON CONFLICT (event_id, department) DO NOTHING
     RETURNING id, event_id, department
@@ -144,6 +147,7 @@ async def list_notifications(
     department: str,
     unread: bool | None,
     event_id: uuid.UUID | None,
+    customer_kind: str | None,
     cursor: str | None,
     limit: int,
 ) -> Sequence[Notification]:
@@ -154,6 +158,8 @@ async def list_notifications(
         statement = statement.where(Notification.read_at.is_not(None))
     if event_id is not None:
         statement = statement.where(Notification.event_id == event_id)
+    if customer_kind is not None:
+        statement = statement.where(Notification.customer_kind == customer_kind)
     return await notifications.page(session, statement, cursor=cursor, limit=limit)
 
 

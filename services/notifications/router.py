@@ -32,6 +32,7 @@ from shared.db import DbSession
 from shared.errors import PROBLEM_MEDIA_TYPE, ServiceUnavailable
 from shared.idempotency import Idempotency
 from shared.pagination import DEFAULT_LIMIT, Cursor, Limit, Page
+from shared.schemas import CustomerKind
 from shared.service import ServiceRuntime
 from shared.settings_dependency import app_settings
 
@@ -110,6 +111,9 @@ async def list_notifications(
         uuid.UUID | None,
         Query(description="Only the notification of this event (the id the stream and webhooks carry)."),
     ] = None,
+    customer_kind: Annotated[
+        CustomerKind | None, Query(description="Only events about internal, or only about external, customers.")
+    ] = None,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Page[Notification]:
@@ -120,6 +124,7 @@ async def list_notifications(
         department=department,
         unread=unread,
         event_id=event_id,
+        customer_kind=customer_kind,
         cursor=cursor,
         limit=limit,
     )

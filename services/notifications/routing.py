@@ -29,6 +29,7 @@ from services.notifications.schemas import AllOf, AnyOf, Condition, FieldTest, N
 from shared.catalogue import department_topic
 from shared.consumer import ConsumedEvent
 from shared.events import with_extensions
+from shared.schemas import CustomerKind
 from shared.tracing import parent_context, traceparent_of
 
 if TYPE_CHECKING:
@@ -275,6 +276,7 @@ class EventRouter:
             if "data" in event.envelope:
                 envelope["data"] = event.envelope["data"]
         subject = _text_or_none(envelope.get("subject"))
+        customer_kind = _customer_kind_of(envelope.get("data"))
         occurred_at = _time_or_none(envelope.get("time"))
         for department in departments:
             copy = with_extensions(envelope, topic=self._topics[department], department=department)
@@ -283,12 +285,22 @@ class EventRouter:
             pairs.event_types.append(copy.event_type)
             pairs.subjects.append(subject)
             pairs.customer_ids.append(copy.key)
+            pairs.customer_kinds.append(customer_kind)
             pairs.occurred_at.append(occurred_at)
             pairs.values.append(copy.value)
             pairs.topics.append(copy.topic)
             for subscription_id in self._subscriptions.wanting(department, copy.event_type):
                 pairs.delivery_pairs.append(len(pairs))
                 pairs.delivery_subscriptions.append(subscription_id)
+
+
+_CUSTOMER_KINDS = frozenset(kind.value for kind in CustomerKind)
+
+
+def _customer_kind_of(data: Any) -> str | None:
+    """The event data's `customer_kind` when it is one (the inbox filters by it); None for any other event."""
+    kind = data.get("customer_kind") if isinstance(data, dict) else None
+    return kind if kind in _CUSTOMER_KINDS else None
 
 
 def _text_or_none(value: Any) -> str | None:

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from shared.catalogue import CATALOGUE, ROUTED_TOPICS
+from shared.schemas import CustomerKind
 from shared.types import Instant, SafeStr
 
 # The event types that reach departments: everything the source topics and customers.events carry.
@@ -156,6 +157,9 @@ class Notification(_Strict):
     event_type: str
     subject: str | None
     customer_id: str
+    customer_kind: CustomerKind | None = Field(
+        description="The event data's `customer_kind`; null for an event that names none (such as a question's)."
+    )
     occurred_at: datetime | None
     created_at: datetime
     read_at: datetime | None

@@ -33,6 +33,7 @@ from services.notifications.webhooks.signing import new_secret
 from shared.auth import Principal
 from shared.errors import Forbidden, NotFound, field_error
 from shared.pagination import Page, page_of
+from shared.schemas import CustomerKind
 
 # --- departments -----------------------------------------------------------------------------
 
@@ -113,12 +114,19 @@ async def inbox(
     department: str,
     unread: bool | None,
     event_id: uuid.UUID | None,
+    customer_kind: CustomerKind | None,
     cursor: str | None,
     limit: int,
 ) -> Page[Notification]:
     require_department_access(settings, principal, department)
     rows = await repository.list_notifications(
-        session, department=department, unread=unread, event_id=event_id, cursor=cursor, limit=limit
+        session,
+        department=department,
+        unread=unread,
+        event_id=event_id,
+        customer_kind=customer_kind.value if customer_kind is not None else None,
+        cursor=cursor,
+        limit=limit,
     )
     items, next_cursor = page_of(rows, limit=limit, key=lambda r: (r.created_at, r.id))
     return Page[Notification](items=[notification_view(r) for r in items], next_cursor=next_cursor)
@@ -152,6 +160,7 @@ def notification_view(row: NotificationRow) -> Notification:
         event_type=row.event_type,
         subject=row.subject,
         customer_id=row.customer_id,
+        customer_kind=CustomerKind(row.customer_kind) if row.customer_kind is not None else None,
         occurred_at=row.occurred_at,
         created_at=row.created_at,
         read_at=row.read_at,
