@@ -78,6 +78,14 @@ class Notification(Base):
             "id",
             postgresql_where=text("read_at IS NULL"),
         ),
+        # The read ones (`unread=false`), newest first (notifications_0012).
+        Index(
+            "ix_notification_read",
+            "department",
+            "created_at",
+            "id",
+            postgresql_where=text("read_at IS NOT NULL"),
+        ),
         Index("ix_notification_txid_seq", "txid", "seq"),
         # The inbox's customer_kind filter, along the inbox's keyset.
         Index(
