@@ -102,9 +102,16 @@ async def commitment_metrics(
     until: Annotated[Instant | None, Query(description="Promises due before this.")] = None,
     department: SafeStr | None = None,
     owner_id: SafeStr | None = None,
+    customer_kind: CustomerKindFilter = None,
 ) -> CommitmentMetrics:
     return await service.metrics(
-        session=session, settings=settings, since=since, until=until, department=department, owner_id=owner_id
+        session=session,
+        settings=settings,
+        since=since,
+        until=until,
+        department=department,
+        owner_id=owner_id,
+        customer_kind=customer_kind.value if customer_kind is not None else None,
     )
 
 

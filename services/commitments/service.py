@@ -307,6 +307,7 @@ async def metrics(
     until: datetime | None,
     department: str | None,
     owner_id: str | None,
+    customer_kind: str | None = None,
 ) -> CommitmentMetrics:
     if department is not None:
         _require_department(settings, department, ["query", "department"])
@@ -314,7 +315,13 @@ async def metrics(
         raise field_error(["query", "until"], "must be after since")
     now = datetime.now(UTC)
     rows = await repository.accountability(
-        session, since=since, until=until, department=department, owner_id=owner_id, now=now
+        session,
+        since=since,
+        until=until,
+        department=department,
+        owner_id=owner_id,
+        now=now,
+        customer_kind=customer_kind,
     )
     total = _accountability({})
     per_department: dict[str, Accountability] = {}

@@ -40,7 +40,25 @@ async def test_the_list_filters_by_customer_kind(client: httpx.AsyncClient, writ
     assert await listed() == [outside["id"], second["id"], first["id"]]
 
 
-@pytest.mark.parametrize("path", ["/v1/commitments"])
+async def test_the_metrics_count_one_kind_of_customer(client: httpx.AsyncClient, writer: dict[str, str]) -> None:
+    owner = unique("owner")
+    await internal_and_external(client, writer, owner)
+
+    async def total(**params: str) -> dict[str, Any]:
+        response = await client.get("/v1/commitments/metrics", params={"owner_id": owner, **params}, headers=writer)
+        assert response.status_code == 200, response.text
+        figures: dict[str, Any] = response.json()["total"]
+        return figures
+
+    internal = await total(customer_kind="internal")
+    external = await total(customer_kind="external")
+    both = await total()
+    assert (internal["due"], internal["met_on_time"], internal["open"]) == (2, 1, 1)
+    assert (external["due"], external["met_on_time"], external["open"]) == (1, 0, 1)
+    assert (both["due"], both["met_on_time"], both["open"]) == (3, 1, 2)
+
+
+@pytest.mark.parametrize("path", ["/v1/commitments", "/v1/commitments/metrics"])
 async def test_an_unknown_customer_kind_is_a_problem_naming_the_field(
     client: httpx.AsyncClient, writer: dict[str, str], path: str
 ) -> None:
