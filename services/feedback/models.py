@@ -119,64 +119,63 @@ class ThemeRow(Base):
     feedback_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
 
 
-# Feedback per UTC day of `occurred_at` and what the metrics filter and count by. Written only in the capture's
-# own statement (repository.py): nothing counted here changes after capture. Tables, not mapped classes: they
-# have no key of their own, only a unique index (NULLS NOT DISTINCT, as product and rating may be null). Each
-# key is split into 4 stripes (by the writing connection's backend) so concurrent captures rarely wait on one row.
-day_count = Table(
-    "feedback_day_count",
-    Base.metadata,
-    Column("day", Date, nullable=False),
-    Column("stripe", SmallInteger, nullable=False),
-    Column("customer_kind", Text, nullable=False),
-    Column("kind", Text, nullable=False),
-    Column("channel", Text, nullable=False),
-    Column("product", Text),
-    Column("rating_scale", Text),
-    Column("rating_value", SmallInteger),
-    Column("feedback", BigInteger, nullable=False),
-    Index(
-        "ux_feedback_day_count",
-        "day",
-        "stripe",
-        "customer_kind",
-        "kind",
-        "channel",
-        "product",
-        "rating_scale",
-        "rating_value",
-        unique=True,
-        postgresql_nulls_not_distinct=True,
-    ),
+KINDS = ("complaint", "compliment", "suggestion", "question", "survey_response")
+# What a day rollup row counts: its feedback, each kind, and (feedback_day_count) the rating bands the metrics
+# use; `ces_effort` is the sum of the CES values. See repository.py for the expressions.
+DAY_FIGURES = (
+    "feedback",
+    *KINDS,
+    "promoters",
+    "passives",
+    "detractors",
+    "csat_responses",
+    "csat_satisfied",
+    "ces_responses",
+    "ces_effort",
 )
+THEME_FIGURES = ("feedback", *KINDS, "negative")
 
-# The same per theme, with whether the feedback's sentiment is negative: theme figures and theme trends.
-theme_day_count = Table(
-    "feedback_theme_day_count",
-    Base.metadata,
-    Column("day", Date, nullable=False),
-    Column("stripe", SmallInteger, nullable=False),
-    Column("theme", Text, nullable=False),
-    Column("customer_kind", Text, nullable=False),
-    Column("kind", Text, nullable=False),
-    Column("channel", Text, nullable=False),
-    Column("product", Text),
-    Column("negative", Boolean, nullable=False),
-    Column("feedback", BigInteger, nullable=False),
-    Index(
-        "ux_feedback_theme_day_count",
-        "day",
-        "stripe",
-        "theme",
-        "customer_kind",
-        "kind",
-        "channel",
-        "product",
-        "negative",
-        unique=True,
-        postgresql_nulls_not_distinct=True,
-    ),
+
+def _rollup(name: str, keys: list[Column[str]], figures: tuple[str, ...]) -> Table:
+    """A day rollup: per UTC day of `occurred_at`, stripe and `keys`, the counts `figures` name.
+
+    Written only in the capture's own statement (repository.py): nothing counted changes after capture. No key
+    of its own, only a unique index (NULLS NOT DISTINCT: product may be null). A key has 4 stripes (by the
+    writing connection's backend) so concurrent captures rarely wait on one row; reads sum them.
+    """
+    return Table(
+        name,
+        Base.metadata,
+        Column("day", Date, nullable=False),
+        Column("stripe", SmallInteger, nullable=False),
+        *keys,
+        *(Column(figure, BigInteger, nullable=False) for figure in figures),
+        Index(
+            f"ux_{name}", "day", "stripe", *(key.name for key in keys), unique=True, postgresql_nulls_not_distinct=True
+        ),
+    )
+
+
+def _customer_kind() -> Column[str]:
+    return Column("customer_kind", Text, nullable=False)
+
+
+def _theme() -> Column[str]:
+    return Column("theme", Text, nullable=False)
+
+
+def _channel_and_product() -> list[Column[str]]:
+    return [Column("channel", Text, nullable=False), Column("product", Text)]
+
+
+# Every metric but word of mouth's distinct customers, filtered by customer kind, channel and product.
+day_count = _rollup("feedback_day_count", [_customer_kind(), *_channel_and_product()], DAY_FIGURES)
+# Theme figures filtered by channel or product.
+theme_day_count = _rollup(
+    "feedback_theme_day_count", [_theme(), _customer_kind(), *_channel_and_product()], THEME_FIGURES
 )
+# Theme trends and unfiltered theme figures: a few thousand rows a year.
+theme_day_total = _rollup("feedback_theme_day_total", [_theme(), _customer_kind()], THEME_FIGURES)
 
 
 # Spikes (spikes.py) count each theme's complaints in the trailing window and in the 7 days before it: a range of

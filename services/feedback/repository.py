@@ -10,7 +10,6 @@ from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import (
-    CTE,
     BigInteger,
     ColumnElement,
     DateTime,
@@ -32,10 +31,23 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy import column as sa_column
+from sqlalchemy import table as sa_table
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.feedback.models import FeedbackRow, ResolutionRow, StatusChangeRow, ThemeRow, day_count, theme_day_count
+from services.feedback.models import (
+    DAY_FIGURES,
+    KINDS,
+    FeedbackRow,
+    ResolutionRow,
+    StatusChangeRow,
+    ThemeRow,
+    day_count,
+    theme_day_count,
+    theme_day_total,
+)
 from shared.events import OutboxRecord
 from shared.group_commit import GroupCommit
 from shared.outbox import OutboxValues, ensure_fits, max_event_bytes, outbox_values
@@ -80,6 +92,54 @@ class NewFeedback(NamedTuple):
     created_at: datetime
 
 
+def _day_figures(feedback: Any) -> dict[str, ColumnElement[int]]:
+    """What `feedback_day_count` counts, as aggregates over `feedback` rows (the table or a CTE of it)."""
+    nps, csat, ces = (feedback.rating_scale == scale for scale in ("nps", "csat", "ces"))
+    value = feedback.rating_value
+    return {
+        "feedback": func.count(),
+        **{kind: func.count().filter(feedback.kind == kind) for kind in KINDS},
+        "promoters": func.count().filter(and_(nps, value >= 9)),
+        "passives": func.count().filter(and_(nps, value.between(7, 8))),
+        "detractors": func.count().filter(and_(nps, value <= 6)),
+        "csat_responses": func.count().filter(csat),
+        "csat_satisfied": func.count().filter(and_(csat, value >= 4)),
+        "ces_responses": func.count().filter(ces),
+        "ces_effort": func.coalesce(func.sum(value).filter(ces), 0),
+    }
+
+
+def _theme_figures(feedback: Any) -> dict[str, ColumnElement[int]]:
+    """What the theme rollups count, as aggregates over `feedback` rows (one per feedback and theme)."""
+    return {
+        "feedback": func.count(),
+        **{kind: func.count().filter(feedback.kind == kind) for kind in KINDS},
+        "negative": func.count().filter(feedback.sentiment_label == "negative"),
+    }
+
+
+def _upsert(rollup: Table, source: str, figures: dict[str, ColumnElement[int]]) -> str:
+    """The CTE body that adds the rows of `source` (a CTE of the capture statement) to `rollup`."""
+    keys = [column.name for column in rollup.c if column.name not in ("day", "stripe", *figures)]
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]  # SQLAlchemy's dialects are untyped
+    aggregates = ", ".join(
+        str(expression.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+        for expression in figures.values()
+    )
+    grouped = ", ".join(str(position) for position in (1, *range(3, len(keys) + 3)))
+    return f"""
+    INSERT INTO {rollup.name} AS counted (day, stripe, {", ".join(keys)}, {", ".join(figures)})
+    SELECT CAST(timezone('UTC', occurred_at) AS date), pg_backend_pid() % 4, {", ".join(keys)}, {aggregates}
+    FROM {source} GROUP BY {grouped} ORDER BY {grouped}
+    ON CONFLICT (day, stripe, {", ".join(keys)})
+    DO UPDATE SET {", ".join(f"{name} = counted.{name} + EXCLUDED.{name}" for name in figures)}"""
+
+
+_CAPTURED = sa_table(
+    "capture", *(sa_column(name) for name in ("kind", "rating_scale", "rating_value", "sentiment_label"))
+)
+_THEMED = sa_table("themed", *(sa_column(name) for name in ("kind", "sentiment_label")))
+
 # New feedback and each one's event, in one statement: each parameter is one column, an array with a value
 # per row (a row's tags and themes as JSON, since an array of arrays would be one flat array). One
 # statement is atomic on its own: written alone, it needs no BEGIN and COMMIT. The same statement adds the
@@ -110,26 +170,19 @@ WITH capture AS (
         sentiment_label, sentiment_source, ARRAY(SELECT jsonb_array_elements_text(CAST(themes AS jsonb))),
         created_at, created_at
     FROM capture ORDER BY position
-), day_counted AS (
-    INSERT INTO feedback_day_count AS counted (day, stripe, customer_kind, kind, channel, product, rating_scale,
-        rating_value, feedback)
-    SELECT CAST(timezone('UTC', occurred_at) AS date), pg_backend_pid() % 4, customer_kind, kind, channel, product,
-        rating_scale, rating_value, count(*)
-    FROM capture GROUP BY 1, 3, 4, 5, 6, 7, 8 ORDER BY 1, 3, 4, 5, 6, 7, 8
-    ON CONFLICT (day, stripe, customer_kind, kind, channel, product, rating_scale, rating_value)
-    DO UPDATE SET feedback = counted.feedback + EXCLUDED.feedback
+), day_counted AS ("""
+    + _upsert(day_count, "capture", _day_figures(_CAPTURED.c))
+    + """
 ), themed AS (
     SELECT capture.*, theme FROM capture, jsonb_array_elements_text(CAST(capture.themes AS jsonb)) AS theme
 ), by_theme AS (
     INSERT INTO feedback_theme (theme, created_at, feedback_id) SELECT theme, created_at, id FROM themed
-), theme_day_counted AS (
-    INSERT INTO feedback_theme_day_count AS counted (day, stripe, theme, customer_kind, kind, channel, product,
-        negative, feedback)
-    SELECT CAST(timezone('UTC', occurred_at) AS date), pg_backend_pid() % 4, theme, customer_kind, kind, channel,
-        product, sentiment_label = 'negative', count(*)
-    FROM themed GROUP BY 1, 3, 4, 5, 6, 7, 8 ORDER BY 1, 3, 4, 5, 6, 7, 8
-    ON CONFLICT (day, stripe, theme, customer_kind, kind, channel, product, negative)
-    DO UPDATE SET feedback = counted.feedback + EXCLUDED.feedback
+), theme_day_counted AS ("""
+    + _upsert(theme_day_count, "themed", _theme_figures(_THEMED.c))
+    + """
+), theme_day_totalled AS ("""
+    + _upsert(theme_day_total, "themed", _theme_figures(_THEMED.c))
+    + """
 )
 INSERT INTO outbox_event (event_id, topic, key, event_type, value)
 SELECT event_id, topic, key, event_type, value FROM capture ORDER BY position
@@ -325,9 +378,6 @@ class Assumptions:
     happy_tell: float
 
 
-KINDS = ("complaint", "compliment", "suggestion", "question", "survey_response")
-
-
 @dataclass(frozen=True)
 class _Span:
     """Where the figures of `[since, until)` are read: whole UTC days `[first_day, end_day)` (None: open) from a
@@ -386,17 +436,17 @@ def _edge_conditions(where: FeedbackFilter, span: _Span) -> list[ColumnElement[b
     return [*_conditions(replace(where, since=None, until=None)), _within(span.edges)]
 
 
-def _rollup_conditions(table: Table, where: FeedbackFilter, span: _Span) -> list[ColumnElement[bool]]:
-    """The rollup rows of `span`'s whole days that `where` selects (what a rollup can be filtered by)."""
+def _rollup_conditions(rollup: Table, where: FeedbackFilter, span: _Span) -> list[ColumnElement[bool]]:
+    """The rows of `rollup` in `span`'s whole days that `where` selects (its kind aside: kinds are columns)."""
     conditions: list[ColumnElement[bool]] = []
-    for name in ("customer_kind", "kind", "channel", "product"):
+    for name in ("customer_kind", "channel", "product"):
         value = getattr(where, name)
         if value is not None:
-            conditions.append(table.c[name] == value)
+            conditions.append(rollup.c[name] == value)
     if span.first_day is not None:
-        conditions.append(table.c.day >= span.first_day)
+        conditions.append(rollup.c.day >= span.first_day)
     if span.end_day is not None:
-        conditions.append(table.c.day < span.end_day)
+        conditions.append(rollup.c.day < span.end_day)
     return conditions
 
 
@@ -413,51 +463,38 @@ def _occurred_in_utc() -> ColumnElement[Any]:
     return func.timezone("UTC", FeedbackRow.occurred_at)
 
 
-def _counted(where: FeedbackFilter, span: _Span, bucket: str | None) -> CTE:
-    """Counted feedback of `where`: rows of (period_start if `bucket`, kind, rating_scale, rating_value, n)."""
+def _union(parts: list[Select[Any]], name: str) -> Subquery:
+    return (union_all(*parts) if len(parts) > 1 else parts[0]).subquery(name)
+
+
+def _summed(column: Any) -> ColumnElement[int]:
+    return cast(func.coalesce(func.sum(column), 0), BigInteger)
+
+
+def _counts(where: FeedbackFilter, bucket: str | None) -> Subquery:
+    """`feedback_day_count`'s figures summed over what `where` selects (per period with `bucket`): whole days
+    from the rollup, the edges' feedback counted alike."""
+    span = _span(where)
     parts: list[Select[Any]] = []
     if span.whole_days:
         c = day_count.c
         parts.append(
-            select(
-                *_period(bucket, _day_start(c.day)), c.kind, c.rating_scale, c.rating_value, c.feedback.label("n")
-            ).where(*_rollup_conditions(day_count, where, span))
-        )
-    if span.edges:
-        f = FeedbackRow
-        parts.append(
-            select(*_period(bucket, _occurred_in_utc()), f.kind, f.rating_scale, f.rating_value, _one()).where(
-                *_edge_conditions(where, span)
+            select(*_period(bucket, _day_start(c.day)), *(c[name] for name in DAY_FIGURES)).where(
+                *_rollup_conditions(day_count, where, span)
             )
         )
-    return (union_all(*parts) if len(parts) > 1 else parts[0]).cte("counted")
-
-
-def _one() -> ColumnElement[int]:
-    return cast(literal(1), BigInteger).label("n")
-
-
-def _counts(columns: Any) -> list[ColumnElement[Any]]:
-    """The additive figures over counted rows (`_counted`), summed."""
-    kind, scale, value, n = columns.kind, columns.rating_scale, columns.rating_value, columns.n
-    nps, csat, ces = scale == "nps", scale == "csat", scale == "ces"
-
-    def total(*conditions: ColumnElement[bool]) -> ColumnElement[int]:
-        summed = func.sum(n).filter(and_(*conditions)) if conditions else func.sum(n)
-        return cast(func.coalesce(summed, 0), BigInteger)
-
-    return [
-        total().label("total"),
-        *(total(kind == name).label(f"kind_{name}") for name in KINDS),
-        total(nps, value >= 9).label("promoters"),
-        total(nps, value.between(7, 8)).label("passives"),
-        total(nps, value <= 6).label("detractors"),
-        total(nps).label("nps_responses"),
-        total(csat).label("csat_responses"),
-        total(csat, value >= 4).label("csat_satisfied"),
-        total(ces).label("ces_responses"),
-        cast(func.coalesce(func.sum(value * n).filter(ces), 0), BigInteger).label("ces_sum"),
-    ]
+    if span.edges:
+        period = _period(bucket, _occurred_in_utc())
+        figures = _day_figures(FeedbackRow)
+        parts.append(
+            select(*period, *(figures[name].label(name) for name in DAY_FIGURES))
+            .where(*_edge_conditions(where, span))
+            .group_by(*period)
+        )
+    counted = _union(parts, "counted")
+    period_start = [counted.c.period_start] if bucket is not None else []
+    summed = select(*period_start, *(_summed(counted.c[name]).label(name) for name in DAY_FIGURES))
+    return summed.group_by(*period_start).subquery("counts")
 
 
 def _moods(columns: Any) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
@@ -469,7 +506,7 @@ def _moods(columns: Any) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
     return unhappy, happy
 
 
-def _customers(where: FeedbackFilter, bucket: str | None) -> Select[Any]:
+def _customers(where: FeedbackFilter, bucket: str | None) -> Subquery:
     """Distinct unhappy and happy customers (word of mouth), from the feedback table: a count of distinct
     customers cannot be added up from day rollups."""
     unhappy, happy = _moods(FeedbackRow)
@@ -479,7 +516,7 @@ def _customers(where: FeedbackFilter, bucket: str | None) -> Select[Any]:
         func.count(FeedbackRow.customer_id.distinct()).filter(unhappy).label("unhappy_customers"),
         func.count(FeedbackRow.customer_id.distinct()).filter(happy).label("happy_customers"),
     ).where(*_conditions(where), or_(unhappy, happy))
-    return statement.group_by(*period) if bucket is not None else statement
+    return statement.group_by(*period).subquery("customers")
 
 
 def _figures(counts: Any, customers: Any, assumptions: Assumptions) -> list[ColumnElement[Any]]:
@@ -491,26 +528,23 @@ def _figures(counts: Any, customers: Any, assumptions: Assumptions) -> list[Colu
     def ratio(numerator: ColumnElement[Any], denominator: ColumnElement[Any], scale_by: float = 1.0) -> Any:
         return cast(numerator * literal(scale_by) / func.nullif(denominator, 0), Float)
 
-    complaints, compliments = of(counts.kind_complaint), of(counts.kind_compliment)
-    promoters, detractors = of(counts.promoters), of(counts.detractors)
-    nps_responses, csat_responses, ces_responses = (
-        of(counts.nps_responses),
-        of(counts.csat_responses),
-        of(counts.ces_responses),
-    )
+    complaints, compliments = of(counts.complaint), of(counts.compliment)
+    promoters, passives, detractors = of(counts.promoters), of(counts.passives), of(counts.detractors)
+    nps_responses = promoters + passives + detractors
+    csat_responses, ces_responses = of(counts.csat_responses), of(counts.ces_responses)
     unhappy_customers, happy_customers = of(customers.unhappy_customers), of(customers.happy_customers)
     return [
-        of(counts.total).label("total"),
-        *(of(counts[f"kind_{name}"]).label(f"kind_{name}") for name in KINDS),
+        of(counts.feedback).label("total"),
+        *(of(counts[name]).label(f"kind_{name}") for name in KINDS),
         promoters.label("promoters"),
-        of(counts.passives).label("passives"),
+        passives.label("passives"),
         detractors.label("detractors"),
         nps_responses.label("nps_responses"),
         ratio(promoters - detractors, nps_responses, 100.0).label("nps_score"),
         csat_responses.label("csat_responses"),
         ratio(of(counts.csat_satisfied), csat_responses, 100.0).label("csat_score"),
         ces_responses.label("ces_responses"),
-        ratio(of(counts.ces_sum), ces_responses).label("ces_average"),
+        ratio(of(counts.ces_effort), ces_responses).label("ces_average"),
         ratio(compliments, complaints).label("compliments_per_complaint"),
         cast(complaints / literal(assumptions.complaining_share), Float).label("silent_dissatisfied"),
         unhappy_customers.label("unhappy_customers"),
@@ -522,9 +556,7 @@ def _figures(counts: Any, customers: Any, assumptions: Assumptions) -> list[Colu
 
 async def figures(session: AsyncSession, where: FeedbackFilter, assumptions: Assumptions) -> Row[Any]:
     """The figures over every feedback `where` selects: whole days from the rollup, edges from feedback."""
-    counted = _counted(where, _span(where), None)
-    counts = select(*_counts(counted.c)).subquery("counts")
-    customers = _customers(where, None).subquery("customers")
+    counts, customers = _counts(where, None), _customers(where, None)
     statement = select(*_figures(counts.c, customers.c, assumptions)).select_from(counts.join(customers, true()))
     return (await session.execute(statement)).one()
 
@@ -535,9 +567,7 @@ async def figures_per_period(
     """The figures per week or month (UTC), empty periods included, from `since` (or the first feedback)
     to `until` (or now)."""
     step = cast(literal(f"1 {bucket}"), Interval)
-    counted = _counted(where, _span(where), bucket)
-    counts = select(counted.c.period_start, *_counts(counted.c)).group_by(counted.c.period_start).subquery("counts")
-    customers = _customers(where, bucket).subquery("customers")
+    counts, customers = _counts(where, bucket), _customers(where, bucket)
 
     def period_of(moment: Any) -> ColumnElement[Any]:
         return func.date_trunc(bucket, func.timezone("UTC", moment))
@@ -545,7 +575,7 @@ async def figures_per_period(
     first: Any = (
         period_of(_moment(where.since))
         if where.since is not None
-        else select(func.min(counts.c.period_start)).scalar_subquery()
+        else select(func.min(counts.c.period_start)).where(counts.c.feedback > 0).scalar_subquery()
     )
     last = period_of(
         _moment(where.until) - cast(literal("1 microsecond"), Interval) if where.until is not None else func.now()
@@ -569,42 +599,57 @@ async def figures_per_period(
     return (await session.execute(statement)).all()
 
 
+def _theme_rollup(where: FeedbackFilter) -> Table:
+    """The smallest theme rollup that can answer `where`."""
+    return theme_day_count if where.channel is not None or where.product is not None else theme_day_total
+
+
 def _themed(where: FeedbackFilter, bucket: str | None) -> Subquery:
-    """Feedback of `where` counted per theme: rows of (period_start if `bucket`, theme, kind, negative, n)."""
+    """Feedback of `where` counted per theme: rows of (period_start if `bucket`, theme, count, complaints,
+    negative); with a `kind`, count is that kind's (and `negative` is not narrowed to it)."""
     span = _span(where)
     parts: list[Select[Any]] = []
     if span.whole_days:
-        c = theme_day_count.c
+        rollup = _theme_rollup(where)
+        c = rollup.c
+        complaints: Any = c.complaint if where.kind in (None, "complaint") else literal(0)
         parts.append(
-            select(*_period(bucket, _day_start(c.day)), c.theme, c.kind, c.negative, c.feedback.label("n")).where(
-                *_rollup_conditions(theme_day_count, where, span)
-            )
+            select(
+                *_period(bucket, _day_start(c.day)),
+                c.theme,
+                (c[where.kind] if where.kind is not None else c.feedback).label("count"),
+                complaints.label("complaints"),
+                c.negative,
+            ).where(*_rollup_conditions(rollup, where, span))
         )
     if span.edges:
-        f = FeedbackRow
-        theme = func.unnest(f.themes).label("theme")
-        negative = (f.sentiment_label == "negative").label("negative")
+        themes = func.unnest(FeedbackRow.themes).table_valued("theme").render_derived("themes")
+        period = _period(bucket, _occurred_in_utc())
+        figures = _theme_figures(FeedbackRow)
         parts.append(
-            select(*_period(bucket, _occurred_in_utc()), theme, f.kind, negative, _one()).where(
-                *_edge_conditions(where, span)
+            select(
+                *period,
+                themes.c.theme,
+                figures["feedback"].label("count"),
+                figures["complaint"].label("complaints"),
+                figures["negative"].label("negative"),
             )
+            .select_from(FeedbackRow)
+            .join(themes, true())
+            .where(*_edge_conditions(where, span))
+            .group_by(*period, themes.c.theme)
         )
-    return (union_all(*parts) if len(parts) > 1 else parts[0]).subquery("themed")
+    return _union(parts, "themed")
 
 
 async def theme_figures(session: AsyncSession, where: FeedbackFilter) -> Sequence[tuple[str, int, int, int]]:
     """Per theme of the feedback `where` selects: how many, complaints, negative; most feedback first."""
     themed = _themed(where, None)
-    n = themed.c.n
-    count = cast(func.sum(n), BigInteger).label("count")
+    count = _summed(themed.c.count).label("count")
     statement = (
-        select(
-            themed.c.theme,
-            count,
-            cast(func.coalesce(func.sum(n).filter(themed.c.kind == "complaint"), 0), BigInteger).label("complaints"),
-            cast(func.coalesce(func.sum(n).filter(themed.c.negative), 0), BigInteger).label("negative"),
-        )
+        select(themed.c.theme, count, _summed(themed.c.complaints), _summed(themed.c.negative))
         .group_by(themed.c.theme)
+        .having(func.sum(themed.c.count) > 0)
         .order_by(count.desc(), themed.c.theme)
     )
     return [
@@ -615,8 +660,12 @@ async def theme_figures(session: AsyncSession, where: FeedbackFilter) -> Sequenc
 
 async def first_themed_day(session: AsyncSession, where: FeedbackFilter) -> date | None:
     """The first UTC day with themed feedback `where` selects (its time range aside)."""
-    conditions = _rollup_conditions(theme_day_count, where, _Span(True, None, None, ()))
-    day: date | None = (await session.execute(select(func.min(theme_day_count.c.day)).where(*conditions))).scalar_one()
+    rollup = _theme_rollup(where)
+    figure = rollup.c[where.kind] if where.kind is not None else rollup.c.feedback
+    conditions = _rollup_conditions(rollup, where, _Span(True, None, None, ()))
+    day: date | None = (
+        await session.execute(select(func.min(rollup.c.day)).where(*conditions, figure > 0))
+    ).scalar_one()
     return day
 
 
@@ -625,13 +674,11 @@ async def theme_series(
 ) -> Sequence[tuple[str, datetime, int, int]]:
     """Per theme and UTC period (a naive UTC timestamp) with feedback: how many, complaints."""
     themed = _themed(where, bucket)
-    n = themed.c.n
-    statement = select(
-        themed.c.theme,
-        themed.c.period_start,
-        cast(func.sum(n), BigInteger).label("count"),
-        cast(func.coalesce(func.sum(n).filter(themed.c.kind == "complaint"), 0), BigInteger).label("complaints"),
-    ).group_by(themed.c.theme, themed.c.period_start)
+    statement = (
+        select(themed.c.theme, themed.c.period_start, _summed(themed.c.count), _summed(themed.c.complaints))
+        .group_by(themed.c.theme, themed.c.period_start)
+        .having(func.sum(themed.c.count) > 0)
+    )
     return [
         (theme, start, int(count), int(complaints))
         for theme, start, count, complaints in await session.execute(statement)

@@ -297,6 +297,17 @@ async def test_the_rollups_equal_a_full_recount_after_keyed_unkeyed_and_concurre
         )
         for _ in range(40)
     ]
+    scales = {"nps": range(11), "csat": range(1, 6), "ces": range(1, 8)}
+    bodies += [
+        complaint(
+            new_customer(),
+            kind="survey_response",
+            text=None,
+            rating={"scale": scale, "value": random.choice(scales[scale])},
+            occurred_at=_at(year, 8, random.randint(1, 3)),
+        )
+        for scale in random.choices(list(scales), k=20)
+    ]
     responses = await asyncio.gather(*(client.post("/v1/feedback", json=b, headers=write) for b in bodies))
     assert {response.status_code for response in responses} == {201}
     captured = [first.json(), *(response.json() for response in responses)]
@@ -312,46 +323,72 @@ async def test_the_rollups_equal_a_full_recount_after_keyed_unkeyed_and_concurre
     assert _series_of(trends)["delivery"] == [(f"{year:04d}-08-01", len(delivery), len(complaints))]
 
 
+KINDS = ("complaint", "compliment", "suggestion", "question", "survey_response")
+_COUNT_KINDS = [f"count(*) FILTER (WHERE kind = '{kind}')" for kind in KINDS]
+# Each rollup: its keys, and what it counts as aggregates over feedback rows (written out here, not taken from
+# the code under test).
+_ROLLUPS = {
+    "feedback_day_count": (
+        ["customer_kind", "channel", "product"],
+        "feedback",
+        [
+            "count(*)",
+            *_COUNT_KINDS,
+            "count(*) FILTER (WHERE rating_scale = 'nps' AND rating_value >= 9)",
+            "count(*) FILTER (WHERE rating_scale = 'nps' AND rating_value IN (7, 8))",
+            "count(*) FILTER (WHERE rating_scale = 'nps' AND rating_value <= 6)",
+            "count(*) FILTER (WHERE rating_scale = 'csat')",
+            "count(*) FILTER (WHERE rating_scale = 'csat' AND rating_value >= 4)",
+            "count(*) FILTER (WHERE rating_scale = 'ces')",
+            "coalesce(sum(rating_value) FILTER (WHERE rating_scale = 'ces'), 0)",
+        ],
+        [
+            "feedback",
+            *KINDS,
+            "promoters",
+            "passives",
+            "detractors",
+            "csat_responses",
+            "csat_satisfied",
+            "ces_responses",
+            "ces_effort",
+        ],
+    ),
+    "feedback_theme_day_count": (
+        ["theme", "customer_kind", "channel", "product"],
+        "feedback, unnest(themes) AS theme",
+        ["count(*)", *_COUNT_KINDS, "count(*) FILTER (WHERE sentiment_label = 'negative')"],
+        ["feedback", *KINDS, "negative"],
+    ),
+    "feedback_theme_day_total": (
+        ["theme", "customer_kind"],
+        "feedback, unnest(themes) AS theme",
+        ["count(*)", *_COUNT_KINDS, "count(*) FILTER (WHERE sentiment_label = 'negative')"],
+        ["feedback", *KINDS, "negative"],
+    ),
+}
+
+
 async def _rollup_differences(platform: Platform) -> list[Any]:
-    """Rows where a rollup differs from counting the feedback table again; empty when they agree."""
-    day = "CAST(timezone('UTC', occurred_at) AS date)"
-    checks = [
-        f"""
-        SELECT day, customer_kind, kind, channel, product, rating_scale, rating_value, CAST(sum(feedback) AS bigint)
-        FROM feedback_day_count GROUP BY 1, 2, 3, 4, 5, 6, 7
-        EXCEPT ALL
-        SELECT {day}, customer_kind, kind, channel, product, rating_scale, rating_value, count(*)
-        FROM feedback GROUP BY 1, 2, 3, 4, 5, 6, 7
-        """,
-        f"""
-        SELECT {day}, customer_kind, kind, channel, product, rating_scale, rating_value, count(*)
-        FROM feedback GROUP BY 1, 2, 3, 4, 5, 6, 7
-        EXCEPT ALL
-        SELECT day, customer_kind, kind, channel, product, rating_scale, rating_value, CAST(sum(feedback) AS bigint)
-        FROM feedback_day_count GROUP BY 1, 2, 3, 4, 5, 6, 7
-        """,
-        f"""
-        SELECT day, theme, customer_kind, kind, channel, product, negative, CAST(sum(feedback) AS bigint)
-        FROM feedback_theme_day_count GROUP BY 1, 2, 3, 4, 5, 6, 7
-        EXCEPT ALL
-        SELECT {day}, theme, customer_kind, kind, channel, product, sentiment_label = 'negative', count(*)
-        FROM feedback, unnest(themes) AS theme GROUP BY 1, 2, 3, 4, 5, 6, 7
-        """,
-        f"""
-        SELECT {day}, theme, customer_kind, kind, channel, product, sentiment_label = 'negative', count(*)
-        FROM feedback, unnest(themes) AS theme GROUP BY 1, 2, 3, 4, 5, 6, 7
-        EXCEPT ALL
-        SELECT day, theme, customer_kind, kind, channel, product, negative, CAST(sum(feedback) AS bigint)
-        FROM feedback_theme_day_count GROUP BY 1, 2, 3, 4, 5, 6, 7
-        """,
-        """
-        SELECT theme, created_at, feedback_id FROM feedback_theme
-        EXCEPT ALL SELECT theme, created_at, id FROM feedback, unnest(themes) AS theme
-        """,
-        """
-        SELECT theme, created_at, id FROM feedback, unnest(themes) AS theme
-        EXCEPT ALL SELECT theme, created_at, feedback_id FROM feedback_theme
-        """,
+    """Rows where a rollup (its stripes summed) differs from counting the feedback table again; empty when they
+    agree."""
+    checks = []
+    for table, (keys, source, recounts, figures) in _ROLLUPS.items():
+        grouped = ", ".join(str(n) for n in range(1, len(keys) + 2))
+        stored = (
+            f"SELECT day, {', '.join(keys)}, {', '.join(f'CAST(sum({f}) AS bigint)' for f in figures)} "
+            f"FROM {table} GROUP BY {grouped}"
+        )
+        recounted = (
+            f"SELECT CAST(timezone('UTC', occurred_at) AS date), {', '.join(keys)}, "
+            f"{', '.join(f'CAST({r} AS bigint)' for r in recounts)} FROM {source} GROUP BY {grouped}"
+        )
+        checks += [f"{stored} EXCEPT ALL {recounted}", f"{recounted} EXCEPT ALL {stored}"]
+    checks += [
+        "SELECT theme, created_at, feedback_id FROM feedback_theme "
+        "EXCEPT ALL SELECT theme, created_at, id FROM feedback, unnest(themes) AS theme",
+        "SELECT theme, created_at, id FROM feedback, unnest(themes) AS theme "
+        "EXCEPT ALL SELECT theme, created_at, feedback_id FROM feedback_theme",
     ]
     differences: list[Any] = []
     for check in checks:

@@ -68,21 +68,18 @@ def test_existing_feedback_is_counted_into_the_rollups(fresh_database: str) -> N
 
     days = run_sql(
         fresh_database,
-        "SELECT day::text, kind, rating_scale, rating_value, feedback FROM feedback_day_count ORDER BY day, kind",
+        "SELECT day::text, stripe, feedback, complaint, survey_response, promoters, detractors "
+        "FROM feedback_day_count ORDER BY day",
     )
-    assert [tuple(row) for row in days] == [
-        ("2026-03-01", "survey_response", "nps", 9, 2),
-        ("2026-03-02", "complaint", None, None, 2),
-    ]
-    themes = run_sql(
-        fresh_database,
-        "SELECT day::text, theme, negative, feedback FROM feedback_theme_day_count ORDER BY theme, negative",
-    )
-    assert [tuple(row) for row in themes] == [
-        ("2026-03-02", "billing", True, 1),
-        ("2026-03-02", "delivery", False, 1),
-        ("2026-03-02", "delivery", True, 1),
-    ]
+    assert [tuple(row) for row in days] == [("2026-03-01", 0, 2, 0, 2, 2, 0), ("2026-03-02", 0, 2, 2, 0, 0, 0)]
+    for table in ("feedback_theme_day_count", "feedback_theme_day_total"):
+        themes = run_sql(
+            fresh_database, f"SELECT day::text, theme, feedback, complaint, negative FROM {table} ORDER BY theme"
+        )
+        assert [tuple(row) for row in themes] == [
+            ("2026-03-02", "billing", 1, 1, 1),
+            ("2026-03-02", "delivery", 2, 2, 1),
+        ]
     by_theme = run_sql(fresh_database, "SELECT theme, count(*) AS n FROM feedback_theme GROUP BY theme ORDER BY theme")
     assert [tuple(row) for row in by_theme] == [("billing", 1), ("delivery", 2)]
 

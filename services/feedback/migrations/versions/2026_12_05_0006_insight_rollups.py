@@ -1,20 +1,31 @@
 """Insight at volume (issue 18): day rollups kept in the capture's own statement, feedback by theme, and the
 indexes of the new filters.
 
-- `feedback_day_count`: feedback per UTC day and every dimension the metrics filter or count by (customer kind,
-  kind, channel, product, rating scale and value). Metrics read whole days here and only the partial edge days
-  of an arbitrary `[since, until)` from `feedback` (through `ix_feedback_occurred_at`).
-- `feedback_theme_day_count`: the same per theme, with the sentiment's negativity (theme figures, theme trends).
+A rollup row is keyed by a UTC day and the dimensions the reads filter by; what the figures count (kinds,
+rating bands, negative sentiment) are its columns, not more keys, so a year is at most a few hundred thousand
+rows however the kinds and ratings spread:
+
+- `feedback_day_count` (day, customer kind, channel, product): feedback, each kind, NPS promoters, passives
+  and detractors, CSAT responses and satisfied ones, CES responses and their summed effort. Every metric but
+  the distinct customers of word of mouth is a sum over it.
+- `feedback_theme_day_count` (day, theme, customer kind, channel, product) and `feedback_theme_day_total` (day,
+  theme, customer kind): feedback, each kind, negative sentiment. Theme figures filtered by channel or product
+  read the first, theme trends and unfiltered theme figures the second (a few thousand rows a year).
 - `feedback_theme`: one row per feedback and theme, keyed `(theme, created_at, feedback_id)`, so the list's
   `theme` filter walks one index newest first (a GIN index on `feedback.themes` would find every row of a theme,
-  a fifth of the table for a common one, and sort them before the first page).
+  a large share of the table for a common one, and sort them before the first page).
 
-Each rollup row is one of 4 stripes of its key, the stripe chosen by the writing connection (its backend's
-pid): two capture statements in flight on two connections then rarely upsert the same row, so one
-does not wait for the other's commit (group commit keeps two statements in flight). Reads sum the stripes.
+Reads take whole days from the rollups and the partial days at a range's edges from `feedback` through
+`ix_feedback_occurred_at` (instants stay exact); a customer's figures come from `feedback` through the new
+`(customer_id, occurred_at)` index.
+
+Each rollup key has 4 stripes, the stripe chosen by the writing connection (its backend's pid): two capture
+statements in flight on two connections then rarely upsert the same row, so one does not wait for the other's
+commit (group commit keeps two statements in flight). Reads sum the stripes. The upgrade's backfill writes
+stripe 0.
 
 Nothing updates or deletes feedback's counted columns (a status move changes none of them), so the rollups
-change only when feedback is inserted. The upgrade counts the existing feedback into them.
+change only when feedback is inserted.
 
 Revision ID: feedback_0006
 Revises: feedback_0005
@@ -32,48 +43,64 @@ down_revision: str | None = "feedback_0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+KINDS = ("complaint", "compliment", "suggestion", "question", "survey_response")
 _DAY = "CAST(timezone('UTC', occurred_at) AS date)"
+# What the rollups count, as aggregates over feedback rows (the capture statement adds the same).
+_FIGURES = {
+    "feedback": "count(*)",
+    **{kind: f"count(*) FILTER (WHERE kind = '{kind}')" for kind in KINDS},
+    "promoters": "count(*) FILTER (WHERE rating_scale = 'nps' AND rating_value >= 9)",
+    "passives": "count(*) FILTER (WHERE rating_scale = 'nps' AND rating_value BETWEEN 7 AND 8)",
+    "detractors": "count(*) FILTER (WHERE rating_scale = 'nps' AND rating_value <= 6)",
+    "csat_responses": "count(*) FILTER (WHERE rating_scale = 'csat')",
+    "csat_satisfied": "count(*) FILTER (WHERE rating_scale = 'csat' AND rating_value >= 4)",
+    "ces_responses": "count(*) FILTER (WHERE rating_scale = 'ces')",
+    "ces_effort": "coalesce(sum(rating_value) FILTER (WHERE rating_scale = 'ces'), 0)",
+}
+_THEME_FIGURES = {
+    "feedback": "count(*)",
+    **{kind: f"count(*) FILTER (WHERE kind = '{kind}')" for kind in KINDS},
+    "negative": "count(*) FILTER (WHERE sentiment_label = 'negative')",
+}
+
+
+def _rollup(table: str, keys: list[sa.Column[str]], figures: Sequence[str]) -> None:
+    names = [key.name for key in keys]
+    op.create_table(
+        table,
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("stripe", sa.SmallInteger(), nullable=False),
+        *keys,
+        *(sa.Column(name, sa.BigInteger(), nullable=False) for name in figures),
+    )
+    op.create_index(f"ux_{table}", table, ["day", "stripe", *names], unique=True, postgresql_nulls_not_distinct=True)
+
+
+def _backfill(table: str, keys: Sequence[str], figures: dict[str, str], source: str) -> None:
+    positions = ", ".join(str(n) for n in range(1, len(keys) + 2))
+    op.execute(
+        f"""
+        INSERT INTO {table} (day, {", ".join(keys)}, stripe, {", ".join(figures)})
+        SELECT {_DAY}, {", ".join(keys)}, 0, {", ".join(figures.values())}
+        FROM {source}
+        GROUP BY {positions}
+        """
+    )
 
 
 def upgrade() -> None:
-    op.create_table(
-        "feedback_day_count",
-        sa.Column("day", sa.Date(), nullable=False),
-        sa.Column("stripe", sa.SmallInteger(), nullable=False),
-        sa.Column("customer_kind", sa.Text(), nullable=False),
-        sa.Column("kind", sa.Text(), nullable=False),
-        sa.Column("channel", sa.Text(), nullable=False),
-        sa.Column("product", sa.Text(), nullable=True),
-        sa.Column("rating_scale", sa.Text(), nullable=True),
-        sa.Column("rating_value", sa.SmallInteger(), nullable=True),
-        sa.Column("feedback", sa.BigInteger(), nullable=False),
-    )
-    op.create_index(
-        "ux_feedback_day_count",
-        "feedback_day_count",
-        ["day", "stripe", "customer_kind", "kind", "channel", "product", "rating_scale", "rating_value"],
-        unique=True,
-        postgresql_nulls_not_distinct=True,
-    )
-    op.create_table(
-        "feedback_theme_day_count",
-        sa.Column("day", sa.Date(), nullable=False),
-        sa.Column("stripe", sa.SmallInteger(), nullable=False),
-        sa.Column("theme", sa.Text(), nullable=False),
-        sa.Column("customer_kind", sa.Text(), nullable=False),
-        sa.Column("kind", sa.Text(), nullable=False),
-        sa.Column("channel", sa.Text(), nullable=False),
-        sa.Column("product", sa.Text(), nullable=True),
-        sa.Column("negative", sa.Boolean(), nullable=False),
-        sa.Column("feedback", sa.BigInteger(), nullable=False),
-    )
-    op.create_index(
-        "ux_feedback_theme_day_count",
-        "feedback_theme_day_count",
-        ["day", "stripe", "theme", "customer_kind", "kind", "channel", "product", "negative"],
-        unique=True,
-        postgresql_nulls_not_distinct=True,
-    )
+    def customer_kind() -> sa.Column[str]:
+        return sa.Column("customer_kind", sa.Text(), nullable=False)
+
+    def theme() -> sa.Column[str]:
+        return sa.Column("theme", sa.Text(), nullable=False)
+
+    def channel_and_product() -> list[sa.Column[str]]:
+        return [sa.Column("channel", sa.Text(), nullable=False), sa.Column("product", sa.Text(), nullable=True)]
+
+    _rollup("feedback_day_count", [customer_kind(), *channel_and_product()], list(_FIGURES))
+    _rollup("feedback_theme_day_count", [theme(), customer_kind(), *channel_and_product()], list(_THEME_FIGURES))
+    _rollup("feedback_theme_day_total", [theme(), customer_kind()], list(_THEME_FIGURES))
     op.create_table(
         "feedback_theme",
         sa.Column("theme", sa.Text(), nullable=False),
@@ -84,24 +111,10 @@ def upgrade() -> None:
     op.create_index("ix_feedback_customer_kind_created_at_id", "feedback", ["customer_kind", "created_at", "id"])
     op.create_index("ix_feedback_customer_id_occurred_at", "feedback", ["customer_id", "occurred_at"])
 
-    op.execute(
-        f"""
-        INSERT INTO feedback_day_count (day, stripe, customer_kind, kind, channel, product, rating_scale,
-            rating_value, feedback)
-        SELECT {_DAY}, 0, customer_kind, kind, channel, product, rating_scale, rating_value, count(*)
-        FROM feedback
-        GROUP BY 1, 3, 4, 5, 6, 7, 8
-        """
-    )
-    op.execute(
-        f"""
-        INSERT INTO feedback_theme_day_count (day, stripe, theme, customer_kind, kind, channel, product, negative,
-            feedback)
-        SELECT {_DAY}, 0, theme, customer_kind, kind, channel, product, sentiment_label = 'negative', count(*)
-        FROM feedback, unnest(themes) AS theme
-        GROUP BY 1, 3, 4, 5, 6, 7, 8
-        """
-    )
+    _backfill("feedback_day_count", ["customer_kind", "channel", "product"], _FIGURES, "feedback")
+    themed = "feedback, unnest(themes) AS theme"
+    _backfill("feedback_theme_day_count", ["theme", "customer_kind", "channel", "product"], _THEME_FIGURES, themed)
+    _backfill("feedback_theme_day_total", ["theme", "customer_kind"], _THEME_FIGURES, themed)
     op.execute(
         """
         INSERT INTO feedback_theme (theme, created_at, feedback_id)
@@ -114,5 +127,6 @@ def downgrade() -> None:
     op.drop_index("ix_feedback_customer_id_occurred_at", table_name="feedback")
     op.drop_index("ix_feedback_customer_kind_created_at_id", table_name="feedback")
     op.drop_table("feedback_theme")
+    op.drop_table("feedback_theme_day_total")
     op.drop_table("feedback_theme_day_count")
     op.drop_table("feedback_day_count")
