@@ -23,8 +23,9 @@ DELIVERY_AND_BILLING = "The courier lost the parcel and the invoice billed me an
 PRAISE = "Wonderful courier, the parcel arrived early, thank you!"
 
 
-def _a_year_of_its_own() -> int:
-    return random.randint(1100, 1900)
+def _a_year_of_its_own(test: int) -> int:
+    """A year in the century of `test` (each test its own number): no two tests share a year."""
+    return 1000 + 100 * test + random.randint(0, 99)
 
 
 def _at(year: int, month: int, day: int, hour: int = 12, minute: int = 0, microsecond: int = 0) -> str:
@@ -60,7 +61,7 @@ def _theme_figures(captured: list[dict[str, Any]]) -> list[dict[str, Any]]:
 async def test_metrics_count_each_theme_with_its_complaints_and_negative_feedback(
     client: httpx.AsyncClient, platform: Platform
 ) -> None:
-    year, product = _a_year_of_its_own(), f"product-{uuid.uuid4().hex[:8]}"
+    year, product = _a_year_of_its_own(1), f"product-{uuid.uuid4().hex[:8]}"
     captured = [
         await _capture_at(client, platform, _at(year, 3, 1), DELIVERY, product=product),
         await _capture_at(client, platform, _at(year, 3, 2), DELIVERY_AND_BILLING, product=product),
@@ -94,7 +95,7 @@ async def test_metrics_count_each_theme_with_its_complaints_and_negative_feedbac
 async def test_theme_trends_list_every_period_of_the_range_per_theme(
     client: httpx.AsyncClient, platform: Platform
 ) -> None:
-    year = _a_year_of_its_own()
+    year = _a_year_of_its_own(2)
     # 1 March is some weekday: the weeks are counted from its Monday.
     await _capture_at(client, platform, _at(year, 3, 1, 9), DELIVERY)
     await _capture_at(client, platform, _at(year, 3, 1, 18), DELIVERY, kind="suggestion")
@@ -162,7 +163,7 @@ def _series_of(trends: dict[str, Any]) -> dict[str, list[tuple[str, int, int]]]:
 
 
 async def test_internal_and_external_customers_are_counted_apart(client: httpx.AsyncClient, platform: Platform) -> None:
-    year, product = _a_year_of_its_own(), f"product-{uuid.uuid4().hex[:8]}"
+    year, product = _a_year_of_its_own(3), f"product-{uuid.uuid4().hex[:8]}"
     internal = [
         await _capture_at(client, platform, _at(year, 6, day), DELIVERY, product=product, customer_kind="internal")
         for day in (1, 2)
@@ -230,7 +231,7 @@ async def test_the_theme_filter_pages_through_the_feedback_with_that_theme(
 async def test_figures_of_a_range_ending_mid_day_are_exact_to_the_microsecond(
     client: httpx.AsyncClient, platform: Platform
 ) -> None:
-    year, product = _a_year_of_its_own(), f"product-{uuid.uuid4().hex[:8]}"
+    year, product = _a_year_of_its_own(4), f"product-{uuid.uuid4().hex[:8]}"
     moments = {
         "before": datetime(year, 7, 1, 11, 59, 59, 999999, UTC),
         "at_since": datetime(year, 7, 1, 12, 0, tzinfo=UTC),
@@ -278,7 +279,7 @@ async def test_figures_of_a_range_ending_mid_day_are_exact_to_the_microsecond(
 async def test_the_rollups_equal_a_full_recount_after_keyed_unkeyed_and_concurrent_captures(
     client: httpx.AsyncClient, platform: Platform
 ) -> None:
-    year = _a_year_of_its_own()
+    year = _a_year_of_its_own(5)
     write = platform.auth("feedback:write")
     keyed = {**write, "Idempotency-Key": str(uuid.uuid4())}
     body = complaint(new_customer(), text=DELIVERY_AND_BILLING, occurred_at=_at(year, 8, 1))
@@ -424,3 +425,54 @@ async def test_bad_buckets_and_ranges_are_refused_with_a_problem(client: httpx.A
         assert response.status_code == 422
     too_long = await client.get("/v1/feedback", params={"theme": "x" * 65}, headers=read)
     assert too_long.status_code == 422
+
+
+async def test_whole_days_are_read_from_the_rollups_and_partial_days_from_the_feedback(
+    client: httpx.AsyncClient, platform: Platform
+) -> None:
+    """The design the volume depends on: a whole day's figures are the rollups' (never a count of its rows), a
+    partial day's are counted from its rows. Shown by adding 100 to the rollups of one day, then taking it away."""
+    year, product = _a_year_of_its_own(6), f"product-{uuid.uuid4().hex[:8]}"
+    await _capture_at(client, platform, _at(year, 5, 10), DELIVERY, product=product)
+    day = datetime(year, 5, 10).date()
+    adjust = {
+        "feedback_day_count": "product = $3",
+        "feedback_theme_day_count": "theme = 'delivery' AND product = $3",
+        "feedback_theme_day_total": "theme = 'delivery' AND ctid IN "
+        "(SELECT ctid FROM feedback_theme_day_total WHERE day = $2 AND theme = 'delivery' LIMIT 1)",
+    }
+
+    async def add(n: int) -> None:
+        for table, where in adjust.items():
+            await platform.fetch(
+                "feedback",
+                f"UPDATE {table} SET feedback = feedback + $1, complaint = complaint + $1 WHERE day = $2 AND {where}",
+                n,
+                day,
+                *([product] if "$3" in where else []),
+            )
+
+    whole = {"since": _at(year, 5, 10, 0), "until": _at(year, 5, 11, 0)}
+    partial = {"since": _at(year, 5, 10, 6), "until": _at(year, 5, 11, 0)}
+    await add(100)
+    try:
+        assert (await _get(client, platform, "/v1/feedback/metrics", product=product, **whole))["volume"][
+            "total"
+        ] == 101
+        themes = await _get(client, platform, "/v1/feedback/metrics", product=product, **whole)
+        assert themes["themes"][0]["count"] == 101
+        trend = await _get(client, platform, "/v1/feedback/themes", bucket="day", **whole)
+        assert _series_of(trend)["delivery"][0][1] > 100
+
+        assert (await _get(client, platform, "/v1/feedback/metrics", product=product, **partial))["volume"][
+            "total"
+        ] == 1
+        themes = await _get(client, platform, "/v1/feedback/metrics", product=product, **partial)
+        assert themes["themes"] == [
+            {"theme": "delivery", "count": 1, "complaints": 1, "negative": themes["themes"][0]["negative"]}
+        ]
+        trend = await _get(client, platform, "/v1/feedback/themes", bucket="day", **partial)
+        assert _series_of(trend)["delivery"] == [(day.isoformat(), 1, 1)]
+    finally:
+        await add(-100)
+    assert await _rollup_differences(platform) == []
