@@ -46,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             topics=ROUTED_SOURCE_TOPICS,
             batch_handler=CustomerEvents(settings).handle,
             max_batch=settings.customers_batch_size,
+            lanes=settings.customers_consumer_lanes,
             tracer=runtime.tracer,
         )
         sweep = SilenceSweep(settings=settings, sessionmaker=runtime.sessionmaker)

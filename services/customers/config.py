@@ -17,7 +17,14 @@ class Settings(PlatformSettings):
         default=500,
         ge=1,
         le=5000,
-        description="Events the customers consumer reads and writes into timelines in one transaction at most.",
+        description="Events the customers consumer reads at once (split among its lanes, each lane one transaction).",
+    )
+    customers_consumer_lanes: int = Field(
+        default=2,
+        ge=1,
+        le=8,
+        description="Transactions the customers consumer runs at once, each on its own partitions: while one waits "
+        "for the database the next is prepared. 1 applies each read in one transaction.",
     )
     # Health (contract §8): 100 less the points each factor takes off; the band from the score.
     customers_health_green_at: int = Field(

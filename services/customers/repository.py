@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 from sqlalchemy import (
+    ARRAY,
     ColumnElement,
     Interval,
     Select,
+    Text,
     and_,
+    any_,
     bindparam,
     case,
     func,
@@ -100,7 +103,7 @@ async def counts_of(session: AsyncSession, customer_ids: Sequence[str]) -> dict[
     """The counts of each customer (only those with something counted)."""
     rows = await session.execute(
         select(CustomerItem.customer_id, *_COUNTS)
-        .where(CustomerItem.customer_id.in_(customer_ids))
+        .where(_any_of(CustomerItem.customer_id, customer_ids))
         .group_by(CustomerItem.customer_id)
     )
     return {row[0]: dict(zip(COUNT_NAMES, row[1:], strict=True)) for row in rows}
@@ -148,11 +151,18 @@ _HEALTH_COUNTS: tuple[ColumnElement[int], ...] = (
 )
 
 
+def _any_of(column: ColumnElement[str] | Any, values: Sequence[str]) -> ColumnElement[bool]:
+    """`column = ANY(:array)`: one statement text whatever the number of values (an `IN` list is compiled,
+    and prepared, again for every length)."""
+    matches: ColumnElement[bool] = column == any_(bindparam("ids", list(values), type_=ARRAY(Text)))
+    return matches
+
+
 async def lock_customers(session: AsyncSession, customer_ids: Sequence[str]) -> None:
     """Lock the known ones of these customers, in customer order: one transaction judges a customer at a time."""
     await session.execute(
         select(Customer.customer_id)
-        .where(Customer.customer_id.in_(customer_ids))
+        .where(_any_of(Customer.customer_id, customer_ids))
         .order_by(Customer.customer_id)
         .with_for_update()
     )
@@ -162,12 +172,103 @@ async def customers_to_judge(session: AsyncSession, customer_ids: Sequence[str])
     """The customers, locked in customer order, as they are now."""
     rows = await session.scalars(
         select(Customer)
-        .where(Customer.customer_id.in_(customer_ids))
+        .where(_any_of(Customer.customer_id, customer_ids))
         .order_by(Customer.customer_id)
         .with_for_update()
         .execution_options(populate_existing=True)
     )
     return rows.all()
+
+
+class HealthInputs(NamedTuple):
+    """What a customer's health is judged from, and the health stored now."""
+
+    customer_id: str
+    nps_score: int | None
+    csat_score: int | None
+    ces_score: int | None
+    silent_since: datetime
+    health_score: int
+    health_band: str
+    health_reasons: list[dict[str, Any]]
+    open_complaints: int
+    broken_promises: int
+    unconfirmed_expectations: int
+    capability_gaps: int
+
+
+async def health_inputs(
+    session: AsyncSession, customer_ids: Sequence[str], *, broken_since: datetime
+) -> list[HealthInputs]:
+    """Each customer's health factors and stored health, locked in customer order: one statement, no ORM
+    objects (the consumer judges every customer of a batch; few of them change)."""
+    complaints, unconfirmed, gaps = _HEALTH_COUNTS
+    broken = func.count().filter(CustomerItem.broken_promise, CustomerItem.broken_at >= broken_since)
+    counts = (
+        select(
+            CustomerItem.customer_id,
+            complaints.label("complaints"),
+            broken.label("broken"),
+            unconfirmed.label("unconfirmed"),
+            gaps.label("gaps"),
+        )
+        .where(_any_of(CustomerItem.customer_id, customer_ids))
+        .group_by(CustomerItem.customer_id)
+        .subquery()
+    )
+    rows = await session.execute(
+        select(
+            Customer.customer_id,
+            Customer.nps_score,
+            Customer.csat_score,
+            Customer.ces_score,
+            silent_since,
+            Customer.health_score,
+            Customer.health_band,
+            Customer.health_reasons,
+            func.coalesce(counts.c.complaints, 0),
+            func.coalesce(counts.c.broken, 0),
+            func.coalesce(counts.c.unconfirmed, 0),
+            func.coalesce(counts.c.gaps, 0),
+        )
+        .outerjoin(counts, counts.c.customer_id == Customer.customer_id)
+        .where(_any_of(Customer.customer_id, customer_ids))
+        .order_by(Customer.customer_id)
+        .with_for_update(of=Customer)
+    )
+    return [HealthInputs(*row) for row in rows]
+
+
+class JudgedHealth(NamedTuple):
+    customer_id: str
+    score: int
+    band: str
+    reasons: list[dict[str, Any]]
+
+
+_SAVE_HEALTH = text(
+    """
+    UPDATE customer SET health_score = judged.score, health_band = judged.band,
+        health_reasons = judged.reasons, health_at = :at
+    FROM unnest(CAST(:customer_ids AS text[]), CAST(:scores AS int[]), CAST(:bands AS text[]),
+        CAST(:reasons AS jsonb[])) AS judged(customer_id, score, band, reasons)
+    WHERE customer.customer_id = judged.customer_id
+    """
+)
+
+
+async def save_health(session: AsyncSession, judged: Sequence[JudgedHealth], *, at: datetime) -> None:
+    """Store the customers' new health in one statement."""
+    await session.execute(
+        _SAVE_HEALTH,
+        {
+            "customer_ids": [j.customer_id for j in judged],
+            "scores": [j.score for j in judged],
+            "bands": [j.band for j in judged],
+            "reasons": [orjson.dumps(j.reasons).decode() for j in judged],
+            "at": at,
+        },
+    )
 
 
 async def health_counts(
@@ -178,7 +279,7 @@ async def health_counts(
     complaints, unconfirmed, gaps = _HEALTH_COUNTS
     rows = await session.execute(
         select(CustomerItem.customer_id, complaints, broken, unconfirmed, gaps)
-        .where(CustomerItem.customer_id.in_(customer_ids))
+        .where(_any_of(CustomerItem.customer_id, customer_ids))
         .group_by(CustomerItem.customer_id)
     )
     return {row[0]: (row[1], row[2], row[3], row[4]) for row in rows}

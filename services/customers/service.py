@@ -132,31 +132,53 @@ async def judge_health(
     locked in order, so a change of band is seen, and published, exactly once."""
     if not customer_ids:
         return
-    rows = await repository.customers_to_judge(session, customer_ids)
-    counts = await repository.health_counts(session, customer_ids, broken_since=health.broken_since(settings, now))
-    moved: list[tuple[CustomerRow, str]] = []
-    for row in rows:
-        judged = health.judge(_factors(row, counts.get(row.customer_id)), settings, now)
-        previous = row.health_band
+    inputs = await repository.health_inputs(session, customer_ids, broken_since=health.broken_since(settings, now))
+    changed: list[repository.JudgedHealth] = []
+    previous_bands: dict[str, str] = {}
+    for row in inputs:
+        judged = health.judge(_factors_of(row), settings, now)
         reasons = [{"factor": r.factor, "effect": r.effect, "detail": r.detail} for r in judged.reasons]
-        if (judged.score, judged.band, reasons) == (row.health_score, previous, row.health_reasons):
+        if (judged.score, judged.band, reasons) == (row.health_score, row.health_band, row.health_reasons):
             continue  # unchanged: no write (most customers of a batch)
-        row.health_score, row.health_band, row.health_reasons, row.health_at = judged.score, judged.band, reasons, now
-        if judged.band != previous:
-            moved.append((row, previous))
-    if not moved:
+        changed.append(repository.JudgedHealth(row.customer_id, judged.score, judged.band, reasons))
+        if judged.band != row.health_band:
+            previous_bands[row.customer_id] = row.health_band
+    if not changed:
         return
-    item_counts = await repository.counts_of(session, [row.customer_id for row, _ in moved])
-    for row, previous in moved:
-        customer = _customer_of(row, item_counts.get(row.customer_id, NO_COUNTS), SurveyCadence.of(settings))
-        changed = schemas.CustomerHealthChanged(**dict(customer), previous_band=schemas.HealthBand(previous))
-        await add_event(
-            session,
-            catalogue.CUSTOMER_HEALTH_CHANGED,
-            data=changed,
-            subject=row.customer_id,
-            customer_id=row.customer_id,
+    await repository.save_health(session, changed, at=now)
+    if not previous_bands:
+        return
+    moved = await repository.customers_to_judge(session, sorted(previous_bands))
+    item_counts = await repository.counts_of(session, sorted(previous_bands))
+    cadence = SurveyCadence.of(settings)
+    events = []
+    for customer_row in moved:
+        customer = _customer_of(customer_row, item_counts.get(customer_row.customer_id, NO_COUNTS), cadence)
+        data = schemas.CustomerHealthChanged(
+            **dict(customer), previous_band=schemas.HealthBand(previous_bands[customer_row.customer_id])
         )
+        events.append(
+            build_event(
+                catalogue.CUSTOMER_HEALTH_CHANGED,
+                data=data,
+                subject=customer_row.customer_id,
+                customer_id=customer_row.customer_id,
+            )
+        )
+    await add_records(session, events)
+
+
+def _factors_of(row: repository.HealthInputs) -> health.Factors:
+    return health.Factors(
+        nps=row.nps_score,
+        csat=row.csat_score,
+        ces=row.ces_score,
+        open_complaints=row.open_complaints,
+        broken_promises=row.broken_promises,
+        unconfirmed_expectations=row.unconfirmed_expectations,
+        capability_gaps=row.capability_gaps,
+        silent_since=row.silent_since,
+    )
 
 
 def _factors(row: CustomerRow, counts: tuple[int, int, int, int] | None) -> health.Factors:

@@ -10,13 +10,13 @@ from dataclasses import dataclass
 
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.catalogue import FEEDBACK_RECEIVED
 from shared.config import PlatformSettings
-from shared.consumer import ConsumedEvent, EventConsumer
+from shared.consumer import ConsumedEvent, EventConsumer, lanes_of
 from shared.db import create_engine, create_sessionmaker
 from shared.events import CONTENT_TYPE, build_event
 from shared.kafka import ensure_topics
@@ -25,7 +25,9 @@ from tests.support.kafka import read_topic
 from tests.support.platform import Platform
 from tests.support.waiting import eventually
 
-EFFECT_TABLE = "CREATE TABLE IF NOT EXISTS consumer_effect (event_id text, consumer text, n int)"
+EFFECT_TABLE = "CREATE TABLE IF NOT EXISTS consumer_effect (event_id text, consumer text, n int, seq bigserial)"
+# The order effects were applied in (a table made before the column existed gets it).
+EFFECT_ORDER = "ALTER TABLE consumer_effect ADD COLUMN IF NOT EXISTS seq bigserial"
 
 
 async def record_effect(session: AsyncSession, event: ConsumedEvent) -> None:
@@ -44,7 +46,7 @@ class Harness:
     run: str
     platform: Platform
 
-    def consumer(self, name: str | None = None) -> EventConsumer:
+    def consumer(self, name: str | None = None, *, lanes: int = 1) -> EventConsumer:
         engine = create_engine(self.settings.database_url, pool_size=2)
         return EventConsumer(
             settings=self.settings,
@@ -55,6 +57,7 @@ class Harness:
             topics=["feedback.events"],
             handler=record_effect,
             retry_delays=(0.01, 0.02),
+            lanes=lanes,
         )
 
     async def publish(self, value: bytes, key: str = "k") -> None:
@@ -93,6 +96,7 @@ class Harness:
 @pytest_asyncio.fixture(loop_scope="session")
 async def harness(platform: Platform) -> AsyncIterator[Harness]:
     await platform.fetch("feedback", EFFECT_TABLE)
+    await platform.fetch("feedback", EFFECT_ORDER)
     run = uuid.uuid4().hex[:8]
     settings = platform.settings("feedback", topic_prefix=f"c{run}.")
     await ensure_topics(settings)
@@ -137,6 +141,49 @@ async def test_poison_messages_are_dead_lettered_and_later_messages_flow(harness
         assert next(r.value for r in dead) == b"this is not a cloudevent"
         assert b"this event can never be handled" in dict(dead[1].headers)["cf-error"]
         assert dict(dead[1].headers)["cf-original-topic"] == harness.settings.topic("feedback.events").encode()
+    finally:
+        task.cancel()
+
+
+def test_lanes_keep_each_partition_number_whole_and_in_order() -> None:
+    def records(topic: str, partition: int, count: int) -> list[ConsumerRecord]:
+        return [ConsumerRecord(topic, partition, offset, 0, 0, None, b"v", None, 0, 1, []) for offset in range(count)]
+
+    batches = {
+        TopicPartition(topic, partition): records(topic, partition, 3)
+        for topic in ("commitments.events", "feedback.events")
+        for partition in range(4)
+    }
+    lanes = lanes_of(batches, 2)
+    assert [sorted({(r.topic, r.partition) for r in lane}) for lane in lanes] == [
+        [(t, p) for t in ("commitments.events", "feedback.events") for p in (0, 2)],
+        [(t, p) for t in ("commitments.events", "feedback.events") for p in (1, 3)],
+    ]
+    for lane in lanes:
+        for where in {(r.topic, r.partition) for r in lane}:
+            assert [r.offset for r in lane if (r.topic, r.partition) == where] == [0, 1, 2]
+    assert lanes_of(batches, 1) == [[r for tp in sorted(batches) for r in batches[tp]]]
+    assert lanes_of({TopicPartition("feedback.events", 5): records("feedback.events", 5, 1)}, 4) == [
+        records("feedback.events", 5, 1)
+    ]
+
+
+async def test_a_consumer_with_two_lanes_applies_every_event_once_and_each_key_in_order(harness: Harness) -> None:
+    keys = [f"customer-{k}" for k in range(12)]  # over most of the six partitions
+    for round_ in range(10):
+        for k, key in enumerate(keys):
+            await harness.publish(harness.event(round_ * 100 + k), key=key)
+    task = await _running(harness.consumer(lanes=2))
+    try:
+        markers = [900 + k for k in range(len(keys))]  # each key's last event
+        await harness.effects_once(*markers)
+        rows = await harness.platform.fetch(
+            "feedback", "SELECT n FROM consumer_effect WHERE consumer = $1 ORDER BY seq", harness.run
+        )
+        applied = [r["n"] for r in rows]
+        assert sorted(applied) == sorted(round_ * 100 + k for round_ in range(10) for k in range(len(keys)))
+        for k in range(len(keys)):
+            assert [n for n in applied if n % 100 == k] == [round_ * 100 + k for round_ in range(10)]
     finally:
         task.cancel()
 
