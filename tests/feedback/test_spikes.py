@@ -230,6 +230,30 @@ async def test_the_worker_announces_a_spike_as_it_happens(
     assert event["data"]["summary"].startswith(f"Theme '{theme}' is spiking: 5 complaints in the last hour")
 
 
+@pytest.mark.usefixtures("watch")
+async def test_a_restarted_worker_does_not_announce_a_spike_again(
+    app: FastAPI, client: httpx.AsyncClient, platform: Platform
+) -> None:
+    runtime: ServiceRuntime = app.state.runtime
+    theme, now = THEMES[6], datetime.now(UTC)
+    await complaints(client, platform, theme, *(now - timedelta(seconds=s) for s in range(1, 6)))
+    [event] = await spike_events(platform, theme, until=1)
+
+    await runtime.stop(WORKER_NAME)
+    [before] = await platform.fetch("feedback", "SELECT * FROM feedback_theme_spike WHERE theme = $1", theme)
+    runtime.start(
+        WORKER_NAME, SpikeWatch(sessionmaker=runtime.sessionmaker, rule=SpikeRule.of(app.state.settings), interval=0.2)
+    )
+
+    async def seen_again() -> Any:
+        rows = await platform.fetch("feedback", "SELECT * FROM feedback_theme_spike WHERE theme = $1", theme)
+        return rows[0] if rows[0]["spiking_at"] > before["spiking_at"] else None
+
+    # The new worker found the theme still spiking (written with the event, were there one) and announced nothing.
+    after = await eventually(seen_again)
+    assert after["announced_at"] == before["announced_at"] == datetime.fromisoformat(event["data"]["window_end"])
+
+
 async def test_no_spike_worker_runs_without_workers(platform: Platform) -> None:
     async with serve(app := create_app(feedback_settings(platform, run_workers=False))):
         assert app.state.runtime.running(SpikeWatch) == []
