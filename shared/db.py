@@ -59,6 +59,17 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
+def create_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions whose statements each run on their own (autocommit): no `BEGIN` and `COMMIT` round trips.
+
+    For requests that only read. Under PostgreSQL's READ COMMITTED each statement of a transaction sees
+    a snapshot of its own anyway, so leaving the transaction out changes no answer; the connection
+    comes from the same pool."""
+    return async_sessionmaker(
+        engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False, autoflush=False
+    )
+
+
 def asyncpg_dsn(database_url: str) -> str:
     """The plain `postgresql://` DSN asyncpg takes, from a database URL in any form `asyncpg_url` accepts."""
     url = make_url(asyncpg_url(database_url)).set(drivername="postgresql")
@@ -86,3 +97,14 @@ async def session_dependency(request: Request) -> AsyncIterator[AsyncSession]:
 # scope="function": the commit happens before the response is sent, so a client
 # never sees a 201 for a transaction that failed to commit.
 DbSession = Annotated[AsyncSession, Depends(session_dependency, scope="function")]
+
+
+async def read_session_dependency(request: Request) -> AsyncIterator[AsyncSession]:
+    """One session per reading request, without a transaction (`create_read_sessionmaker`)."""
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.read_sessionmaker
+    async with sessionmaker() as session:
+        yield session
+
+
+# For routes that only read (a busy page): what it writes would be committed statement by statement.
+ReadSession = Annotated[AsyncSession, Depends(read_session_dependency, scope="function")]

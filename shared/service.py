@@ -33,7 +33,7 @@ from shared.backoff import Backoff
 from shared.boundary import RequestBoundary
 from shared.config import PlatformSettings
 from shared.consumer import EventConsumer
-from shared.db import create_engine, create_sessionmaker
+from shared.db import create_engine, create_read_sessionmaker, create_sessionmaker
 from shared.errors import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA, NotFound, install_problem_handlers
 from shared.kafka import create_producer, ensure_topics
 from shared.observability import CONTEXT_PARAMETERS, Metrics, RequestContextMiddleware, configure_logging
@@ -150,6 +150,7 @@ def build_service_app(
         runtime.sessionmaker.configure(info={MAX_EVENT_BYTES_INFO: settings.max_event_bytes})
         app.state.runtime = runtime
         app.state.sessionmaker = runtime.sessionmaker
+        app.state.read_sessionmaker = create_read_sessionmaker(engine)
         runtime.spawn("producer", _start_producer(runtime))
         _dump_tasks_on_sigusr1()
         if on_startup is not None:

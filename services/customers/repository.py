@@ -11,6 +11,7 @@ from sqlalchemy import (
     ARRAY,
     ColumnElement,
     Interval,
+    Row,
     Select,
     Text,
     and_,
@@ -109,8 +110,21 @@ async def counts_of(session: AsyncSession, customer_ids: Sequence[str]) -> dict[
     return {row[0]: dict(zip(COUNT_NAMES, row[1:], strict=True)) for row in rows}
 
 
+# A timeline entry as a page shows it: columns, not ORM objects (a page is read, never changed), the links
+# as the JSON text they are stored as (the page puts them in its body as they are).
+_TIMELINE_COLUMNS = (
+    TimelineEntry.id,
+    TimelineEntry.event_id,
+    TimelineEntry.type,
+    TimelineEntry.time,
+    TimelineEntry.subject,
+    TimelineEntry.summary,
+    TimelineEntry.links.cast(Text).label("links"),
+)
+
+
 def timeline_statement(customer_id: str, event_type: str | None) -> Select[Any]:
-    statement = select(TimelineEntry).where(TimelineEntry.customer_id == customer_id)
+    statement = select(*_TIMELINE_COLUMNS).where(TimelineEntry.customer_id == customer_id)
     if event_type is not None:
         statement = statement.where(TimelineEntry.type == event_type)
     return statement
@@ -118,7 +132,7 @@ def timeline_statement(customer_id: str, event_type: str | None) -> Select[Any]:
 
 async def timeline(
     session: AsyncSession, *, customer_id: str, event_type: str | None, cursor: str | None, limit: int
-) -> Sequence[TimelineEntry]:
+) -> Sequence[Row[Any]]:
     """The customer's entries, newest first by the event's `time`, after `cursor`, `limit + 1` at most."""
     paged = keyset_page(
         timeline_statement(customer_id, event_type),
@@ -128,7 +142,8 @@ async def timeline(
         limit=limit,
         id_type=_entry_id,
     )
-    return (await session.scalars(paged)).all()
+    rows: Sequence[Row[Any]] = (await session.execute(paged)).all()
+    return rows
 
 
 def _entry_id(text: str) -> int:

@@ -10,7 +10,7 @@ from services.customers import schemas, service
 from services.customers.config import Settings
 from services.customers.survey import SurveyCadence
 from shared.auth import Principal, require_scope
-from shared.db import DbSession
+from shared.db import DbSession, ReadSession
 from shared.pagination import DEFAULT_LIMIT, Cursor, Limit, Page
 from shared.schemas import CustomerKind
 from shared.settings_dependency import app_settings
@@ -92,17 +92,22 @@ async def list_customers(
     )
 
 
-@router.get("/customers/{customer_id}/timeline", summary="Every event about a customer, newest first")
+@router.get(
+    "/customers/{customer_id}/timeline",
+    response_model=Page[schemas.TimelineEntry],
+    summary="Every event about a customer, newest first",
+)
 async def get_timeline(
     customer_id: CustomerIdPath,
-    session: DbSession,
+    session: ReadSession,
     _: Reader,
     type: EventType = None,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
-) -> Page[schemas.TimelineEntry]:
+) -> Response:
     """Each entry: the event's id, type, time and subject, a one-line summary, and lineage links."""
-    return await service.timeline(session, customer_id=customer_id, event_type=type, cursor=cursor, limit=limit)
+    page = await service.timeline(session, customer_id=customer_id, event_type=type, cursor=cursor, limit=limit)
+    return Response(page, media_type="application/json")
 
 
 @router.get("/customers/{customer_id}/brief", summary="What two staff members need before they meet the customer")

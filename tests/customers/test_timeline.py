@@ -7,7 +7,9 @@ from datetime import datetime, timedelta
 
 import httpx
 
+from services.customers.schemas import TimelineEntry
 from shared import catalogue
+from shared.pagination import Page
 from tests.customers.support import timeline, timeline_with
 from tests.notifications.helpers import EventPublisher, commitment, customer, expectation, feedback, meeting
 
@@ -73,6 +75,10 @@ async def test_the_timeline_is_newest_first_and_pages_without_skipping_or_repeat
     second = await timeline(client, reader, customer_id, limit=3, cursor=first["next_cursor"])
     assert [i["event_id"] for i in first["items"] + second["items"]] == [i["event_id"] for i in items]
     assert second["next_cursor"] is None
+
+    # The page is written straight from its rows: exactly what the schema would write, field for field.
+    assert Page[TimelineEntry].model_validate(first).model_dump(mode="json") == first
+    assert Page[TimelineEntry].model_validate(second).model_dump(mode="json") == second
 
     only = await timeline(client, reader, customer_id, type="meeting.recorded")
     assert [i["event_id"] for i in only["items"]] == [str(records[1].event_id)]
