@@ -42,13 +42,12 @@ from sqlalchemy.engine import make_url
 from bench.common import Figure, Result, infrastructure, percentile, process_ids, progress, run_wrk
 from bench.notifications_routing import cpu_seconds, produce
 from ops.stack import StackOptions
-from services.customers.models import TimelineEntry
-from services.customers.repository import timeline_statement
+from services.customers.repository import timeline_page_statement
 from shared import catalogue
 from shared.catalogue import EventSpec
 from shared.db import asyncpg_dsn
 from shared.events import OutboxRecord, build_event
-from shared.pagination import encode_cursor, keyset_page
+from shared.pagination import encode_cursor
 
 GOAL_EVENTS = 5_000.0
 GOAL_PAGE_RATIO = 3.0
@@ -254,15 +253,8 @@ async def watch_consumer(
 
 def page_statement(customer_id: str, cursor: str | None) -> tuple[str, list[Any]]:
     """The SQL and arguments the repository sends for this page (the first `limit + 1` rows after `cursor`)."""
-    statement = keyset_page(
-        timeline_statement(customer_id, None),
-        created_at=TimelineEntry.time,
-        item_id=TimelineEntry.id,
-        cursor=cursor,
-        limit=PAGE_LIMIT,
-        id_type=int,
-    )
-    compiled = statement.compile(dialect=make_url("postgresql+asyncpg://").get_dialect()())
+    statement, parameters = timeline_page_statement(customer_id, None, cursor, PAGE_LIMIT)
+    compiled = statement.bindparams(**parameters).compile(dialect=make_url("postgresql+asyncpg://").get_dialect()())
     assert compiled.positiontup is not None
     return compiled.string, [compiled.params[name] for name in compiled.positiontup]
 

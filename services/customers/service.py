@@ -132,14 +132,14 @@ def timeline_json(rows: Sequence[Any], next_cursor: str | None) -> bytes:
     (tests/customers/test_timeline.py holds it to the schema's own serialization)."""
     items = [
         {
-            "event_id": row.event_id,
-            "type": row.type,
-            "time": row.time,
-            "subject": row.subject,
-            "summary": row.summary,
-            "links": orjson.Fragment(row.links),
+            "event_id": event_id,
+            "type": event_type,
+            "time": time,
+            "subject": subject,
+            "summary": summary,
+            "links": orjson.Fragment(links),
         }
-        for row in rows
+        for _, event_id, event_type, time, subject, summary, links in rows
     ]
     return orjson.dumps({"items": items, "next_cursor": next_cursor}, option=orjson.OPT_UTC_Z)
 
