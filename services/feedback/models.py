@@ -22,7 +22,7 @@ from sqlalchemy import (
     func,
 )
 from sqlalchemy import text as sql
-from sqlalchemy.dialects.postgresql import ARRAY, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, BIT, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.db import Base
@@ -107,6 +107,19 @@ class ResolutionRow(Base):
         CheckConstraint("fairness IS NULL OR fairness BETWEEN 1 AND 5", name="fairness"),
         Index("ix_feedback_resolution_feedback_id_resolved_at", "feedback_id", "resolved_at"),
     )
+
+
+class CustomerYearRow(Base):
+    """The UTC days of a year on which a customer gave feedback telling of an unhappy customer, and of a happy
+    one (bit n: day n + 1 of the year): word of mouth's distinct customers over whole days, one row a customer."""
+
+    __tablename__ = "feedback_customer_year"
+
+    year: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    customer_kind: Mapped[str] = mapped_column(Text, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    unhappy_days: Mapped[str] = mapped_column(BIT(366))
+    happy_days: Mapped[str] = mapped_column(BIT(366))
 
 
 class ThemeRow(Base):

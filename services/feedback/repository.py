@@ -28,18 +28,21 @@ from sqlalchemy import (
     select,
     text,
     true,
+    union,
     union_all,
     update,
 )
 from sqlalchemy import column as sa_column
 from sqlalchemy import table as sa_table
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import BIT
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.feedback.models import (
     DAY_FIGURES,
     KINDS,
+    CustomerYearRow,
     FeedbackRow,
     ResolutionRow,
     StatusChangeRow,
@@ -92,6 +95,15 @@ class NewFeedback(NamedTuple):
     created_at: datetime
 
 
+def _moods(columns: Any) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+    """Whether a feedback tells of an unhappy customer, and of a happy one."""
+    kind, scale, value = columns.kind, columns.rating_scale, columns.rating_value
+    nps, csat, ces = scale == "nps", scale == "csat", scale == "ces"
+    unhappy = or_(kind == "complaint", and_(nps, value <= 6), and_(csat, value <= 2), and_(ces, value >= 5))
+    happy = or_(kind == "compliment", and_(nps, value >= 9), and_(csat, value >= 4), and_(ces, value <= 2))
+    return unhappy, happy
+
+
 def _day_figures(feedback: Any) -> dict[str, ColumnElement[int]]:
     """What `feedback_day_count` counts, as aggregates over `feedback` rows (the table or a CTE of it)."""
     nps, csat, ces = (feedback.rating_scale == scale for scale in ("nps", "csat", "ces"))
@@ -121,11 +133,7 @@ def _theme_figures(feedback: Any) -> dict[str, ColumnElement[int]]:
 def _upsert(rollup: Table, source: str, figures: dict[str, ColumnElement[int]]) -> str:
     """The CTE body that adds the rows of `source` (a CTE of the capture statement) to `rollup`."""
     keys = [column.name for column in rollup.c if column.name not in ("day", "stripe", *figures)]
-    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]  # SQLAlchemy's dialects are untyped
-    aggregates = ", ".join(
-        str(expression.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
-        for expression in figures.values()
-    )
+    aggregates = ", ".join(_compiled(expression) for expression in figures.values())
     grouped = ", ".join(str(position) for position in (1, *range(3, len(keys) + 3)))
     return f"""
     INSERT INTO {rollup.name} AS counted (day, stripe, {", ".join(keys)}, {", ".join(figures)})
@@ -135,8 +143,31 @@ def _upsert(rollup: Table, source: str, figures: dict[str, ColumnElement[int]]) 
     DO UPDATE SET {", ".join(f"{name} = counted.{name} + EXCLUDED.{name}" for name in figures)}"""
 
 
+def _compiled(expression: ColumnElement[Any]) -> str:
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]  # SQLAlchemy's dialects are untyped
+    return str(expression.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+
+
+def _customer_years() -> str:
+    """The CTE body that marks each captured day in `feedback_customer_year` (word of mouth)."""
+    unhappy, happy = (_compiled(mood) for mood in _moods(_CAPTURED.c))
+    day = "timezone('UTC', occurred_at)"
+    day_bit = f"set_bit({_NO_DAYS}, CAST(extract(doy FROM {day}) AS int) - 1, 1)"
+    return f"""
+    INSERT INTO feedback_customer_year AS known (year, customer_kind, customer_id, unhappy_days, happy_days)
+    SELECT CAST(extract(year FROM {day}) AS int), customer_kind, customer_id,
+        coalesce(bit_or({day_bit}) FILTER (WHERE {unhappy}), {_NO_DAYS}),
+        coalesce(bit_or({day_bit}) FILTER (WHERE {happy}), {_NO_DAYS})
+    FROM capture WHERE {unhappy} OR {happy} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    ON CONFLICT (year, customer_kind, customer_id)
+    DO UPDATE SET unhappy_days = known.unhappy_days | EXCLUDED.unhappy_days,
+        happy_days = known.happy_days | EXCLUDED.happy_days"""
+
+
+_NO_DAYS = "CAST(B'0' AS bit(366))"
 _CAPTURED = sa_table(
-    "capture", *(sa_column(name) for name in ("kind", "rating_scale", "rating_value", "sentiment_label"))
+    "capture",
+    *(sa_column(name) for name in ("kind", "rating_scale", "rating_value", "sentiment_label", "customer_id")),
 )
 _THEMED = sa_table("themed", *(sa_column(name) for name in ("kind", "sentiment_label")))
 
@@ -182,6 +213,9 @@ WITH capture AS (
     + """
 ), theme_day_totalled AS ("""
     + _upsert(theme_day_total, "themed", _theme_figures(_THEMED.c))
+    + """
+), customer_years AS ("""
+    + _customer_years()
     + """
 )
 INSERT INTO outbox_event (event_id, topic, key, event_type, value)
@@ -497,18 +531,13 @@ def _counts(where: FeedbackFilter, bucket: str | None) -> Subquery:
     return summed.group_by(*period_start).subquery("counts")
 
 
-def _moods(columns: Any) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
-    """Whether a feedback tells of an unhappy customer, and of a happy one."""
-    kind, scale, value = columns.kind, columns.rating_scale, columns.rating_value
-    nps, csat, ces = scale == "nps", scale == "csat", scale == "ces"
-    unhappy = or_(kind == "complaint", and_(nps, value <= 6), and_(csat, value <= 2), and_(ces, value >= 5))
-    happy = or_(kind == "compliment", and_(nps, value >= 9), and_(csat, value >= 4), and_(ces, value <= 2))
-    return unhappy, happy
-
-
 def _customers(where: FeedbackFilter, bucket: str | None) -> Subquery:
-    """Distinct unhappy and happy customers (word of mouth), from the feedback table: a count of distinct
-    customers cannot be added up from day rollups."""
+    """Distinct unhappy and happy customers (word of mouth): a count of distinct customers cannot be added up
+    from day counts. Over whole days, without bucket, channel or product, from `feedback_customer_year` (one row
+    a customer and year); else from the feedback table."""
+    span = _span(where)
+    if bucket is None and span.whole_days and where.channel is None and where.product is None:
+        return _customers_by_year(where, span)
     unhappy, happy = _moods(FeedbackRow)
     period = _period(bucket, _occurred_in_utc())
     statement = select(
@@ -517,6 +546,59 @@ def _customers(where: FeedbackFilter, bucket: str | None) -> Subquery:
         func.count(FeedbackRow.customer_id.distinct()).filter(happy).label("happy_customers"),
     ).where(*_conditions(where), or_(unhappy, happy))
     return statement.group_by(*period).subquery("customers")
+
+
+_DAYS_A_YEAR = 366
+
+
+def _days_mask(first: int, last: int) -> ColumnElement[Any]:
+    """The bits of the days `first` to `last` (0-based day of the year, both included)."""
+    bits = "0" * first + "1" * (last - first + 1) + "0" * (_DAYS_A_YEAR - last - 1)
+    return cast(literal(bits), BIT(_DAYS_A_YEAR))
+
+
+def _marked_in(days: Any, span: _Span) -> ColumnElement[bool]:
+    """Whether the day bits `days` (of `feedback_customer_year`) mark a day of `span`'s whole days."""
+    year, none = CustomerYearRow.year, cast(literal("0"), BIT(_DAYS_A_YEAR))
+
+    def marked(mask: ColumnElement[Any] | None) -> ColumnElement[bool]:
+        within: ColumnElement[bool] = (days.op("&")(mask) if mask is not None else days) != none
+        return within
+
+    def day_of_year(day: date) -> int:
+        return day.timetuple().tm_yday - 1
+
+    first, last = span.first_day, span.end_day - timedelta(days=1) if span.end_day is not None else None
+    if first is not None and last is not None and first.year == last.year:
+        return and_(year == first.year, marked(_days_mask(day_of_year(first), day_of_year(last))))
+    parts = []
+    if first is not None:
+        parts.append(and_(year == first.year, marked(_days_mask(day_of_year(first), _DAYS_A_YEAR - 1))))
+    if last is not None:
+        parts.append(and_(year == last.year, marked(_days_mask(0, day_of_year(last)))))
+    between = [year > first.year] if first is not None else []
+    if last is not None:
+        between.append(year < last.year)
+    parts.append(and_(*between, marked(None)) if between else marked(None))
+    return or_(*parts)
+
+
+def _customers_by_year(where: FeedbackFilter, span: _Span) -> Subquery:
+    """Distinct unhappy and happy customers: whole days from `feedback_customer_year`, edges from feedback."""
+    unhappy, happy = _moods(FeedbackRow)
+    kind = [CustomerYearRow.customer_kind == where.customer_kind] if where.customer_kind is not None else []
+
+    def distinct(days: Any, mood: ColumnElement[bool]) -> ColumnElement[int]:
+        sets: list[Select[Any]] = [select(CustomerYearRow.customer_id).where(*kind, _marked_in(days, span))]
+        if span.edges:
+            sets.append(select(FeedbackRow.customer_id).where(*_edge_conditions(where, span), mood))
+        customers = (union(*sets) if len(sets) > 1 else sets[0].distinct()).subquery()
+        return select(func.count()).select_from(customers).scalar_subquery()
+
+    return select(
+        distinct(CustomerYearRow.unhappy_days, unhappy).label("unhappy_customers"),
+        distinct(CustomerYearRow.happy_days, happy).label("happy_customers"),
+    ).subquery("customers")
 
 
 def _figures(counts: Any, customers: Any, assumptions: Assumptions) -> list[ColumnElement[Any]]:

@@ -388,7 +388,18 @@ async def _rollup_differences(platform: Platform) -> list[Any]:
         # One row per key and stripe, a null product included.
         keyed = ", ".join(str(n) for n in range(1, len(keys) + 3))
         checks.append(f"SELECT day, stripe, {', '.join(keys)} FROM {table} GROUP BY {keyed} HAVING count(*) > 1")
+    day = "timezone('UTC', occurred_at)"
+    day_bit = f"set_bit(CAST(B'0' AS bit(366)), CAST(extract(doy FROM {day}) AS int) - 1, 1)"
+    marked = (
+        f"SELECT CAST(extract(year FROM {day}) AS int), customer_kind, customer_id, "
+        f"coalesce(bit_or({day_bit}) FILTER (WHERE {_UNHAPPY}), CAST(B'0' AS bit(366))), "
+        f"coalesce(bit_or({day_bit}) FILTER (WHERE {_HAPPY}), CAST(B'0' AS bit(366))) "
+        f"FROM feedback WHERE {_UNHAPPY} OR {_HAPPY} GROUP BY 1, 2, 3"
+    )
+    stored_years = "SELECT year, customer_kind, customer_id, unhappy_days, happy_days FROM feedback_customer_year"
     checks += [
+        f"{stored_years} EXCEPT ALL {marked}",
+        f"{marked} EXCEPT ALL {stored_years}",
         "SELECT theme, created_at, feedback_id FROM feedback_theme "
         "EXCEPT ALL SELECT theme, created_at, id FROM feedback, unnest(themes) AS theme",
         "SELECT theme, created_at, id FROM feedback, unnest(themes) AS theme "
@@ -479,3 +490,72 @@ async def test_whole_days_are_read_from_the_rollups_and_partial_days_from_the_fe
     finally:
         await add(-100)
     assert await _rollup_differences(platform) == []
+
+
+async def test_word_of_mouth_counts_each_unhappy_and_happy_customer_once_over_any_range(
+    client: httpx.AsyncClient, platform: Platform
+) -> None:
+    year = _a_year_of_its_own(7)
+    a, b, c, d, e = (new_customer() for _ in range(5))
+    nps_3: dict[str, Any] = {"kind": "survey_response", "text": None, "rating": {"scale": "nps", "value": 3}}
+    ces_6: dict[str, Any] = {"kind": "survey_response", "text": None, "rating": {"scale": "ces", "value": 6}}
+    praise: dict[str, Any] = {"kind": "compliment", "text": PRAISE}
+    fields_of_each: list[tuple[str, str, dict[str, Any]]]
+    fields_of_each = [
+        (a, _at(year, 9, 1, 12), {}),  # in the first, partial day
+        (a, _at(year, 9, 2), {}),  # and in the whole day: one customer
+        (b, _at(year, 9, 2), nps_3),
+        (b, _at(year, 9, 3, 9), praise),  # in the last, partial day
+        (c, _at(year, 9, 3, 13), praise),  # after until
+        (d, _at(year, 9, 2), {**ces_6, "customer_kind": "internal"}),
+        (e, _at(year, 9, 1, 5), {}),  # before since
+        (e, _at(year, 12, 31, 23), {}),
+        (e, _at(year + 1, 1, 1, 1), praise),
+    ]
+    for customer, at, fields in fields_of_each:
+        await capture(client, platform, complaint(customer, occurred_at=at, **fields))
+    since, until = _at(year, 9, 1, 6), _at(year, 9, 3, 12)
+
+    async def word_of_mouth(**params: Any) -> tuple[int, int]:
+        figures = (await _get(client, platform, "/v1/feedback/metrics", **params))["word_of_mouth"]
+        return figures["unhappy_customers"], figures["happy_customers"]
+
+    assert await word_of_mouth(since=since, until=until) == (3, 1)
+    assert await word_of_mouth(since=since, until=until, customer_kind="internal") == (1, 0)
+    assert await word_of_mouth(since=since, until=until, customer_kind="external") == (2, 1)
+    assert await word_of_mouth(since=_at(year, 9, 2, 0), until=_at(year, 9, 3, 0)) == (3, 0)
+    new_year = {"since": _at(year, 12, 31, 0), "until": _at(year + 1, 1, 2, 0)}
+    assert await word_of_mouth(**new_year) == (1, 1)
+
+    # Open ranges take every year: the same as counting the feedback table.
+    for params in ({}, {"until": until}, {"since": since}, {"since": since, "customer_kind": "internal"}):
+        assert await word_of_mouth(**params) == await _recounted_word_of_mouth(platform, **params), params
+
+
+_UNHAPPY = (
+    "(kind = 'complaint' OR (rating_scale = 'nps' AND rating_value <= 6) OR (rating_scale = 'csat' AND "
+    "rating_value <= 2) OR (rating_scale = 'ces' AND rating_value >= 5))"
+)
+_HAPPY = (
+    "(kind = 'compliment' OR (rating_scale = 'nps' AND rating_value >= 9) OR (rating_scale = 'csat' AND "
+    "rating_value >= 4) OR (rating_scale = 'ces' AND rating_value <= 2))"
+)
+
+
+async def _recounted_word_of_mouth(platform: Platform, **params: str) -> tuple[int, int]:
+    conditions, args = ["true"], []
+    for name, condition in (
+        ("since", "occurred_at >= $"),
+        ("until", "occurred_at < $"),
+        ("customer_kind", "customer_kind = $"),
+    ):
+        if name in params:
+            args.append(datetime.fromisoformat(params[name]) if name != "customer_kind" else params[name])
+            conditions.append(f"{condition}{len(args)}")
+    rows = await platform.fetch(
+        "feedback",
+        f"SELECT count(DISTINCT customer_id) FILTER (WHERE {_UNHAPPY}) AS unhappy, "
+        f"count(DISTINCT customer_id) FILTER (WHERE {_HAPPY}) AS happy FROM feedback WHERE {' AND '.join(conditions)}",
+        *args,
+    )
+    return int(rows[0]["unhappy"]), int(rows[0]["happy"])

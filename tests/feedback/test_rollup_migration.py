@@ -80,6 +80,13 @@ def test_existing_feedback_is_counted_into_the_rollups(fresh_database: str) -> N
             ("2026-03-02", "billing", 1, 1, 1),
             ("2026-03-02", "delivery", 2, 2, 1),
         ]
+    years = run_sql(
+        fresh_database,
+        "SELECT year, customer_kind, position('1' in unhappy_days::text) AS unhappy, "
+        "position('1' in happy_days::text) AS happy FROM feedback_customer_year",
+    )
+    # 2 March is day 61 of 2026 (unhappy: the complaints), 1 March day 60 (happy: the NPS 9).
+    assert [tuple(row) for row in years] == [(2026, "external", 61, 60)]
     by_theme = run_sql(fresh_database, "SELECT theme, count(*) AS n FROM feedback_theme GROUP BY theme ORDER BY theme")
     assert [tuple(row) for row in by_theme] == [("billing", 1), ("delivery", 2)]
 

@@ -14,6 +14,8 @@ TABLES = {
     models.ThemeSpikeRow.__tablename__,
     models.day_count.name,
     models.theme_day_count.name,
+    models.theme_day_total.name,
+    models.CustomerYearRow.__tablename__,
 }
 
 

@@ -11,6 +11,10 @@ rows however the kinds and ratings spread:
 - `feedback_theme_day_count` (day, theme, customer kind, channel, product) and `feedback_theme_day_total` (day,
   theme, customer kind): feedback, each kind, negative sentiment. Theme figures filtered by channel or product
   read the first, theme trends and unfiltered theme figures the second (a few thousand rows a year).
+- `feedback_customer_year` (year, customer kind, customer): the UTC days of the year on which the customer gave
+  feedback telling of an unhappy customer, and of a happy one, as two 366-bit strings. Word of mouth's distinct
+  customers over any whole days are the rows whose bits meet the range's mask: one row per customer a year,
+  however much feedback they gave.
 - `feedback_theme`: one row per feedback and theme, keyed `(theme, created_at, feedback_id)`, so the list's
   `theme` filter walks one index newest first (a GIN index on `feedback.themes` would find every row of a theme,
   a large share of the table for a common one, and sort them before the first page).
@@ -57,6 +61,15 @@ _FIGURES = {
     "ces_responses": "count(*) FILTER (WHERE rating_scale = 'ces')",
     "ces_effort": "coalesce(sum(rating_value) FILTER (WHERE rating_scale = 'ces'), 0)",
 }
+# Feedback telling of an unhappy customer, and of a happy one (word of mouth).
+_UNHAPPY = (
+    "(kind = 'complaint' OR (rating_scale = 'nps' AND rating_value <= 6) OR (rating_scale = 'csat' AND "
+    "rating_value <= 2) OR (rating_scale = 'ces' AND rating_value >= 5))"
+)
+_HAPPY = (
+    "(kind = 'compliment' OR (rating_scale = 'nps' AND rating_value >= 9) OR (rating_scale = 'csat' AND "
+    "rating_value >= 4) OR (rating_scale = 'ces' AND rating_value <= 2))"
+)
 _THEME_FIGURES = {
     "feedback": "count(*)",
     **{kind: f"count(*) FILTER (WHERE kind = '{kind}')" for kind in KINDS},
@@ -102,6 +115,15 @@ def upgrade() -> None:
     _rollup("feedback_theme_day_count", [theme(), customer_kind(), *channel_and_product()], list(_THEME_FIGURES))
     _rollup("feedback_theme_day_total", [theme(), customer_kind()], list(_THEME_FIGURES))
     op.create_table(
+        "feedback_customer_year",
+        sa.Column("year", sa.SmallInteger(), nullable=False),
+        customer_kind(),
+        sa.Column("customer_id", sa.Text(), nullable=False),
+        sa.Column("unhappy_days", postgresql.BIT(366), nullable=False),
+        sa.Column("happy_days", postgresql.BIT(366), nullable=False),
+        sa.PrimaryKeyConstraint("year", "customer_kind", "customer_id", name=op.f("pk_feedback_customer_year")),
+    )
+    op.create_table(
         "feedback_theme",
         sa.Column("theme", sa.Text(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -115,6 +137,17 @@ def upgrade() -> None:
     themed = "feedback, unnest(themes) AS theme"
     _backfill("feedback_theme_day_count", ["theme", "customer_kind", "channel", "product"], _THEME_FIGURES, themed)
     _backfill("feedback_theme_day_total", ["theme", "customer_kind"], _THEME_FIGURES, themed)
+    day_bit = f"set_bit(CAST(B'0' AS bit(366)), CAST(extract(doy FROM {_DAY}) AS int) - 1, 1)"
+    op.execute(
+        f"""
+        INSERT INTO feedback_customer_year (year, customer_kind, customer_id, unhappy_days, happy_days)
+        SELECT CAST(extract(year FROM {_DAY}) AS int), customer_kind, customer_id,
+            coalesce(bit_or({day_bit}) FILTER (WHERE {_UNHAPPY}), CAST(B'0' AS bit(366))),
+            coalesce(bit_or({day_bit}) FILTER (WHERE {_HAPPY}), CAST(B'0' AS bit(366)))
+        FROM feedback WHERE {_UNHAPPY} OR {_HAPPY}
+        GROUP BY 1, 2, 3
+        """
+    )
     op.execute(
         """
         INSERT INTO feedback_theme (theme, created_at, feedback_id)
@@ -127,6 +160,7 @@ def downgrade() -> None:
     op.drop_index("ix_feedback_customer_id_occurred_at", table_name="feedback")
     op.drop_index("ix_feedback_customer_kind_created_at_id", table_name="feedback")
     op.drop_table("feedback_theme")
+    op.drop_table("feedback_customer_year")
     op.drop_table("feedback_theme_day_total")
     op.drop_table("feedback_theme_day_count")
     op.drop_table("feedback_day_count")
