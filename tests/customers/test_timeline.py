@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
@@ -12,6 +12,7 @@ from shared import catalogue
 from shared.pagination import Page
 from tests.customers.support import timeline, timeline_with
 from tests.notifications.helpers import EventPublisher, commitment, customer, expectation, feedback, meeting
+from tests.support.platform import Platform
 
 
 async def test_a_customer_first_seen_in_an_event_exists_from_then_on(
@@ -202,3 +203,31 @@ async def test_the_timeline_refuses_a_forged_cursor(
 
     assert response.status_code == 422
     assert response.json()["errors"][0]["loc"] == ["query", "cursor"]
+
+
+async def test_an_event_is_handled_within_a_second_of_reaching_its_topic(
+    client: httpx.AsyncClient, publisher: EventPublisher, reader: dict[str, str], platform: Platform
+) -> None:
+    customer_id = customer()
+    # The consumer has joined its group: a first event of this customer is on the timeline.
+    first = await publisher.publish(catalogue.FEEDBACK_RECEIVED, feedback(customer_id), customer_id=customer_id)
+    await timeline_with(client, reader, customer_id, first.event_id)
+
+    sent: dict[str, datetime] = {}
+    for _ in range(5):
+        before = datetime.now(UTC)  # the event reaches its topic after this moment
+        record = await publisher.publish(catalogue.FEEDBACK_RECEIVED, feedback(customer_id), customer_id=customer_id)
+        sent[str(record.event_id)] = before
+        await timeline_with(client, reader, customer_id, record.event_id)
+
+    # The moment each was handled, as the transaction that wrote its entry recorded it (the database's clock,
+    # the machine's), not when this test happened to look.
+    rows = await platform.fetch(
+        "customers",
+        "SELECT event_id, processed_at FROM processed_event WHERE consumer = 'cf-customers-timeline' "
+        "AND event_id = ANY($1::text[])",
+        list(sent),
+    )
+    lags = {row["event_id"]: row["processed_at"] - sent[row["event_id"]] for row in rows}
+    assert len(lags) == len(sent)
+    assert all(lag < timedelta(seconds=1) for lag in lags.values()), lags
