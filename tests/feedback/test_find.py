@@ -161,4 +161,5 @@ async def test_the_theme_filter_walks_the_themes_own_index_newest_first(platform
         await connection.close()
     text = "\n".join(row[0] for row in plan)
     assert "Scan Backward using pk_feedback_theme" in text, text
-    assert "Sort" not in text and "Seq Scan" not in text, text
+    assert "Sort" not in text, text
+    assert "Seq Scan" not in text, text
