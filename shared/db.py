@@ -1,6 +1,6 @@
 """Database access: the async engine, the request session, the declarative base.
 
-A transaction begins and ends in three places only: `session_dependency` (one
+A transaction begins and ends in three places only: `request_session` (one
 per request: commit on success, roll back on error), the consumer wrapper, and
 `unit_of_work` (shared/unit_of_work.py) for every other background job; a
 group-commit batch is one statement, atomic on its own, sent in autocommit.
@@ -12,6 +12,7 @@ its own (shared/listen.py).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -80,9 +81,9 @@ def asyncpg_dsn(database_url: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
-async def session_dependency(request: Request) -> AsyncIterator[AsyncSession]:
-    """One session per request: committed on success, rolled back on error."""
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+@asynccontextmanager
+async def request_session(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A request's session: committed on success, rolled back on error."""
     async with sessionmaker() as session:
         try:
             yield session
@@ -92,6 +93,12 @@ async def session_dependency(request: Request) -> AsyncIterator[AsyncSession]:
         else:
             if session.in_transaction():  # else it has nothing to write, and commits without a round trip
                 await session.commit()
+
+
+async def session_dependency(request: Request) -> AsyncIterator[AsyncSession]:
+    """One session per request (`request_session`)."""
+    async with request_session(request.app.state.sessionmaker) as session:
+        yield session
 
 
 # scope="function": the commit happens before the response is sent, so a client

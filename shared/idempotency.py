@@ -68,7 +68,7 @@ def fingerprint(route: str, body: BaseModel | dict[str, Any] | None) -> str:
 
 async def idempotent(
     *,
-    session: AsyncSession,
+    session: AsyncSession | None,
     principal: Principal,
     key: str | None,
     route: str,
@@ -82,10 +82,13 @@ async def idempotent(
 
     `authorize` raises the route's refusal (a 403 for another department) before any stored
     response is looked up; `create` is expected to make the same checks when it runs.
+    `session` may be None only for a request without a key.
     """
     if key is None:
         # Written by pydantic's serializer: no validation, no encoder pass.
         return _json_response(status_code, _dump(await create()))
+    if session is None:
+        raise ValueError("a request with an Idempotency-Key needs its session")
     if authorize is not None:
         authorize()
     request_print = fingerprint(route, body)
@@ -148,9 +151,12 @@ def _json_response(status_code: int, content: bytes) -> Response:
 
 @dataclass(frozen=True)
 class IdempotentRequest:
-    """A creating request's Idempotency-Key, bound to its session, route and key lifetime."""
+    """A creating request's Idempotency-Key, bound to its session, route and key lifetime.
 
-    session: AsyncSession
+    The session may be None for a request without a key (`unkeyed`): nothing is stored then.
+    """
+
+    session: AsyncSession | None
     key: str | None
     route: str
     ttl_hours: int
@@ -179,6 +185,11 @@ class IdempotentRequest:
             ttl_hours=self.ttl_hours,
             authorize=authorize,
         )
+
+    @classmethod
+    def unkeyed(cls, request: Request) -> IdempotentRequest:
+        """A request sent without an Idempotency-Key, which needs no session to be answered."""
+        return cls(None, None, request.scope["path"], request.app.state.settings.idempotency_ttl_hours)
 
 
 async def idempotent_request(request: Request, session: DbSession, key: IdempotencyKey = None) -> IdempotentRequest:

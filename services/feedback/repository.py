@@ -53,7 +53,7 @@ from services.feedback.models import (
 )
 from shared.events import OutboxRecord
 from shared.group_commit import GroupCommit
-from shared.outbox import OutboxValues, ensure_fits, max_event_bytes, outbox_values
+from shared.outbox import DEFAULT_MAX_EVENT_BYTES, OutboxValues, ensure_fits, max_event_bytes, outbox_values
 from shared.pagination import keyset_page
 
 
@@ -255,22 +255,35 @@ class Captures:
     """Where a request's new feedback goes, with its `feedback.received` event.
 
     In `session`'s transaction once it has begun one (with an Idempotency-Key, whose row commits with the
-    capture's). A session that has begun nothing makes the capture its request's only write: given the
-    app's `group_captures`, it is then written in one statement with the captures of concurrent requests
-    (shared/group_commit.py), committed when `insert` returns.
+    capture's). A session that has begun nothing, or no session at all (a request with nothing else to
+    write opens none), makes the capture its request's only write: given the app's `group_captures`, it
+    is then written in one statement with the captures of concurrent requests (shared/group_commit.py),
+    committed when `insert` returns. Events above `max_bytes` (the session's `CF_MAX_EVENT_BYTES` when
+    there is a session) are refused.
     """
 
-    def __init__(self, session: AsyncSession, together: GroupCommit[Capture] | None = None) -> None:
+    def __init__(
+        self,
+        session: AsyncSession | None,
+        together: GroupCommit[Capture] | None = None,
+        *,
+        max_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    ) -> None:
+        if session is None and together is None:
+            raise ValueError("captures without a session are written by group commit")
         self._session = session
         self._together = together
+        self._max_bytes = max_event_bytes(session) if session is not None else max_bytes
 
     async def insert(self, feedback: NewFeedback, event: OutboxRecord) -> None:
-        """Insert one feedback and its event; refuse (422) an event above `CF_MAX_EVENT_BYTES`."""
-        ensure_fits(event, max_event_bytes(self._session))
-        if self._together is not None and not self._session.in_transaction():
-            await self._together.write((feedback, event))
+        """Insert one feedback and its event; refuse (422) an event above the limit."""
+        ensure_fits(event, self._max_bytes)
+        session = self._session
+        if session is not None and (self._together is None or session.in_transaction()):
+            await session.execute(_INSERT, _columns([(feedback, event)]))
         else:
-            await self._session.execute(_INSERT, _columns([(feedback, event)]))
+            assert self._together is not None  # no session without group commit (__init__)
+            await self._together.write((feedback, event))
 
 
 async def get_feedback(
