@@ -13,7 +13,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import orjson
 from cloudevents.core.v1.event import CloudEvent
@@ -27,6 +27,21 @@ _EXTENSION_NAME = re.compile(r"[a-z0-9]{1,20}")
 _CORE_ATTRIBUTES = frozenset(
     ("specversion", "id", "source", "type", "subject", "time", "datacontenttype", "dataschema", "data", "data_base64")
 )
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Serialized(Generic[Model]):
+    """A resource and its JSON as the REST API writes it: written once, for its event and for its response."""
+
+    model: Model
+    json: bytes
+
+    @classmethod
+    def of(cls, model: Model) -> Serialized[Model]:
+        return cls(model, model.__pydantic_serializer__.to_json(model))
 
 
 @dataclass(frozen=True)
@@ -43,7 +58,7 @@ class OutboxRecord:
 def build_event(
     spec: EventSpec,
     *,
-    data: BaseModel | dict[str, Any],
+    data: BaseModel | Serialized[Any] | dict[str, Any],
     subject: str,
     customer_id: str,
     event_id: uuid.UUID | None = None,
@@ -72,8 +87,10 @@ def build_event(
     return OutboxRecord(event_id=event_id, topic=spec.topic, key=customer_id, event_type=spec.type, value=value)
 
 
-def json_of(data: BaseModel | dict[str, Any]) -> bytes:
+def json_of(data: BaseModel | Serialized[Any] | dict[str, Any]) -> bytes:
     """`data` as JSON, the way the REST API writes it."""
+    if isinstance(data, Serialized):
+        return data.json
     if isinstance(data, BaseModel):
         return data.__pydantic_serializer__.to_json(data)
     return orjson.dumps(data, option=orjson.OPT_UTC_Z)

@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.auth import Principal
 from shared.db import DbSession
 from shared.errors import Conflict, Unprocessable
+from shared.events import Serialized
 
 KEY_HEADER = "Idempotency-Key"
 _KEY_DESCRIPTION = "Replays the first response for the same key and body (kept 24 hours)."
@@ -73,7 +74,7 @@ async def idempotent(
     key: str | None,
     route: str,
     body: BaseModel | dict[str, Any] | None,
-    create: Callable[[], Awaitable[BaseModel]],
+    create: Callable[[], Awaitable[BaseModel | Serialized[Any]]],
     status_code: int = 201,
     ttl_hours: int = 24,
     authorize: Callable[[], None] | None = None,
@@ -132,17 +133,21 @@ def _lock_name(sub: str, department: str, key: str) -> str:
     return f"{len(sub)}:{sub}{len(department)}:{department}{key}"
 
 
-def _replay_form(model: BaseModel) -> BaseModel:
+def _replay_form(created: BaseModel | Serialized[Any]) -> BaseModel | Serialized[Any]:
     """What is stored for replays: `model.for_replay()` where the model has secrets to leave out."""
+    model = created.model if isinstance(created, Serialized) else created
     for_replay = getattr(type(model), "for_replay", None)
     if for_replay is None:
-        return model
+        return created
     replay: BaseModel = for_replay(model)
     return replay
 
 
-def _dump(model: BaseModel) -> bytes:
-    return model.__pydantic_serializer__.to_json(model)
+def _dump(created: BaseModel | Serialized[Any]) -> bytes:
+    """The response body: the JSON already written (`Serialized`, for an event too) or the model's."""
+    if isinstance(created, Serialized):
+        return created.json
+    return created.__pydantic_serializer__.to_json(created)
 
 
 def _json_response(status_code: int, content: bytes) -> Response:
@@ -166,7 +171,7 @@ class IdempotentRequest:
         principal: Principal,
         *,
         body: BaseModel | dict[str, Any] | None,
-        create: Callable[[], Awaitable[BaseModel]],
+        create: Callable[[], Awaitable[BaseModel | Serialized[Any]]],
         status_code: int = 201,
         authorize: Callable[[], None] | None = None,
     ) -> Response:

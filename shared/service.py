@@ -181,6 +181,9 @@ def build_service_app(
         # Each operation's `operationId` is its route function's name (`capture_feedback`), not FastAPI's
         # name + path + method: readable in generated clients and stable when a path changes.
         generate_unique_id_function=operation_id,
+        # Tracing is shared/tracing.py's (a provider per service, no global one) and metrics are Prometheus:
+        # FastAPI's own telemetry, left on, would look for global providers on every request only to find none.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.token_verifier = TokenVerifier(settings.auth_secret.get_secret_value())

@@ -55,7 +55,7 @@ from services.feedback.verdicts import VerdictLinks, unknown_link
 from shared.auth import Principal
 from shared.catalogue import FEEDBACK_RECEIVED, FEEDBACK_STATUS_CHANGED, FEEDBACK_VERDICT_GIVEN
 from shared.errors import Conflict, Gone, NotFound, Unprocessable, field_error
-from shared.events import build_event
+from shared.events import Serialized, build_event
 from shared.outbox import add_event
 from shared.pagination import page_of
 
@@ -74,8 +74,10 @@ NEXT_STATUSES: dict[FeedbackStatus, frozenset[FeedbackStatus]] = {
 _rating_of = TypeAdapter(Rating)
 
 
-async def capture(captures: Captures, *, draft: FeedbackDraft, triage: Triage, settings: Settings) -> Feedback:
-    """Store new feedback with its sentiment and themes, and announce it."""
+async def capture(
+    captures: Captures, *, draft: FeedbackDraft, triage: Triage, settings: Settings
+) -> Serialized[Feedback]:
+    """Store new feedback with its sentiment and themes, and announce it; the feedback with its JSON."""
     _check_capture_rules(draft, settings)
     feedback_id = uuid.uuid4()
     sentiment = triage.sentiment(draft.text, draft.rating)
@@ -104,7 +106,9 @@ async def capture(captures: Captures, *, draft: FeedbackDraft, triage: Triage, s
         created_at=now,
         updated_at=now,
     )
-    event = build_event(FEEDBACK_RECEIVED, data=feedback, subject=str(feedback_id), customer_id=draft.customer_id)
+    # Its JSON written once: the event's data and the response are the same bytes.
+    written = Serialized.of(feedback)
+    event = build_event(FEEDBACK_RECEIVED, data=written, subject=str(feedback_id), customer_id=draft.customer_id)
     await captures.insert(
         NewFeedback(
             id=feedback_id,
@@ -127,7 +131,7 @@ async def capture(captures: Captures, *, draft: FeedbackDraft, triage: Triage, s
         ),
         event,
     )
-    return feedback
+    return written
 
 
 def _check_capture_rules(draft: FeedbackDraft, settings: Settings) -> None:
