@@ -136,11 +136,13 @@ async def capture(
 
 def _check_capture_rules(draft: FeedbackDraft, settings: Settings) -> None:
     errors = []
-    if (draft.text is None or not draft.text.strip()) and draft.rating is None:
+    # isspace() is strip() == "" without copying the text.
+    if (not draft.text or draft.text.isspace()) and draft.rating is None:
         errors.append({"loc": ["body", "text"], "msg": "is required unless a rating is given"})
-    latest = datetime.now(UTC) + timedelta(seconds=settings.feedback_future_tolerance_seconds)
-    if draft.occurred_at is not None and draft.occurred_at > latest:
-        errors.append({"loc": ["body", "occurred_at"], "msg": "must not be in the future"})
+    if draft.occurred_at is not None:
+        latest = datetime.now(UTC) + timedelta(seconds=settings.feedback_future_tolerance_seconds)
+        if draft.occurred_at > latest:
+            errors.append({"loc": ["body", "occurred_at"], "msg": "must not be in the future"})
     if errors:
         summary = "; ".join(f"{error['loc'][-1]}: {error['msg']}" for error in errors)
         raise Unprocessable(summary, errors=errors)
