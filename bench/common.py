@@ -96,9 +96,12 @@ def run_wrk(
     threads: int = 1,
     script: Path | None = None,
     env: dict[str, str] | None = None,
+    timeout_seconds: int | None = None,
 ) -> WrkRun:
-    """Load `url` with wrk and read its throughput and latency percentiles."""
+    """Load `url` with wrk and read its throughput and latency percentiles (`timeout_seconds`: wrk's, default 2)."""
     command = [require_wrk(), f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    if timeout_seconds is not None:
+        command[-1:-1] = ["--timeout", f"{timeout_seconds}s"]
     if script is not None:
         command[1:1] = ["-s", str(script)]
     output = subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout
