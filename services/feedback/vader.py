@@ -64,7 +64,9 @@ class LinearSentimentAnalyzer(SentimentIntensityAnalyzer):  # type: ignore[misc]
         for i, item in enumerate(words_and_emoticons):
             lowered = item.lower()
             kind_of = lowered == "kind" and i < last and words_and_emoticons[i + 1].lower() == "of"
-            if lowered in BOOSTER_DICT or kind_of:
+            # A booster, or a word VADER has no valence for (most words), scores 0: as `sentiment_valence` would
+            # score the latter, without the call.
+            if lowered in BOOSTER_DICT or kind_of or lowered not in self.lexicon:
                 sentiments.append(0)
                 continue
             sentiments = self.sentiment_valence(0, sentitext, item, i, sentiments)
