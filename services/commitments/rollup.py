@@ -55,9 +55,15 @@ def floor_day(moment: datetime) -> datetime:
     return datetime(moment.year, moment.month, moment.day, tzinfo=UTC)
 
 
+# The last instant there is: a day or month boundary past it (in the year 10000) stands for "after all of time".
+END_OF_TIME = datetime.max.replace(tzinfo=UTC)
+
+
 def ceil_day(moment: datetime) -> datetime:
     floor = floor_day(moment)
-    return floor if floor == moment else floor + DAY
+    if floor == moment:
+        return floor
+    return floor + DAY if floor < END_OF_TIME - DAY else END_OF_TIME
 
 
 def floor_month(moment: datetime) -> datetime:
@@ -69,6 +75,8 @@ def ceil_month(moment: datetime) -> datetime:
     floor = floor_month(moment)
     if floor == moment:
         return floor
+    if floor.year == END_OF_TIME.year and floor.month == 12:
+        return END_OF_TIME
     return datetime(floor.year + floor.month // 12, floor.month % 12 + 1, 1, tzinfo=UTC)
 
 
