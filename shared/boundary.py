@@ -30,6 +30,7 @@ from shared.auth import TokenVerifier, bearer_principal
 from shared.errors import PayloadTooLarge, Problem, problem_response
 
 BODY_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+_ANSWERS_KEPT = 1024
 
 
 class BodyTooLarge(HTTPException):
@@ -52,6 +53,9 @@ class RequestBoundary:
         self.verifier = verifier
         # (route, needs a token) of every route a body can be sent to; known once the app has its routes.
         self._routes: Sequence[tuple[RouteContext, bool]] | None = None
+        # The answer per (method, root path, path) already asked: matching every route costs more than the rest
+        # of this middleware. Bounded: hostile paths refill it, they cannot grow it.
+        self._answers: dict[tuple[str, str, str], bool] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -127,6 +131,15 @@ class RequestBoundary:
 
     def _needs_token(self, scope: Scope) -> bool:
         """Whether the route `scope` goes to declares the bearer scheme (unknown routes do not)."""
+        asked = (scope["method"], scope.get("root_path", ""), scope["path"])
+        answer = self._answers.get(asked)
+        if answer is None:
+            if len(self._answers) >= _ANSWERS_KEPT:
+                self._answers.clear()
+            answer = self._answers[asked] = self._route_needs_token(scope)
+        return answer
+
+    def _route_needs_token(self, scope: Scope) -> bool:
         if self._routes is None:
             self._routes = _body_routes(scope["app"].routes)
         for route, needs_token in self._routes:

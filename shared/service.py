@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
 
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, FastAPI, Path, Request
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
@@ -33,6 +32,7 @@ from shared.backoff import Backoff
 from shared.boundary import RequestBoundary
 from shared.config import PlatformSettings
 from shared.consumer import EventConsumer
+from shared.cors import Cors
 from shared.db import create_engine, create_read_sessionmaker, create_sessionmaker
 from shared.errors import PROBLEM_MEDIA_TYPE, PROBLEM_SCHEMA, NotFound, install_problem_handlers
 from shared.kafka import create_producer, ensure_topics
@@ -197,7 +197,7 @@ def build_service_app(
     app.add_middleware(RequestContextMiddleware, metrics=metrics, tracing=tracer is not None)
     # Added last, so outermost: preflights are answered before auth and metrics see them.
     app.add_middleware(
-        CORSMiddleware,
+        Cors,
         allow_origins=settings.cors_allow_origins,
         allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
         allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "Idempotency-Key", "traceparent"],

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.feedback.app import create_app
 from services.feedback.config import Settings
+from shared.cors import Cors
 from tests.support.platform import TEST_SECRET
 
 DASHBOARD = "http://127.0.0.1:8004"
@@ -61,3 +64,28 @@ async def test_only_the_configured_origins_may_call_the_api(monkeypatch: pytest.
     assert allowed.headers["access-control-allow-origin"] == DASHBOARD
     assert refused.status_code == 400
     assert "access-control-allow-origin" not in refused.headers
+
+
+def _answering(headers: list[tuple[bytes, bytes]]) -> ASGIApp:
+    async def app(_scope: Scope, _receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": list(headers)})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    return app
+
+
+@pytest.mark.parametrize("origin", [None, DASHBOARD, "https://elsewhere.example"])
+@pytest.mark.parametrize("app_headers", [[], [(b"vary", b"Accept-Encoding")], [(b"vary", b"A"), (b"vary", b"B")]])
+async def test_responses_carry_the_headers_starlettes_cors_gives_them(
+    origin: str | None, app_headers: list[tuple[bytes, bytes]]
+) -> None:
+    # Requests without an Origin (servers, not browsers) take a short path: still `Vary: Origin`, as Starlette's.
+    answers = []
+    for kind in (Cors, CORSMiddleware):
+        middleware = kind(_answering(app_headers), allow_origins=[DASHBOARD], expose_headers=["X-Correlation-ID"])
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=middleware), base_url="http://api") as api:
+            answers.append(await api.get("/", headers={} if origin is None else {"Origin": origin}))
+
+    ours, starlettes = answers
+    assert ours.headers.multi_items() == starlettes.headers.multi_items()
+    assert "Origin" in ours.headers["vary"]
