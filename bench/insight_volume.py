@@ -836,7 +836,7 @@ def run(args: argparse.Namespace, result: Result) -> None:
                 f", full scan {entry['floor']:,.0f} ms ({entry['p99'] / entry['floor']:.1%})" if entry["floor"] else ""
             )
             plan_text = f"; plan {entry['plan']}" if "plan" in entry else ""
-            progress(f"{case.service} {case.kind} {case.label}: p99 {served.p99_ms:.1f} ms{floor_text}{plan_text}")
+            progress(f"{case.service} {case.kind} {case.label}: p99 {entry['p99']:.1f} ms{floor_text}{plan_text}")
 
     load_after = os.getloadavg()[0]
     for table, seconds in copy_seconds.items():
