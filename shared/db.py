@@ -106,12 +106,13 @@ async def session_dependency(request: Request) -> AsyncIterator[AsyncSession]:
 DbSession = Annotated[AsyncSession, Depends(session_dependency, scope="function")]
 
 
-async def read_session_dependency(request: Request) -> AsyncIterator[AsyncSession]:
-    """One session per reading request, without a transaction (`create_read_sessionmaker`)."""
+async def read_sessions(request: Request) -> async_sessionmaker[AsyncSession]:
+    """The app's sessions for reading (`create_read_sessionmaker`)."""
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.read_sessionmaker
-    async with sessionmaker() as session:
-        yield session
+    return sessionmaker
 
 
-# For routes that only read (a busy page): what it writes would be committed statement by statement.
-ReadSession = Annotated[AsyncSession, Depends(read_session_dependency, scope="function")]
+# For a busy route that only reads: it opens its session where it reads (`async with sessions() as session`),
+# with no transaction and no dependency to tear down after the response; what it wrote would be committed
+# statement by statement.
+ReadSessions = Annotated[async_sessionmaker[AsyncSession], Depends(read_sessions)]

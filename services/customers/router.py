@@ -10,7 +10,7 @@ from services.customers import schemas, service
 from services.customers.config import Settings
 from services.customers.survey import SurveyCadence
 from shared.auth import Principal, require_scope
-from shared.db import DbSession, ReadSession
+from shared.db import DbSession, ReadSessions
 from shared.pagination import DEFAULT_LIMIT, Cursor, Limit, Page
 from shared.schemas import CustomerKind
 from shared.settings_dependency import app_settings
@@ -99,14 +99,15 @@ async def list_customers(
 )
 async def get_timeline(
     customer_id: CustomerIdPath,
-    session: ReadSession,
+    sessions: ReadSessions,
     _: Reader,
     type: EventType = None,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
 ) -> Response:
     """Each entry: the event's id, type, time and subject, a one-line summary, and lineage links."""
-    page = await service.timeline(session, customer_id=customer_id, event_type=type, cursor=cursor, limit=limit)
+    async with sessions() as session:
+        page = await service.timeline(session, customer_id=customer_id, event_type=type, cursor=cursor, limit=limit)
     return Response(page, media_type="application/json")
 
 
