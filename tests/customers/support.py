@@ -28,3 +28,22 @@ async def timeline_with(
         return items if any(item["event_id"] == str(event_id) for item in items) else None
 
     return await eventually(shown, within=within)
+
+
+async def customers_in_segment(
+    client: httpx.AsyncClient, headers: dict[str, str], segment: str, **params: Any
+) -> list[str]:
+    """The ids of the customers of `segment` (one test's customers, among every other test's) that the list
+    gives for `params`, in its order, every page walked."""
+    found: list[str] = []
+    cursor = None
+    while True:
+        page = await client.get(
+            "/v1/customers",
+            params={**params, "limit": 200, **({"cursor": cursor} if cursor else {})},
+            headers=headers,
+        )
+        assert page.status_code == 200, page.text
+        found += [c["customer_id"] for c in page.json()["items"] if c["segment"] == segment]
+        if (cursor := page.json()["next_cursor"]) is None:
+            return found

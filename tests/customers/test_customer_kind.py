@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
+from tests.customers.support import customers_in_segment
 from tests.notifications.helpers import customer
 from tests.support.platform import Platform
 
@@ -24,18 +24,8 @@ async def test_the_list_keeps_one_kind_of_customer(client: httpx.AsyncClient, wr
         assert response.status_code in (200, 201), response.text
         made.append(customer_id)
 
-    async def listed(**params: Any) -> list[str]:
-        found, cursor = [], None
-        while True:
-            page = await client.get(
-                "/v1/customers",
-                params={**params, "limit": 200, **({"cursor": cursor} if cursor else {})},
-                headers=writer,
-            )
-            assert page.status_code == 200, page.text
-            found += [c["customer_id"] for c in page.json()["items"] if c["segment"] == segment]
-            if (cursor := page.json()["next_cursor"]) is None:
-                return found
+    def listed(**params: Any) -> Any:
+        return customers_in_segment(client, writer, segment, **params)
 
     assert await listed(customer_kind="internal") == [made[2], made[0]]
     assert await listed(customer_kind="external") == [made[1]]
@@ -43,17 +33,9 @@ async def test_the_list_keeps_one_kind_of_customer(client: httpx.AsyncClient, wr
 
 @pytest.mark.usefixtures("client")
 async def test_the_customer_kind_filter_is_served_by_its_index(platform: Platform) -> None:
-    connection = await asyncpg.connect(platform.dsn("customers"))
-    try:
-        await connection.execute("SET enable_seqscan = off")
-        plan = "\n".join(
-            row[0]
-            for row in await connection.fetch(
-                "EXPLAIN SELECT * FROM customer WHERE customer_kind = 'internal'"
-                " ORDER BY created_at DESC, id DESC LIMIT 51"
-            )
-        )
-    finally:
-        await connection.close()
+    plan = await platform.plan(
+        "customers",
+        "SELECT * FROM customer WHERE customer_kind = 'internal' ORDER BY created_at DESC, id DESC LIMIT 51",
+    )
     assert "ix_customer_customer_kind_created_at_id" in plan, plan
     assert "Seq Scan" not in plan, plan

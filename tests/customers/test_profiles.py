@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from shared import catalogue
-from tests.customers.support import timeline_with
+from tests.customers.support import customers_in_segment, timeline_with
 from tests.notifications.helpers import EventPublisher, customer, feedback
 from tests.support.kafka import read_topic
 from tests.support.platform import Platform
@@ -201,19 +201,8 @@ async def test_the_list_filters_key_and_internal_customers_and_pages(
         await client.put(f"/v1/customers/{customer_id}", json={**profile, "segment": segment}, headers=writer)
         made.append(customer_id)
 
-    async def listed(**params: Any) -> list[str]:
-        found, cursor = [], None
-        while True:
-            page = await client.get(
-                "/v1/customers",
-                params={**params, "limit": 200, **({"cursor": cursor} if cursor else {})},
-                headers=writer,
-            )
-            assert page.status_code == 200, page.text
-            found += [c["customer_id"] for c in page.json()["items"] if c["segment"] == segment]
-            cursor = page.json()["next_cursor"]
-            if cursor is None:
-                return found
+    def listed(**params: Any) -> Any:
+        return customers_in_segment(client, writer, segment, **params)
 
     assert await listed() == made[::-1]
     assert await listed(key_customer="true") == [made[3], made[2], made[0]]

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
@@ -253,11 +252,6 @@ async def test_a_moment_passed_while_the_service_was_down_fires_once_after_it_re
 async def test_the_survey_moments_and_the_survey_due_filter_are_served_by_indexes(
     platform: Platform, statement: str, index: str
 ) -> None:
-    connection = await asyncpg.connect(platform.dsn("customers"))
-    try:
-        await connection.execute("SET enable_seqscan = off")
-        plan = "\n".join(row[0] for row in await connection.fetch(f"EXPLAIN {statement}"))
-    finally:
-        await connection.close()
+    plan = await platform.plan("customers", statement)
     assert any(name in plan for name in index.split("|")), plan
     assert "Seq Scan" not in plan, plan

@@ -8,7 +8,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
@@ -224,11 +223,6 @@ async def test_meetings_and_expectations_lists_filter_by_customer_kind(
 async def test_the_customer_kind_filters_and_the_backlog_are_served_by_indexes(
     platform: Platform, statement: str, index: str
 ) -> None:
-    connection = await asyncpg.connect(platform.dsn("expectations"))
-    try:
-        await connection.execute("SET enable_seqscan = off")
-        plan = "\n".join(row[0] for row in await connection.fetch(f"EXPLAIN {statement}"))
-    finally:
-        await connection.close()
+    plan = await platform.plan("expectations", statement)
     assert any(name in plan for name in index.split("|")), plan
     assert "Seq Scan" not in plan, plan

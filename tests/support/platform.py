@@ -89,6 +89,17 @@ class Platform:
         finally:
             await conn.close()
 
+    async def plan(self, service: str, statement: str) -> str:
+        """PostgreSQL's plan of `statement` in `service`'s database, sequential scans forbidden: the suite's
+        tables are small, so the planner would scan them; forbidden, it shows which index serves the statement
+        (and a "Seq Scan" still in the plan means none can)."""
+        conn = await asyncpg.connect(self.dsn(service))
+        try:
+            await conn.execute("SET enable_seqscan = off")
+            return "\n".join(row[0] for row in await conn.fetch(f"EXPLAIN {statement}"))
+        finally:
+            await conn.close()
+
 
 @contextlib.contextmanager
 def private_directory(prefix: str) -> Iterator[Path]:
