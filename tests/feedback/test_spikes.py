@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from services.feedback.app import create_app
+from services.feedback.schemas import ThemeSpike
 from services.feedback.spikes import COMPLAINTS_BEFORE, WINDOW_COMPLAINTS, WORKER_NAME, SpikeRule, SpikeWatch
 from shared.service import ServiceRuntime
 from tests.feedback.conftest import capture, complaint, feedback_settings, new_customer
@@ -84,8 +85,12 @@ async def complaints(client: httpx.AsyncClient, platform: Platform, theme: str, 
 
 async def checked(watch: SpikeWatch, at: datetime, theme: str) -> list[dict[str, Any]]:
     """A check as of `at` (waiting while the worker holds one): what it announced of `theme`, as event data."""
-    while (spikes := await watch.check(at=at)) is None:  # noqa: ASYNC110 (a lock in the database, no event here)
-        await asyncio.sleep(0.05)
+
+    async def done() -> tuple[list[ThemeSpike]] | None:
+        spikes = await watch.check(at=at)  # None while the worker holds the check's lock
+        return None if spikes is None else (spikes,)
+
+    (spikes,) = await eventually(done)
     return [spike.model_dump(mode="json") for spike in spikes if spike.theme == theme]
 
 
