@@ -188,6 +188,27 @@ async def test_a_consumer_with_two_lanes_applies_every_event_once_and_each_key_i
         task.cancel()
 
 
+async def test_poison_in_one_lane_is_dead_lettered_and_every_lane_flows_on(harness: Harness) -> None:
+    keys = [f"customer-{k}" for k in range(12)]  # over most of the six partitions, so both lanes have work
+    await harness.publish(b"this is not a cloudevent", key=keys[0])
+    await harness.publish(harness.event(30, fail=True), key=keys[0])
+    for k, key in enumerate(keys):
+        await harness.publish(harness.event(40 + k), key=key)  # behind the poison on its partition, and elsewhere
+    task = await _running(harness.consumer(lanes=2))
+    try:
+        effects = await harness.effects_once(*(40 + k for k in range(len(keys))))
+        assert sorted(n for _, n in effects) == [40 + k for k in range(len(keys))]
+        dead = await read_topic(
+            harness.platform.bootstrap_servers,
+            harness.settings.topic("feedback.events.dlq"),
+            until=lambda found: len(found) >= 2,
+        )
+        assert dead[0].value == b"this is not a cloudevent"
+        assert b"this event can never be handled" in dict(dead[1].headers)["cf-error"]
+    finally:
+        task.cancel()
+
+
 @pytest.mark.slow
 async def test_two_members_splitting_partitions_mid_stream_give_each_event_one_effect(harness: Harness) -> None:
     group = f"group-{uuid.uuid4().hex[:8]}"
