@@ -159,7 +159,7 @@ def profile(py_spy: str, pid: int, seconds: int, url: str, script: Path, connect
             "--duration",
             str(seconds),
             "--rate",
-            "200",
+            "1000",
             "--format",
             "raw",
             "--output",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -68,7 +69,8 @@ class CaptureWrites:
     captures: Captures
 
 
-async def _capture_writes(request: Request, key: IdempotencyKey = None) -> AsyncIterator[CaptureWrites]:
+@contextlib.asynccontextmanager
+async def _capture_writes(request: Request, key: str | None) -> AsyncIterator[CaptureWrites]:
     """A request session only for a capture with an Idempotency-Key (the key's row commits with the capture).
 
     Without a key the capture is its request's only write, and goes by group commit with those of concurrent
@@ -82,10 +84,6 @@ async def _capture_writes(request: Request, key: IdempotencyKey = None) -> Async
     async with request_session(state.sessionmaker) as session:
         idempotency = IdempotentRequest(session, key, request.scope["path"], state.settings.idempotency_ttl_hours)
         yield CaptureWrites(idempotency, Captures(session, state.feedback_captures))
-
-
-# scope="function", as `DbSession`: the capture commits before its response is sent.
-CaptureWritesOf = Annotated[CaptureWrites, Depends(_capture_writes, scope="function")]
 
 
 async def _links(request: Request) -> VerdictLinks:
@@ -110,17 +108,19 @@ CustomerKindFilter = Annotated[CustomerKind | None, Query(description="Only inte
     "Honours `Idempotency-Key`.",
 )
 async def capture_feedback(
-    request: Request, draft: FeedbackDraft, principal: Writer, writes: CaptureWritesOf
+    request: Request, draft: FeedbackDraft, principal: Writer, key: IdempotencyKey = None
 ) -> Response:
-    # The app's triage and settings read here, not as two more dependencies: this is the busiest route.
+    # The app's triage and settings read here, and the writes opened here rather than by a dependency with
+    # `yield`: this is the busiest route. The capture commits when the block ends, before the response is sent.
     settings: Settings = request.app.state.settings
     triage = _triage_of(request)
-    return await writes.idempotency.respond(
-        principal,
-        body=draft,
-        create=lambda: service.capture(writes.captures, draft=draft, triage=triage, settings=settings),
-        status_code=201,
-    )
+    async with _capture_writes(request, key) as writes:
+        return await writes.idempotency.respond(
+            principal,
+            body=draft,
+            create=lambda: service.capture(writes.captures, draft=draft, triage=triage, settings=settings),
+            status_code=201,
+        )
 
 
 @router.get("", response_model=FeedbackPage, summary="Find feedback, newest first")
