@@ -61,8 +61,9 @@ class FeedbackRow(Base):
         Index("ix_feedback_status_created_at_id", "status", "created_at", "id"),
         Index("ix_feedback_product_created_at_id", "product", "created_at", "id"),
         Index("ix_feedback_customer_kind_created_at_id", "customer_kind", "created_at", "id"),
-        # The metrics' edge days and a customer's figures: the rows of a time range, not the table.
-        Index("ix_feedback_occurred_at", "occurred_at"),
+        # The metrics' edge days, a customer's figures and a list's time range: the rows of a time range, not the
+        # table; a list's page is picked from the index's (created_at, id) before any row is read.
+        Index("ix_feedback_occurred_at_created_at_id", "occurred_at", "created_at", "id"),
         Index("ix_feedback_customer_id_occurred_at", "customer_id", "occurred_at"),
         Index("ix_feedback_tags", "tags", postgresql_using="gin"),
     )

@@ -382,17 +382,40 @@ async def resolution_figures(session: AsyncSession, where: FeedbackFilter) -> Ro
 async def list_feedback(
     session: AsyncSession, where: FeedbackFilter, *, cursor: str | None, limit: int
 ) -> Sequence[FeedbackRow]:
-    """One page newest first, plus one row that says whether there is more."""
+    """One page newest first, plus one row that says whether there is more: walked down the filter's index,
+    or picked from a time window's rows (a theme's and a customer's walks are short; they keep theirs)."""
+    if where.theme is None and where.customer_id is None and where.since is not None and where.until is not None:
+        return (await session.scalars(_page_in_window(where, cursor=cursor, limit=limit))).all()
     statement = select(FeedbackRow).where(*_conditions(where))
     created_at, item_id = FeedbackRow.created_at, FeedbackRow.id
     if where.theme is not None:
-        # Walk the theme's rows newest first (its own index), not every feedback that has the theme.
-        statement = statement.join(
-            ThemeRow, and_(ThemeRow.feedback_id == FeedbackRow.id, ThemeRow.created_at == FeedbackRow.created_at)
-        ).where(ThemeRow.theme == where.theme)
+        # Walk the theme's rows newest first (its own index), each joined to its feedback by id alone: with
+        # `created_at` in the join too, PostgreSQL takes the two equalities as independent, expects almost no
+        # rows, and plans a hash join over the whole table instead of stopping after a page.
+        statement = statement.join(ThemeRow, ThemeRow.feedback_id == FeedbackRow.id).where(
+            ThemeRow.theme == where.theme
+        )
         created_at, item_id = ThemeRow.created_at, ThemeRow.feedback_id
     statement = keyset_page(statement, created_at=created_at, item_id=item_id, cursor=cursor, limit=limit)
     return (await session.scalars(statement)).all()
+
+
+def _page_in_window(where: FeedbackFilter, *, cursor: str | None, limit: int) -> Select[FeedbackRow]:
+    """A page of the feedback that occurred in `[since, until)`: the window's `(created_at, id)` read from
+    `ix_feedback_occurred_at_created_at_id` (alone, unless other filters need the rows), the page picked from
+    them, then only its rows read. It costs the window's size, however far back the window lies.
+
+    Walking `(created_at, id)` newest first would read every feedback newer than the window before the page
+    (PostgreSQL expects the window's rows spread over the whole walk, not after months of others).
+    """
+    # OFFSET 0 keeps the window a subquery of its own, read for its range rather than walked for the order.
+    window = select(FeedbackRow.id, FeedbackRow.created_at).where(*_conditions(where)).offset(0).subquery("in_window")
+    page = keyset_page(
+        select(window), created_at=window.c.created_at, item_id=window.c.id, cursor=cursor, limit=limit
+    ).subquery("page")
+    return (
+        select(FeedbackRow).join(page, page.c.id == FeedbackRow.id).order_by(page.c.created_at.desc(), page.c.id.desc())
+    )
 
 
 def _conditions(where: FeedbackFilter) -> list[ColumnElement[bool]]:

@@ -61,6 +61,23 @@ async def test_each_filter_narrows_the_list(client: httpx.AsyncClient, platform:
     assert await _ids(client, platform, customer_id=customer, kind="suggestion") == []
 
 
+async def test_a_time_window_is_paged_newest_first(client: httpx.AsyncClient, platform: Platform) -> None:
+    product = f"product-{uuid.uuid4().hex[:8]}"
+    customer = new_customer()
+    captured = [
+        (await capture(client, platform, complaint(customer, product=product, occurred_at=at)))["id"]
+        for at in ("2026-09-30T23:59:59Z", "2026-10-01T00:00:00Z", "2026-10-03T12:00:00Z", "2026-10-02T12:00:00Z")
+    ]
+    window = {"since": "2026-10-01T00:00:00Z", "until": "2026-10-03T12:00:00Z", "product": product}
+
+    first = await _find(client, platform, **window, limit=1)
+    second = await _find(client, platform, **window, limit=1, cursor=first["next_cursor"])
+
+    # Newest captured first, whenever each occurred; the window's ends are `since` in, `until` out.
+    assert [item["id"] for item in first["items"] + second["items"]] == [captured[3], captured[1]]
+    assert second["next_cursor"] is None
+
+
 async def test_paging_never_skips_or_repeats_while_new_feedback_arrives(
     client: httpx.AsyncClient, platform: Platform
 ) -> None:
@@ -147,7 +164,7 @@ async def test_the_theme_filter_walks_the_themes_own_index_newest_first(platform
             await connection.execute(f"SET {setting} = off")
         plan = await connection.fetch(
             "EXPLAIN SELECT feedback.* FROM feedback JOIN feedback_theme "
-            "ON feedback_theme.feedback_id = feedback.id AND feedback_theme.created_at = feedback.created_at "
+            "ON feedback_theme.feedback_id = feedback.id "
             "WHERE feedback_theme.theme = 'delivery' "
             "ORDER BY feedback_theme.created_at DESC, feedback_theme.feedback_id DESC LIMIT 51"
         )
@@ -156,4 +173,18 @@ async def test_the_theme_filter_walks_the_themes_own_index_newest_first(platform
     text = "\n".join(row[0] for row in plan)
     assert "Scan Backward using pk_feedback_theme" in text, text
     assert "Sort" not in text, text
+    assert "Seq Scan" not in text, text
+
+
+async def test_a_time_window_picks_its_page_from_the_range_of_one_index(platform: Platform) -> None:
+    text = await platform.plan(
+        "feedback",
+        "SELECT feedback.* FROM feedback JOIN ("
+        "SELECT id, created_at FROM (SELECT id, created_at FROM feedback "
+        "WHERE occurred_at >= now() - interval '90 days' AND occurred_at < now() - interval '60 days' OFFSET 0) "
+        "AS in_window ORDER BY created_at DESC, id DESC LIMIT 51) AS page ON page.id = feedback.id "
+        "ORDER BY page.created_at DESC, page.id DESC",
+    )
+    assert "using ix_feedback_occurred_at_created_at_id on feedback" in text, text
+    assert "ix_feedback_created_at_id" not in text, text
     assert "Seq Scan" not in text, text

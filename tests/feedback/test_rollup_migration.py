@@ -93,3 +93,23 @@ def test_existing_feedback_is_counted_into_the_rollups(fresh_database: str) -> N
     command.downgrade(alembic_config(migrations_of("feedback"), fresh_database), "feedback_0005")
     tables = run_sql(fresh_database, "SELECT tablename FROM pg_tables WHERE tablename LIKE 'feedback%'")
     assert {row["tablename"] for row in tables} == {"feedback", "feedback_status_change", "feedback_resolution"}
+
+
+def test_the_time_range_index_gains_the_list_order_and_comes_back_on_downgrade(fresh_database: str) -> None:
+    def occurred_at_indexes() -> set[str]:
+        rows = run_sql(
+            fresh_database,
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'feedback' AND indexname LIKE 'ix_feedback_occurred%'",
+        )
+        return {row["indexname"] for row in rows}
+
+    upgrade(migrations_of("feedback"), fresh_database, "feedback_0007")
+    _insert(fresh_database, datetime(2026, 3, 1, 9, tzinfo=UTC))
+    assert occurred_at_indexes() == {"ix_feedback_occurred_at"}
+
+    upgrade(migrations_of("feedback"), fresh_database, "feedback_0008")
+    assert occurred_at_indexes() == {"ix_feedback_occurred_at_created_at_id"}
+
+    command.downgrade(alembic_config(migrations_of("feedback"), fresh_database), "feedback_0007")
+    assert occurred_at_indexes() == {"ix_feedback_occurred_at"}
+    assert run_sql(fresh_database, "SELECT count(*) AS n FROM feedback")[0]["n"] == 1
