@@ -89,19 +89,13 @@ class Commitment(Base):
     )
 
 
-class CommitmentRollup(Base):
-    """The accountability counts of the promises due in one day or one month, per department, owner, kind and
-    customer kind: kept by triggers in the transaction of every write to `commitment` (commitments_0008)."""
-
-    __tablename__ = "commitment_rollup"
+class RollupCounts:
+    """The accountability counts of the promises due in one day or one month (UTC) of a rollup's key: kept by
+    triggers in the transaction of every write to `commitment` (commitments_0008, commitments_0009)."""
 
     grain: Mapped[str] = mapped_column(Text, primary_key=True)
     # The first moment of the day or month (UTC) the promises are due in.
     bucket: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
-    department: Mapped[str] = mapped_column(Text, primary_key=True)
-    owner_id: Mapped[str] = mapped_column(Text, primary_key=True)
-    kind: Mapped[str] = mapped_column(Text, primary_key=True)
-    customer_kind: Mapped[str] = mapped_column(Text, primary_key=True)
     # Not cancelled; of those, met on time, met late and not yet met (open, due soon or overdue).
     due: Mapped[int] = mapped_column(BigInteger)
     cancelled: Mapped[int] = mapped_column(BigInteger)
@@ -115,7 +109,50 @@ class CommitmentRollup(Base):
     broken: Mapped[int] = mapped_column(BigInteger)
     excuses: Mapped[int] = mapped_column(BigInteger)
 
+
+class CommitmentRollup(RollupCounts, Base):
+    """Per department, owner, kind and customer kind: the figures per kind when one owner is asked for."""
+
+    __tablename__ = "commitment_rollup"
+
+    department: Mapped[str] = mapped_column(Text, primary_key=True)
+    owner_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    kind: Mapped[str] = mapped_column(Text, primary_key=True)
+    customer_kind: Mapped[str] = mapped_column(Text, primary_key=True)
+
+    __table_args__ = (
+        CheckConstraint("grain IN ('day', 'month')", name="grain"),
+        # One owner's rows without walking every owner's (commitments_0009).
+        Index("ix_commitment_rollup_owner_id_grain_bucket", "owner_id", "grain", "bucket"),
+    )
+
+
+class CommitmentRollupDepartment(RollupCounts, Base):
+    """Per department, kind and customer kind (no owner): a few dozen rows a month for the figures per department,
+    per kind and in total (commitments_0009)."""
+
+    __tablename__ = "commitment_rollup_department"
+
+    department: Mapped[str] = mapped_column(Text, primary_key=True)
+    kind: Mapped[str] = mapped_column(Text, primary_key=True)
+    customer_kind: Mapped[str] = mapped_column(Text, primary_key=True)
+
     __table_args__ = (CheckConstraint("grain IN ('day', 'month')", name="grain"),)
+
+
+class CommitmentRollupOwner(RollupCounts, Base):
+    """Per owner, department and customer kind (no kind): the figures per owner (commitments_0009)."""
+
+    __tablename__ = "commitment_rollup_owner"
+
+    department: Mapped[str] = mapped_column(Text, primary_key=True)
+    owner_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    customer_kind: Mapped[str] = mapped_column(Text, primary_key=True)
+
+    __table_args__ = (
+        CheckConstraint("grain IN ('day', 'month')", name="grain"),
+        Index("ix_commitment_rollup_owner_owner_id_grain_bucket", "owner_id", "grain", "bucket"),
+    )
 
 
 class ResponsePolicy(Base):

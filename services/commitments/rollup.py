@@ -11,27 +11,37 @@ after it (every one is open).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    CompoundSelect,
     Double,
     Integer,
     Select,
+    Text,
     and_,
     case,
     cast,
     func,
     literal,
+    null,
     or_,
     select,
     text,
     union_all,
 )
 
-from services.commitments.models import Commitment, CommitmentRollup
+from services.commitments.models import (
+    Commitment,
+    CommitmentRollup,
+    CommitmentRollupDepartment,
+    CommitmentRollupOwner,
+    RollupCounts,
+)
 
 UNMET = ("open", "due_soon", "overdue")
 DAY = timedelta(days=1)
@@ -176,8 +186,10 @@ def _from_table(piece: Piece, now: datetime, filters: dict[str, str]) -> Select[
     ).where(*conditions)
 
 
-def _from_rollup(piece: Piece, filters: dict[str, str]) -> Select[Any]:
-    r = CommitmentRollup
+def _from_rollup(
+    piece: Piece, rollup: type[RollupCounts], grouped: Sequence[str], filters: dict[str, str]
+) -> Select[Any]:
+    r: Any = rollup
     conditions = [r.grain == piece.grain, *(getattr(r, name) == value for name, value in filters.items())]
     if piece.start is not None:
         conditions.append(r.bucket >= piece.start)
@@ -190,9 +202,7 @@ def _from_rollup(piece: Piece, filters: dict[str, str]) -> Select[Any]:
         return column if piece.sign > 0 else (-column).label(column.key)
 
     columns: list[Any] = [
-        r.department,
-        r.owner_id,
-        r.kind,
+        *(getattr(r, name) for name in grouped),
         *(signed(column) for column in (r.due, r.met_on_time, r.met_late)),
         (unmet if piece.before_today else none).label("overdue"),
         (none if piece.before_today else unmet).label("open"),
@@ -214,6 +224,55 @@ SUMMED = (
     "broken",
     "excuses",
 )
+COUNTED = (*SUMMED[:6], "lateness_seconds", *SUMMED[6:])
+# The columns the figures are grouped by, each with its bit in `level` (GROUPING(department, owner_id, kind)).
+GROUPED = {"department": 0b100, "owner_id": 0b010, "kind": 0b001}
+ALL = 0b111
+# The coarsest rollup first: each figure is read from the first rollup keyed by its grouping and the filters.
+ROLLUPS: tuple[tuple[type[RollupCounts], frozenset[str]], ...] = (
+    (CommitmentRollupDepartment, frozenset({"department", "kind", "customer_kind"})),
+    (CommitmentRollupOwner, frozenset({"department", "owner_id", "customer_kind"})),
+    (CommitmentRollup, frozenset({"department", "owner_id", "kind", "customer_kind"})),
+)
+
+
+def _rollup_for(grouping: str | None, filters: dict[str, str]) -> type[RollupCounts]:
+    needed = {*filters, *([grouping] if grouping else [])}
+    return next(rollup for rollup, columns in ROLLUPS if needed <= columns)
+
+
+def _figures(
+    rollup: type[RollupCounts],
+    groupings: list[str | None],
+    raw: Any,
+    rollup_pieces: list[Piece],
+    filters: dict[str, str],
+) -> Select[Any]:
+    """The figures of `groupings` (None: the total) from the table's rows `raw` and `rollup`'s pieces."""
+    grouped = [name for name in GROUPED if name in groupings]
+    parts: list[Select[Any]] = [select(*(raw.c[name] for name in [*grouped, *COUNTED]))] if raw is not None else []
+    parts += [_from_rollup(piece, rollup, grouped, filters) for piece in rollup_pieces]
+    name = f"rows_{rollup.__name__}"
+    rows = union_all(*parts).subquery(name) if len(parts) > 1 else parts[0].subquery(name)
+    late = func.sum(rows.c.met_late)
+    level: ColumnElement[int] = literal(sum(bit for column, bit in GROUPED.items() if column not in grouped))
+    for column in grouped:
+        level = level + func.grouping(rows.c[column]) * GROUPED[column]
+    sets = ", ".join(f"({grouping or ''})" for grouping in groupings)
+    return (
+        select(
+            *(rows.c[column] if column in grouped else null().cast(Text).label(column) for column in GROUPED),
+            level.label("level"),
+            *(func.coalesce(func.sum(rows.c[name]), 0).label(name) for name in SUMMED),
+            (func.sum(rows.c.lateness_seconds) / func.nullif(late, 0) / 3600).label("mean_lateness_hours"),
+        )
+        .group_by(text(f"GROUPING SETS ({sets})"))
+        .having(
+            # A group none of the window's promises is in (a rollup row counted to zero, a month less its other
+            # days) is not shown, as the full count would not show it; the total always is.
+            or_(func.sum(rows.c.due) + func.sum(rows.c.cancelled) > 0, level == ALL)
+        )
+    )
 
 
 def accountability_statement(
@@ -222,34 +281,21 @@ def accountability_statement(
     until: datetime | None,
     now: datetime,
     filters: dict[str, str],
-) -> Select[Any]:
+) -> CompoundSelect[Any] | Select[Any]:
     """Counts per department, per owner, per kind and in total for promises due in [since, until).
 
     `filters` are equalities on department, owner_id and customer_kind. The
-    rows are those of the full count over `commitment` (the same GROUPING).
+    rows are those of the full count over `commitment` (GROUPING SETS
+    ((department), (owner_id), (kind), ()), `level` its GROUPING bits). Each
+    figure reads the coarsest rollup keyed by its grouping and the filters;
+    the pieces read from the table are read once for all of them.
     """
-    parts = [
-        _from_table(piece, now, filters) if piece.grain == "raw" else _from_rollup(piece, filters)
-        for piece in pieces(since, until, now)
-    ]
-    if not parts:  # an empty window
-        parts = [_from_table(Piece("raw", now, now), now, filters)]
-    rows = union_all(*parts).subquery("rows") if len(parts) > 1 else parts[0].subquery("rows")
-    late = func.sum(rows.c.met_late)
-    level = func.grouping(rows.c.department, rows.c.owner_id, rows.c.kind)
-    return (
-        select(
-            rows.c.department,
-            rows.c.owner_id,
-            rows.c.kind,
-            level.label("level"),
-            *(func.coalesce(func.sum(rows.c[name]), 0).label(name) for name in SUMMED),
-            (func.sum(rows.c.lateness_seconds) / func.nullif(late, 0) / 3600).label("mean_lateness_hours"),
-        )
-        .group_by(text("GROUPING SETS ((department), (owner_id), (kind), ())"))
-        .having(
-            # A group none of the window's promises is in (a rollup row counted to zero, a month less its other
-            # days) is not shown, as the full count would not show it; the total always is.
-            or_(func.sum(rows.c.due) + func.sum(rows.c.cancelled) > 0, level == 0b111)
-        )
-    )
+    cut = pieces(since, until, now) or [Piece("raw", now, now)]  # an empty window: no promise
+    from_table = [_from_table(piece, now, filters) for piece in cut if piece.grain == "raw"]
+    raw = (union_all(*from_table) if len(from_table) > 1 else from_table[0]).cte("raw") if from_table else None
+    rollup_pieces = [piece for piece in cut if piece.grain != "raw"]
+    by_rollup: dict[type[RollupCounts], list[str | None]] = {}
+    for grouping in (*GROUPED, None):
+        by_rollup.setdefault(_rollup_for(grouping, filters), []).append(grouping)
+    figures = [_figures(rollup, groupings, raw, rollup_pieces, filters) for rollup, groupings in by_rollup.items()]
+    return union_all(*figures) if len(figures) > 1 else figures[0]

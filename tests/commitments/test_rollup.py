@@ -1,10 +1,13 @@
-"""The accountability rollup (commitments_0008) equals a full recount after every kind of state change, and the
-metrics read from it equal the full count over the table for windows that cut days and months anywhere."""
+"""The accountability rollups (commitments_0008, _0009) equal a full recount after every kind of state change, and
+the metrics read from them equal the full count over the table for windows that cut days and months anywhere, with
+every filter."""
 
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
@@ -19,11 +22,12 @@ from tests.commitments.support import create, in_seconds, unique, wait_for_statu
 from tests.support.platform import Platform
 from tests.support.schema import schema_differences
 
-MIGRATION = next(Path("services/commitments/migrations/versions").glob("*_0008_accountability_rollup.py"))
+MIGRATIONS = Path("services/commitments/migrations/versions")
 
 
-def _migration() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("commitments_0008", MIGRATION)
+def _migration(pattern: str) -> ModuleType:
+    path = next(MIGRATIONS.glob(pattern))
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -31,27 +35,40 @@ def _migration() -> ModuleType:
     return module
 
 
-rollup_migration = _migration()
-KEY = rollup_migration.KEY
+# The last migration that shapes the rollups: their tables, keys and backfills.
+rollup_migration = _migration("*_0009_coarser_rollups.py")
 
 
 def _rows(records: list[asyncpg.Record]) -> set[tuple[Any, ...]]:
     return {tuple(round(v, 3) if isinstance(v, float) else v for v in record.values()) for record in records}
 
 
-async def assert_rollup_recounts(platform: Platform) -> None:
-    """The rollup's non-zero rows are exactly what the migration's backfill would count now (one snapshot)."""
+async def rollup_differences(
+    dsn: str, tables: Iterable[str] = tuple(rollup_migration.ROLLUPS)
+) -> dict[str, tuple[set[tuple[Any, ...]], set[tuple[Any, ...]]]]:
+    """Each rollup of `tables` whose non-zero rows are not what the migration's backfill counts now (one snapshot)."""
     counts = ", ".join(rollup_migration.COUNTS)
     nonzero = " OR ".join(f"{count} <> 0" for count in rollup_migration.COUNTS)
-    conn = await asyncpg.connect(platform.dsn("commitments"))
+    differences = {}
+    conn = await asyncpg.connect(dsn)
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
-            kept = await conn.fetch(f"SELECT {KEY}, {counts} FROM commitment_rollup WHERE {nonzero}")
-            recounted = await conn.fetch(rollup_migration.summed(rollup_migration.contributions("commitment", 1)))
+            for table in tables:
+                key = rollup_migration.key(table)
+                kept = _rows(await conn.fetch(f"SELECT {key}, {counts} FROM {table} WHERE {nonzero}"))
+                recounted = _rows(
+                    await conn.fetch(rollup_migration.summed(table, rollup_migration.contributions("commitment", 1)))
+                )
+                assert recounted, f"nothing to compare in {table}"
+                if kept != recounted:
+                    differences[table] = (kept - recounted, recounted - kept)
     finally:
         await conn.close()
-    assert recounted, "nothing to compare"
-    assert _rows(kept) == _rows(recounted)
+    return differences
+
+
+async def assert_rollup_recounts(platform: Platform) -> None:
+    assert await rollup_differences(platform.dsn("commitments")) == {}
 
 
 async def test_rollup_equals_a_recount_after_every_kind_of_state_change(
@@ -115,6 +132,7 @@ SELECT department, owner_id, kind, grouping(department, owner_id, kind) AS level
        avg(extract(epoch FROM completed_at - due_at) / 3600) FILTER (WHERE status = 'met_late') AS mean_lateness_hours
 FROM commitment
 WHERE department = $4 AND ($1::timestamptz IS NULL OR due_at >= $1) AND ($2::timestamptz IS NULL OR due_at < $2)
+  AND ($5::text IS NULL OR owner_id = $5) AND ($6::text IS NULL OR customer_kind = $6)
 GROUP BY GROUPING SETS ((department), (owner_id), (kind), ())
 """
 
@@ -188,18 +206,33 @@ async def test_metrics_from_the_rollup_equal_the_full_count(platform: Platform) 
         cut = [piece for since, until in windows for piece in pieces(since, until, now)]
         assert {piece.grain for piece in cut} == {"raw", "day", "month"}
         assert any(piece.sign < 0 for piece in cut), "no month read less its other days"
-        for since, until in windows:
-            expected = _figures(await conn.fetch(FULL_COUNT, since, until, now, department))
-            statement = accountability_statement(since=since, until=until, now=now, filters={"department": department})
+        # Each filter the endpoint offers, alone and together: each reads another rollup (or the full key).
+        filtered: list[dict[str, str]] = [
+            {},
+            {"customer_kind": "internal"},
+            {"owner_id": "owner-4"},
+            {"owner_id": "owner-2", "customer_kind": "external"},
+        ]
+        for (since, until), more in itertools.product(windows, filtered):
+            expected = _figures(
+                await conn.fetch(
+                    FULL_COUNT, since, until, now, department, more.get("owner_id"), more.get("customer_kind")
+                )
+            )
+            assert expected, (since, until, more)
+            statement = accountability_statement(
+                since=since, until=until, now=now, filters={"department": department, **more}
+            )
             compiled = statement.compile(
                 dialect=make_url("postgresql+asyncpg://").get_dialect()(), compile_kwargs={"render_postcompile": True}
             )
             assert compiled.positiontup is not None
             actual = _figures(await conn.fetch(compiled.string, *(compiled.params[n] for n in compiled.positiontup)))
-            assert actual == expected, (since, until)
+            assert actual == expected, (since, until, more)
     finally:
         await conn.close()
 
 
 async def test_the_rollup_table_matches_its_model(platform: Platform) -> None:
-    assert await schema_differences(platform.database_urls["commitments"], {"commitment_rollup"}) == []
+    tables = {"commitment_rollup", "commitment_rollup_department", "commitment_rollup_owner"}
+    assert await schema_differences(platform.database_urls["commitments"], tables) == []
