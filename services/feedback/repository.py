@@ -17,8 +17,10 @@ from sqlalchemy import (
     Interval,
     Row,
     Select,
+    SmallInteger,
     Subquery,
     Table,
+    Text,
     and_,
     cast,
     func,
@@ -31,6 +33,7 @@ from sqlalchemy import (
     union,
     union_all,
     update,
+    values,
 )
 from sqlalchemy import column as sa_column
 from sqlalchemy import table as sa_table
@@ -567,13 +570,17 @@ def _counts(where: FeedbackFilter, bucket: str | None) -> Subquery:
     return summed.group_by(*period_start).subquery("counts")
 
 
-def _customers(where: FeedbackFilter, bucket: str | None) -> Subquery:
+def _customers(where: FeedbackFilter, bucket: str | None, *, most_periods: int = 0) -> Subquery:
     """Distinct unhappy and happy customers (word of mouth): a count of distinct customers cannot be added up
-    from day counts. Over whole days, without bucket, channel or product, from `feedback_customer_year` (one row
-    a customer and year); else from the feedback table."""
+    from day counts. Over whole days without channel or product, from `feedback_customer_year` (one row a
+    customer and year): without bucket, or per period of a range closed at both ends (its first `most_periods`
+    periods); else from the feedback table."""
     span = _span(where)
-    if bucket is None and span.whole_days and where.channel is None and where.product is None:
-        return _customers_by_year(where, span)
+    if span.whole_days and where.channel is None and where.product is None:
+        if bucket is None:
+            return _customers_by_year(where, span)
+        if span.first_day is not None and span.end_day is not None:
+            return _customers_by_period(where, span, bucket, span.first_day, span.end_day, most_periods)
     unhappy, happy = _moods(FeedbackRow)
     period = _period(bucket, _occurred_in_utc())
     statement = select(
@@ -637,6 +644,76 @@ def _customers_by_year(where: FeedbackFilter, span: _Span) -> Subquery:
     ).subquery("customers")
 
 
+def _period_masks(bucket: str, first: date, end: date, most: int) -> list[tuple[datetime, int, str]]:
+    """The first `most` weeks or months of the days `[first, end)`, each with the bits of its days in each year
+    it spans (a week may span two): `(period_start, year, bits)`."""
+    start = first - timedelta(days=first.weekday()) if bucket == "week" else first.replace(day=1)
+    masks = []
+    for _ in range(most):
+        if start >= end:
+            break
+        try:
+            after = start + timedelta(days=7) if bucket == "week" else _next_month(start)
+        except (OverflowError, ValueError):  # past year 9999
+            after = end
+        low, high = max(start, first), min(after, end)
+        while low < high:
+            upto = min(high, date(low.year + 1, 1, 1)) if low.year < date.max.year else high
+            first_bit, last_bit = (day.timetuple().tm_yday - 1 for day in (low, upto - timedelta(days=1)))
+            bits = "0" * first_bit + "1" * (last_bit - first_bit + 1) + "0" * (_DAYS_A_YEAR - last_bit - 1)
+            masks.append((datetime.combine(start, time()), low.year, bits))
+            low = upto
+        start = after
+    return masks
+
+
+def _next_month(day: date) -> date:
+    return day.replace(year=day.year + day.month // 12, month=day.month % 12 + 1)
+
+
+def _customers_by_period(
+    where: FeedbackFilter, span: _Span, bucket: str, first: date, end: date, most: int
+) -> Subquery:
+    """Distinct unhappy and happy customers per period: each period's whole days from `feedback_customer_year`
+    (the rows whose bits meet the period's days), the edges from feedback; a customer told once a period."""
+    periods = values(
+        sa_column("period_start", DateTime()),
+        sa_column("year", SmallInteger()),
+        sa_column("bits", Text()),
+        name="periods",
+    ).data(_period_masks(bucket, first, end, most))
+    mask, none = cast(periods.c.bits, BIT(_DAYS_A_YEAR)), cast(literal("0"), BIT(_DAYS_A_YEAR))
+    kind = [CustomerYearRow.customer_kind == where.customer_kind] if where.customer_kind is not None else []
+    unhappy, happy = _moods(FeedbackRow)
+    told: list[Select[Any]] = []
+    for mood, days, tells in (
+        ("unhappy", CustomerYearRow.unhappy_days, unhappy),
+        ("happy", CustomerYearRow.happy_days, happy),
+    ):
+        told.append(
+            select(periods.c.period_start, CustomerYearRow.customer_id, literal(mood).label("mood"))
+            .select_from(CustomerYearRow)
+            .join(periods, periods.c.year == CustomerYearRow.year)
+            .where(*kind, days.op("&")(mask) != none)
+        )
+        if span.edges:
+            told.append(
+                select(*_period(bucket, _occurred_in_utc()), FeedbackRow.customer_id, literal(mood)).where(
+                    *_edge_conditions(where, span), tells
+                )
+            )
+    customers = union(*told).subquery("told")
+    return (
+        select(
+            customers.c.period_start,
+            func.count().filter(customers.c.mood == "unhappy").label("unhappy_customers"),
+            func.count().filter(customers.c.mood == "happy").label("happy_customers"),
+        )
+        .group_by(customers.c.period_start)
+        .subquery("customers")
+    )
+
+
 def _figures(counts: Any, customers: Any, assumptions: Assumptions) -> list[ColumnElement[Any]]:
     """The metric figures from summed counts (`_counts`) and customers (`_customers`); either may be null."""
 
@@ -685,7 +762,7 @@ async def figures_per_period(
     """The figures per week or month (UTC), empty periods included, from `since` (or the first feedback)
     to `until` (or now)."""
     step = cast(literal(f"1 {bucket}"), Interval)
-    counts, customers = _counts(where, bucket), _customers(where, bucket)
+    counts, customers = _counts(where, bucket), _customers(where, bucket, most_periods=max_periods + 1)
 
     def period_of(moment: Any) -> ColumnElement[Any]:
         return func.date_trunc(bucket, func.timezone("UTC", moment))

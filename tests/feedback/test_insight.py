@@ -559,3 +559,54 @@ async def _recounted_word_of_mouth(platform: Platform, **params: str) -> tuple[i
         *args,
     )
     return int(rows[0]["unhappy"]), int(rows[0]["happy"])
+
+
+async def test_word_of_mouth_per_week_and_month_equals_a_recount_of_each_period(
+    client: httpx.AsyncClient, platform: Platform
+) -> None:
+    """A series over a closed range reads each period's whole days from the customer-year bits: the same as
+    counting each period's feedback, across a new year, partial first and last days and both customer kinds."""
+    year = _a_year_of_its_own(8)
+    a, b, c, d, e = (new_customer() for _ in range(5))
+    nps_3: dict[str, Any] = {"kind": "survey_response", "text": None, "rating": {"scale": "nps", "value": 3}}
+    ces_6: dict[str, Any] = {"kind": "survey_response", "text": None, "rating": {"scale": "ces", "value": 6}}
+    praise: dict[str, Any] = {"kind": "compliment", "text": PRAISE}
+    internal = {"customer_kind": "internal"}
+    fields_of_each: list[tuple[str, str, dict[str, Any]]] = [
+        (a, _at(year, 12, 1, 3), {}),  # before since
+        (a, _at(year, 12, 1, 12), {}),  # in the first, partial day
+        (a, _at(year, 12, 2), {}),
+        (a, _at(year, 12, 16), praise),
+        (b, _at(year, 12, 31, 23), nps_3),  # one week spans the new year
+        (b, _at(year + 1, 1, 1, 1), praise),
+        (c, _at(year, 12, 29), {**ces_6, **internal}),
+        (c, _at(year + 1, 1, 5), {**praise, **internal}),
+        (d, _at(year + 1, 1, 20, 11), {}),  # in the last, partial day
+        (d, _at(year + 1, 1, 20, 13), praise),  # after until
+        (e, _at(year, 12, 30), {}),  # one customer under both kinds
+        (e, _at(year, 12, 31), internal),
+    ]
+    for customer, at, fields in fields_of_each:
+        await capture(client, platform, complaint(customer, occurred_at=at, **fields))
+    since, until = datetime(year, 12, 1, 6, tzinfo=UTC), datetime(year + 1, 1, 20, 12, tzinfo=UTC)
+
+    for bucket in ("week", "month"):
+        for kind in ({}, {"customer_kind": "internal"}, {"customer_kind": "external"}):
+            figures = await _get(
+                client,
+                platform,
+                "/v1/feedback/metrics",
+                since=since.isoformat(),
+                until=until.isoformat(),
+                bucket=bucket,
+                **kind,
+            )
+            for period in figures["series"]:
+                start = max(datetime.fromisoformat(period["period_start"]), since)
+                end = min(datetime.fromisoformat(period["period_end"]), until)
+                told = period["word_of_mouth"]
+                expected = await _recounted_word_of_mouth(
+                    platform, since=start.isoformat(), until=end.isoformat(), **kind
+                )
+                assert (told["unhappy_customers"], told["happy_customers"]) == expected, (bucket, kind, period)
+            assert sum(period["word_of_mouth"]["unhappy_customers"] for period in figures["series"]) > 0
