@@ -174,8 +174,8 @@ async def accountability(
     each write's transaction), the rest from the table (`rollup.py`).
     """
     filters = {"department": department, "owner_id": owner_id, "customer_kind": customer_kind}
-    statement = accountability_statement(
+    statement, params = accountability_statement(
         since=since, until=until, now=now, filters={name: value for name, value in filters.items() if value is not None}
     )
-    rows: Sequence[Row[Any]] = (await session.execute(statement)).all()
+    rows: Sequence[Row[Any]] = (await session.execute(statement, params)).all()
     return rows

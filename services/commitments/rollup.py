@@ -11,19 +11,23 @@ after it (every one is open).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     CompoundSelect,
+    DateTime,
     Double,
     Integer,
     Select,
     Text,
     and_,
+    bindparam,
     case,
     cast,
     func,
@@ -45,6 +49,8 @@ from services.commitments.models import (
 
 UNMET = ("open", "due_soon", "overdue")
 DAY = timedelta(days=1)
+# Stands for a piece's start or end in its shape: the statement takes the moment as a parameter.
+SOME_MOMENT = datetime.min.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,14 @@ class Piece:
     before_today: bool = False
     # -1: rows taken away (the days of a month row outside the window).
     sign: int = 1
+
+    def shape(self) -> Piece:
+        """The piece without its moments (only whether it has them): what the statement is built from."""
+        return replace(
+            self,
+            start=None if self.start is None else SOME_MOMENT,
+            end=None if self.end is None else SOME_MOMENT,
+        )
 
 
 def floor_day(moment: datetime) -> datetime:
@@ -157,14 +171,27 @@ def _counted(condition: ColumnElement[bool]) -> ColumnElement[int]:
     return cast(condition, Integer)
 
 
-def _from_table(piece: Piece, now: datetime, filters: dict[str, str]) -> Select[Any]:
+def _start(index: int) -> BindParameter[datetime]:
+    return bindparam(f"start_{index}", type_=DateTime(timezone=True))
+
+
+def _end(index: int) -> BindParameter[datetime]:
+    return bindparam(f"end_{index}", type_=DateTime(timezone=True))
+
+
+def _filter(name: str) -> BindParameter[str]:
+    return bindparam(f"filter_{name}", type_=Text)
+
+
+def _from_table(index: int, piece: Piece, filters: Sequence[str]) -> Select[Any]:
     c = Commitment
     unmet = c.status.in_(UNMET)
-    conditions = [getattr(c, name) == value for name, value in filters.items()]
+    now = bindparam("now", type_=DateTime(timezone=True))
+    conditions = [getattr(c, name) == _filter(name) for name in filters]
     if piece.start is not None:
-        conditions.append(c.due_at >= piece.start)
+        conditions.append(c.due_at >= _start(index))
     if piece.end is not None:
-        conditions.append(c.due_at < piece.end)
+        conditions.append(c.due_at < _end(index))
     return select(
         c.department,
         c.owner_id,
@@ -187,14 +214,14 @@ def _from_table(piece: Piece, now: datetime, filters: dict[str, str]) -> Select[
 
 
 def _from_rollup(
-    piece: Piece, rollup: type[RollupCounts], grouped: Sequence[str], filters: dict[str, str]
+    index: int, piece: Piece, rollup: type[RollupCounts], grouped: Sequence[str], filters: Sequence[str]
 ) -> Select[Any]:
     r: Any = rollup
-    conditions = [r.grain == piece.grain, *(getattr(r, name) == value for name, value in filters.items())]
+    conditions = [r.grain == piece.grain, *(getattr(r, name) == _filter(name) for name in filters)]
     if piece.start is not None:
-        conditions.append(r.bucket >= piece.start)
+        conditions.append(r.bucket >= _start(index))
     if piece.end is not None:
-        conditions.append(r.bucket < piece.end)
+        conditions.append(r.bucket < _end(index))
     none = literal(0)
     unmet = r.unmet if piece.sign > 0 else -r.unmet
 
@@ -236,7 +263,7 @@ ROLLUPS: tuple[tuple[type[RollupCounts], frozenset[str]], ...] = (
 )
 
 
-def _rollup_for(grouping: str | None, filters: dict[str, str]) -> type[RollupCounts]:
+def _rollup_for(grouping: str | None, filters: Sequence[str]) -> type[RollupCounts]:
     needed = {*filters, *([grouping] if grouping else [])}
     return next(rollup for rollup, columns in ROLLUPS if needed <= columns)
 
@@ -245,13 +272,13 @@ def _figures(
     rollup: type[RollupCounts],
     groupings: list[str | None],
     raw: Any,
-    rollup_pieces: list[Piece],
-    filters: dict[str, str],
+    rollup_pieces: list[tuple[int, Piece]],
+    filters: Sequence[str],
 ) -> Select[Any]:
     """The figures of `groupings` (None: the total) from the table's rows `raw` and `rollup`'s pieces."""
     grouped = [name for name in GROUPED if name in groupings]
     parts: list[Select[Any]] = [select(*(raw.c[name] for name in [*grouped, *COUNTED]))] if raw is not None else []
-    parts += [_from_rollup(piece, rollup, grouped, filters) for piece in rollup_pieces]
+    parts += [_from_rollup(index, piece, rollup, grouped, filters) for index, piece in rollup_pieces]
     name = f"rows_{rollup.__name__}"
     rows = union_all(*parts).subquery(name) if len(parts) > 1 else parts[0].subquery(name)
     late = func.sum(rows.c.met_late)
@@ -281,19 +308,31 @@ def accountability_statement(
     until: datetime | None,
     now: datetime,
     filters: dict[str, str],
-) -> CompoundSelect[Any] | Select[Any]:
-    """Counts per department, per owner, per kind and in total for promises due in [since, until).
+) -> tuple[CompoundSelect[Any] | Select[Any], dict[str, Any]]:
+    """Counts per department, per owner, per kind and in total for promises due in [since, until): the statement
+    and its parameters.
 
     `filters` are equalities on department, owner_id and customer_kind. The
     rows are those of the full count over `commitment` (GROUPING SETS
-    ((department), (owner_id), (kind), ()), `level` its GROUPING bits). Each
-    figure reads the coarsest rollup keyed by its grouping and the filters;
-    the pieces read from the table are read once for all of them.
+    ((department), (owner_id), (kind), ()), `level` its GROUPING bits). The
+    statement is built once per shape of the window (which pieces, which
+    filters) and only its parameters change: building it costs milliseconds.
     """
     cut = pieces(since, until, now) or [Piece("raw", now, now)]  # an empty window: no promise
-    from_table = [_from_table(piece, now, filters) for piece in cut if piece.grain == "raw"]
+    statement = _statement(tuple(piece.shape() for piece in cut), tuple(sorted(filters)))
+    params: dict[str, Any] = {"now": now, **{f"filter_{name}": value for name, value in filters.items()}}
+    for index, piece in enumerate(cut):
+        params |= {f"start_{index}": piece.start, f"end_{index}": piece.end}
+    return statement, params
+
+
+@functools.lru_cache(maxsize=256)
+def _statement(cut: tuple[Piece, ...], filters: tuple[str, ...]) -> CompoundSelect[Any] | Select[Any]:
+    """Each figure reads the coarsest rollup keyed by its grouping and the filters; the pieces read from the table
+    are read once for all of them."""
+    from_table = [_from_table(index, piece, filters) for index, piece in enumerate(cut) if piece.grain == "raw"]
     raw = (union_all(*from_table) if len(from_table) > 1 else from_table[0]).cte("raw") if from_table else None
-    rollup_pieces = [piece for piece in cut if piece.grain != "raw"]
+    rollup_pieces = [(index, piece) for index, piece in enumerate(cut) if piece.grain != "raw"]
     by_rollup: dict[type[RollupCounts], list[str | None]] = {}
     for grouping in (*GROUPED, None):
         by_rollup.setdefault(_rollup_for(grouping, filters), []).append(grouping)

@@ -220,14 +220,12 @@ async def test_metrics_from_the_rollup_equal_the_full_count(platform: Platform) 
                 )
             )
             assert expected, (since, until, more)
-            statement = accountability_statement(
+            statement, params = accountability_statement(
                 since=since, until=until, now=now, filters={"department": department, **more}
             )
-            compiled = statement.compile(
-                dialect=make_url("postgresql+asyncpg://").get_dialect()(), compile_kwargs={"render_postcompile": True}
-            )
-            assert compiled.positiontup is not None
-            actual = _figures(await conn.fetch(compiled.string, *(compiled.params[n] for n in compiled.positiontup)))
+            compiled = statement.compile(dialect=make_url("postgresql+asyncpg://").get_dialect()())
+            expanded = compiled.construct_expanded_state(params)
+            actual = _figures(await conn.fetch(expanded.statement, *expanded.positional_parameters))
             assert actual == expected, (since, until, more)
     finally:
         await conn.close()
