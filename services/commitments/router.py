@@ -28,7 +28,7 @@ from services.commitments.schemas import (
     Status,
 )
 from shared.auth import Principal, require_scope
-from shared.db import DbSession
+from shared.db import DbSession, ReadSessions
 from shared.idempotency import Idempotency
 from shared.pagination import DEFAULT_LIMIT, Cursor, Limit, Page
 from shared.schemas import CustomerKind
@@ -42,6 +42,7 @@ Reader = Annotated[Principal, Depends(require_scope("commitments:read"))]
 Writer = Annotated[Principal, Depends(require_scope("commitments:write"))]
 
 
+JSON = "application/json"
 CommitmentSettings = Annotated[Settings, Depends(app_settings)]
 CustomerKindFilter = Annotated[CustomerKind | None, Query(description="Only internal or only external customers.")]
 
@@ -59,9 +60,9 @@ async def create_commitment(
     )
 
 
-@router.get("", summary="List commitments, newest first")
+@router.get("", response_model=Page[Commitment], summary="List commitments, newest first")
 async def list_commitments(
-    session: DbSession,
+    sessions: ReadSessions,
     settings: CommitmentSettings,
     _: Reader,
     customer_id: SafeStr | None = None,
@@ -75,7 +76,8 @@ async def list_commitments(
     customer_kind: CustomerKindFilter = None,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
-) -> Page[Commitment]:
+) -> Response:
+    # A busy read: its session is opened where it reads, and the page is serialized once, by pydantic's core.
     where = CommitmentFilter(
         customer_id=customer_id,
         department=department,
@@ -87,15 +89,20 @@ async def list_commitments(
         kinds=kind or (),
         customer_kind=customer_kind.value if customer_kind is not None else None,
     )
-    items, next_cursor = await service.list_page(
-        session=session, settings=settings, where=where, cursor=cursor, limit=limit
-    )
-    return Page[Commitment](items=items, next_cursor=next_cursor)
+    async with sessions() as session:
+        items, next_cursor = await service.list_page(
+            session=session, settings=settings, where=where, cursor=cursor, limit=limit
+        )
+    return Response(Page[Commitment](items=items, next_cursor=next_cursor).model_dump_json(), media_type=JSON)
 
 
-@router.get("/metrics", summary="Accountability per department and per owner for promises due in a window")
+@router.get(
+    "/metrics",
+    response_model=CommitmentMetrics,
+    summary="Accountability per department and per owner for promises due in a window",
+)
 async def commitment_metrics(
-    session: DbSession,
+    sessions: ReadSessions,
     settings: CommitmentSettings,
     _: Reader,
     since: Annotated[Instant | None, Query(description="Promises due at or after this.")] = None,
@@ -103,16 +110,19 @@ async def commitment_metrics(
     department: SafeStr | None = None,
     owner_id: SafeStr | None = None,
     customer_kind: CustomerKindFilter = None,
-) -> CommitmentMetrics:
-    return await service.metrics(
-        session=session,
-        settings=settings,
-        since=since,
-        until=until,
-        department=department,
-        owner_id=owner_id,
-        customer_kind=customer_kind.value if customer_kind is not None else None,
-    )
+) -> Response:
+    # A busy read, as the list: its own session, serialized once.
+    async with sessions() as session:
+        metrics = await service.metrics(
+            session=session,
+            settings=settings,
+            since=since,
+            until=until,
+            department=department,
+            owner_id=owner_id,
+            customer_kind=customer_kind.value if customer_kind is not None else None,
+        )
+    return Response(metrics.model_dump_json(), media_type=JSON)
 
 
 @router.get("/{commitment_id}", summary="One commitment")
