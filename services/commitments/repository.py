@@ -8,11 +8,26 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, bindparam, case, false, func, literal, null, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Select,
+    bindparam,
+    case,
+    false,
+    func,
+    literal,
+    null,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from services.commitments.models import Commitment, ResponsePolicy
 from services.commitments.rollup import accountability_statement
+from shared.pagination import keyset_page
 from shared.repository import Repository
 
 # Announced on create and reschedule; every scheduler replica LISTENs.
@@ -103,7 +118,33 @@ async def page(
         conditions.append(Commitment.kind.in_(where.kinds))
     if where.customer_kind is not None:
         conditions.append(Commitment.customer_kind == where.customer_kind)
+    if where.due_before is not None:
+        return await _page_due_before(session, select(Commitment).where(*conditions), where.due_before, cursor, limit)
     return await commitments.page(session, select(Commitment).where(*conditions), cursor=cursor, limit=limit)
+
+
+async def _page_due_before(
+    session: AsyncSession, statement: Select[Any], due_before: datetime, cursor: str | None, limit: int
+) -> Sequence[Commitment]:
+    """`page` for promises due before a moment, without walking every newer promise.
+
+    A promise is made before it is due, so those due before `due_before` were
+    made before it too: the newest-first walk starts at `due_before` in
+    `(created_at, id)`, not at the newest promise. The only exceptions, made
+    after their due date (a response promise due from feedback older than the
+    promise), are a walk of their own partial index (commitments_0010); the
+    two walks are merged.
+    """
+    c = Commitment
+    walks = [
+        statement.where(c.created_at < due_before),
+        statement.where(c.created_at >= due_before, c.due_at < c.created_at),
+    ]
+    paged = [keyset_page(walk, created_at=c.created_at, item_id=c.id, cursor=cursor, limit=limit) for walk in walks]
+    merged = aliased(Commitment, union_all(*paged).subquery("due_before"))
+    newest = select(merged).order_by(merged.created_at.desc(), merged.id.desc()).limit(limit + 1)
+    rows: Sequence[Commitment] = (await session.scalars(newest)).all()
+    return rows
 
 
 def _advance_reached_statement() -> Any:
