@@ -49,11 +49,22 @@ class Figure:
 
 
 @dataclass
+class Curve:
+    """Figures against a load (one point per rate): `bench.run` charts it instead of the samples' distribution."""
+
+    x_label: str
+    y_label: str
+    x: list[float]
+    series: dict[str, list[float]]
+
+
+@dataclass
 class Result:
     benchmark: str
     figures: list[Figure] = field(default_factory=list)
     samples: dict[str, list[float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    curve: Curve | None = None
 
     def add(self, figure: Figure) -> Figure:
         self.figures.append(figure)
@@ -69,6 +80,8 @@ class Result:
             "notes": self.notes,
             "samples": self.samples,
         }
+        if self.curve is not None:
+            body["curve"] = asdict(self.curve)
         path.write_text(json.dumps(body, indent=2) + "\n")
         return path
 

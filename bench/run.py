@@ -30,7 +30,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "insight_volume": [],
 }
 QUICK: dict[str, list[str]] = {
-    "e2e_latency": ["--seconds", "10"],
+    "e2e_latency": ["--rates", "100", "500", "--seconds", "6", "--floor-seconds", "4"],
     "customers_timeline": ["--seconds", "3"],
     "insight_volume": ["--scale", "0.01", "--seconds", "2"],
 }
@@ -108,6 +108,9 @@ def charts(results: list[dict[str, Any]]) -> list[Path]:
 
     written = []
     for result in results:
+        if "curve" in result:
+            written.append(curve_chart(result))
+            continue
         samples = {k: v for k, v in result.get("samples", {}).items() if v}
         if not samples:
             continue
@@ -143,6 +146,33 @@ def charts(results: list[dict[str, Any]]) -> list[Path]:
         plt.close(figure)
         written.append(path)
     return written
+
+
+def curve_chart(result: dict[str, Any]) -> Path:
+    """A result's figures against the load (`bench.common.Curve`): one colour per series name without its
+    quantile, p50 dashed, the rest solid, a floor grey."""
+    import matplotlib.pyplot as plt
+
+    curve = result["curve"]
+    figure, axis = plt.subplots(figsize=(8, 5))
+    palette = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"])
+    colors: dict[str, str] = {}
+    for label, values in curve["series"].items():
+        what = label.rsplit(" p", 1)[0]
+        color = colors.setdefault(what, "grey" if "floor" in what else next(palette))
+        style = "--" if label.endswith("p50") else "-"
+        axis.plot(curve["x"], values, style, marker="o", label=label, color=color)
+    axis.set_xlabel(curve["x_label"])
+    axis.set_ylabel(curve["y_label"])
+    axis.set_xticks(curve["x"])
+    axis.set_yscale("log")
+    axis.set_title(f"{result['benchmark']}: latency against load")
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend(fontsize="small")
+    path = RESULTS / f"{result['benchmark']}.png"
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(figure)
+    return path
 
 
 def main() -> None:
