@@ -631,17 +631,22 @@ def _customers_by_year(where: FeedbackFilter, span: _Span) -> Subquery:
     unhappy, happy = _moods(FeedbackRow)
     kind = [CustomerYearRow.customer_kind == where.customer_kind] if where.customer_kind is not None else []
 
-    def distinct(days: Any, mood: ColumnElement[bool]) -> ColumnElement[int]:
+    def distinct(days: Any, mood: ColumnElement[bool], name: str) -> Subquery:
         sets: list[Select[Any]] = [select(CustomerYearRow.customer_id).where(*kind, _marked_in(days, span))]
         if span.edges:
             sets.append(select(FeedbackRow.customer_id).where(*_edge_conditions(where, span), mood))
         customers = (union(*sets) if len(sets) > 1 else sets[0].distinct()).subquery()
-        return select(func.count()).select_from(customers).scalar_subquery()
+        return select(func.count().label(name)).select_from(customers).subquery()
 
-    return select(
-        distinct(CustomerYearRow.unhappy_days, unhappy).label("unhappy_customers"),
-        distinct(CustomerYearRow.happy_days, happy).label("happy_customers"),
-    ).subquery("customers")
+    # Counts in FROM, not scalar subqueries: the figures name each twice, and PostgreSQL would run a scalar
+    # subquery once for each mention (reading the edges' feedback again).
+    unhappy_customers = distinct(CustomerYearRow.unhappy_days, unhappy, "unhappy_customers")
+    happy_customers = distinct(CustomerYearRow.happy_days, happy, "happy_customers")
+    return (
+        select(unhappy_customers.c.unhappy_customers, happy_customers.c.happy_customers)
+        .select_from(unhappy_customers.join(happy_customers, true()))
+        .subquery("customers")
+    )
 
 
 def _period_masks(bucket: str, first: date, end: date, most: int) -> list[tuple[datetime, int, str]]:
@@ -676,13 +681,19 @@ def _customers_by_period(
 ) -> Subquery:
     """Distinct unhappy and happy customers per period: each period's whole days from `feedback_customer_year`
     (the rows whose bits meet the period's days), the edges from feedback; a customer told once a period."""
-    periods = values(
+    given = values(
         sa_column("period_start", DateTime()),
         sa_column("year", SmallInteger()),
         sa_column("bits", Text()),
-        name="periods",
+        name="given",
     ).data(_period_masks(bucket, first, end, most))
-    mask, none = cast(periods.c.bits, BIT(_DAYS_A_YEAR)), cast(literal("0"), BIT(_DAYS_A_YEAR))
+    # Materialized: each period's bits are parsed once, not once for each customer-year row they meet.
+    periods = (
+        select(given.c.period_start, given.c.year, cast(given.c.bits, BIT(_DAYS_A_YEAR)).label("mask"))
+        .cte("period_masks")
+        .prefix_with("MATERIALIZED")
+    )
+    mask, none = periods.c.mask, cast(literal("0"), BIT(_DAYS_A_YEAR))
     kind = [CustomerYearRow.customer_kind == where.customer_kind] if where.customer_kind is not None else []
     unhappy, happy = _moods(FeedbackRow)
     told: list[Select[Any]] = []
