@@ -574,13 +574,16 @@ def _customers(where: FeedbackFilter, bucket: str | None, *, most_periods: int =
     """Distinct unhappy and happy customers (word of mouth): a count of distinct customers cannot be added up
     from day counts. Over whole days without channel or product, from `feedback_customer_year` (one row a
     customer and year): without bucket, or per period of a range closed at both ends (its first `most_periods`
-    periods); else from the feedback table."""
+    periods); without bucket, checked against the feedback for a channel or product; else from the feedback
+    table."""
     span = _span(where)
     if span.whole_days and where.channel is None and where.product is None:
         if bucket is None:
             return _customers_by_year(where, span)
         if span.first_day is not None and span.end_day is not None:
             return _customers_by_period(where, span, bucket, span.first_day, span.end_day, most_periods)
+    if bucket is None and where.customer_id is None:
+        return _customers_checked(where)
     unhappy, happy = _moods(FeedbackRow)
     period = _period(bucket, _occurred_in_utc())
     statement = select(
@@ -640,6 +643,36 @@ def _customers_by_year(where: FeedbackFilter, span: _Span) -> Subquery:
 
     # Counts in FROM, not scalar subqueries: the figures name each twice, and PostgreSQL would run a scalar
     # subquery once for each mention (reading the edges' feedback again).
+    unhappy_customers = distinct(CustomerYearRow.unhappy_days, unhappy, "unhappy_customers")
+    happy_customers = distinct(CustomerYearRow.happy_days, happy, "happy_customers")
+    return (
+        select(unhappy_customers.c.unhappy_customers, happy_customers.c.happy_customers)
+        .select_from(unhappy_customers.join(happy_customers, true()))
+        .subquery("customers")
+    )
+
+
+def _customers_checked(where: FeedbackFilter) -> Subquery:
+    """Distinct unhappy and happy customers of a filter the customer-year rows do not hold (a channel, a
+    product): the customers whose rows tell of such a day in the range's years are the candidates, each counted
+    if one of its feedback that `where` selects tells the same (through `(customer_id, occurred_at)`, stopping
+    at the first). Far fewer rows than the range's feedback: a customer is read until its first match."""
+    kind = [CustomerYearRow.customer_kind == where.customer_kind] if where.customer_kind is not None else []
+    years = [CustomerYearRow.year >= where.since.astimezone(UTC).year] if where.since is not None else []
+    if where.until is not None:
+        years.append(CustomerYearRow.year <= where.until.astimezone(UTC).year)
+    unhappy, happy = _moods(FeedbackRow)
+    none = cast(literal("0"), BIT(_DAYS_A_YEAR))
+
+    def distinct(days: Any, mood: ColumnElement[bool], name: str) -> Subquery:
+        candidates = select(CustomerYearRow.customer_id).where(*kind, *years, days != none).distinct().subquery()
+        told = (
+            select(FeedbackRow.id)
+            .where(FeedbackRow.customer_id == candidates.c.customer_id, *_conditions(where), mood)
+            .exists()
+        )
+        return select(func.count().label(name)).select_from(candidates).where(told).subquery()
+
     unhappy_customers = distinct(CustomerYearRow.unhappy_days, unhappy, "unhappy_customers")
     happy_customers = distinct(CustomerYearRow.happy_days, happy, "happy_customers")
     return (

@@ -548,9 +548,11 @@ async def _recounted_word_of_mouth(platform: Platform, **params: str) -> tuple[i
         ("since", "occurred_at >= $"),
         ("until", "occurred_at < $"),
         ("customer_kind", "customer_kind = $"),
+        ("channel", "channel = $"),
+        ("product", "product = $"),
     ):
         if name in params:
-            args.append(datetime.fromisoformat(params[name]) if name != "customer_kind" else params[name])
+            args.append(datetime.fromisoformat(params[name]) if name in ("since", "until") else params[name])
             conditions.append(f"{condition}{len(args)}")
     rows = await platform.fetch(
         "feedback",
@@ -610,3 +612,40 @@ async def test_word_of_mouth_per_week_and_month_equals_a_recount_of_each_period(
                 )
                 assert (told["unhappy_customers"], told["happy_customers"]) == expected, (bucket, kind, period)
             assert sum(period["word_of_mouth"]["unhappy_customers"] for period in figures["series"]) > 0
+
+
+async def test_word_of_mouth_by_channel_or_product_equals_a_recount(
+    client: httpx.AsyncClient, platform: Platform
+) -> None:
+    """With a channel or product (which the customer-year rows do not hold) the customers told are checked
+    against their feedback: the same as counting the feedback, partial days, other years and both kinds mixed."""
+    year, product = _a_year_of_its_own(9), f"product-{uuid.uuid4().hex[:8]}"
+    a, b, c, d = (new_customer() for _ in range(4))
+    nps_3: dict[str, Any] = {"kind": "survey_response", "text": None, "rating": {"scale": "nps", "value": 3}}
+    praise: dict[str, Any] = {"kind": "compliment", "text": PRAISE}
+    fields_of_each: list[tuple[str, str, dict[str, Any]]] = [
+        (a, _at(year, 3, 1, 3), {"channel": "email", "product": product}),  # before since
+        (a, _at(year, 3, 2), {"channel": "phone", "product": product}),
+        (b, _at(year, 3, 1, 12), {**nps_3, "channel": "email"}),  # in the first, partial day
+        (b, _at(year, 3, 5), {**praise, "channel": "email", "product": product}),
+        (c, _at(year, 3, 9, 11), {"channel": "email", "product": product, "customer_kind": "internal"}),
+        (c, _at(year, 3, 9, 13), {**praise, "channel": "email"}),  # after until
+        (d, _at(year + 1, 3, 2), {"channel": "email", "product": product}),  # another year
+    ]
+    for customer, at, fields in fields_of_each:
+        await capture(client, platform, complaint(customer, occurred_at=at, **fields))
+    since, until = _at(year, 3, 1, 6), _at(year, 3, 9, 12)
+
+    for narrowed in (
+        {"channel": "email"},
+        {"product": product},
+        {"channel": "phone", "product": product},
+        {"channel": "email", "customer_kind": "internal"},
+    ):
+        for window in ({"since": since, "until": until}, {"since": since}, {"until": until}):
+            params = {**window, **narrowed}
+            figures = (await _get(client, platform, "/v1/feedback/metrics", **params))["word_of_mouth"]
+            told = (figures["unhappy_customers"], figures["happy_customers"])
+            assert told == await _recounted_word_of_mouth(platform, **params), params
+    email = await _get(client, platform, "/v1/feedback/metrics", since=since, until=until, channel="email")
+    assert (email["word_of_mouth"]["unhappy_customers"], email["word_of_mouth"]["happy_customers"]) == (2, 1)
