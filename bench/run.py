@@ -3,7 +3,9 @@
 Each benchmark runs as its own process with its own embedded PostgreSQL and
 broker (or the external ones the settings name) and writes
 `bench/results/<name>.json`; this collects them into `summary.json`,
-`summary.md` and PNG charts of the latency distributions and throughputs.
+`summary.md` and PNG charts: the latency distributions, a result's curve
+(figures against the load, `bench.common.Curve`) where it has one, and the
+throughputs.
 
     python -m bench.run [--only e2e_latency ...] [--quick]
 """
