@@ -641,10 +641,15 @@ def _customers_by_year(where: FeedbackFilter, span: _Span) -> Subquery:
         customers = (union(*sets) if len(sets) > 1 else sets[0].distinct()).subquery()
         return select(func.count().label(name)).select_from(customers).subquery()
 
-    # Counts in FROM, not scalar subqueries: the figures name each twice, and PostgreSQL would run a scalar
-    # subquery once for each mention (reading the edges' feedback again).
-    unhappy_customers = distinct(CustomerYearRow.unhappy_days, unhappy, "unhappy_customers")
-    happy_customers = distinct(CustomerYearRow.happy_days, happy, "happy_customers")
+    return _both(
+        distinct(CustomerYearRow.unhappy_days, unhappy, "unhappy_customers"),
+        distinct(CustomerYearRow.happy_days, happy, "happy_customers"),
+    )
+
+
+def _both(unhappy_customers: Subquery, happy_customers: Subquery) -> Subquery:
+    """The two one-row counts side by side. In FROM, not as scalar subqueries: the figures name each count
+    twice, and PostgreSQL runs a scalar subquery once for each mention (reading the edges' feedback again)."""
     return (
         select(unhappy_customers.c.unhappy_customers, happy_customers.c.happy_customers)
         .select_from(unhappy_customers.join(happy_customers, true()))
@@ -673,12 +678,9 @@ def _customers_checked(where: FeedbackFilter) -> Subquery:
         )
         return select(func.count().label(name)).select_from(candidates).where(told).subquery()
 
-    unhappy_customers = distinct(CustomerYearRow.unhappy_days, unhappy, "unhappy_customers")
-    happy_customers = distinct(CustomerYearRow.happy_days, happy, "happy_customers")
-    return (
-        select(unhappy_customers.c.unhappy_customers, happy_customers.c.happy_customers)
-        .select_from(unhappy_customers.join(happy_customers, true()))
-        .subquery("customers")
+    return _both(
+        distinct(CustomerYearRow.unhappy_days, unhappy, "unhappy_customers"),
+        distinct(CustomerYearRow.happy_days, happy, "happy_customers"),
     )
 
 
