@@ -168,9 +168,14 @@ class NotificationFeed:
         while True:
             self.queries.inc()
             if not any(self._listeners.values()):
-                # Nobody listens: only move on, so a new listener starts from now.
-                self.position = max(self.position, await repository.settled_position(conn))
-                return False
+                # Nobody listens: only move on, so a new listener starts from now. A stream that started while
+                # the position was read starts from the old one: then the rows up to the new one are its, and
+                # are read and handed out as below, not skipped.
+                settled = await repository.settled_position(conn)
+                if not any(self._listeners.values()):
+                    self.position = max(self.position, settled)
+                    return False
+                continue
             items, unsettled = await repository.settled_after(conn, self.position, limit=_PAGE)
             for item in items:
                 for listener in self._listeners.get(item.department, ()):

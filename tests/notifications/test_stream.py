@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator
 
+import asyncpg
 import httpx
 import orjson
 import pytest
 from fastapi import FastAPI
 
 from services.notifications.app import create_app
+from services.notifications.stream import NotificationFeed
 from shared import catalogue
 from shared.events import build_event
+from shared.observability import Metrics
 from tests.notifications.conftest import RunningService, notifications_settings
 from tests.notifications.helpers import EventPublisher, StreamEvent, customer, feedback, read_stream
 from tests.support.local_server import LocalServer
 from tests.support.platform import Platform, serve
+from tests.support.waiting import eventually
 
 
 @contextlib.asynccontextmanager
@@ -158,3 +163,51 @@ async def test_stream_of_another_department_is_forbidden(notifications: RunningS
         "/v1/departments/sales/stream", headers=platform.auth("notifications:read", department="support")
     )
     assert response.status_code == 403
+
+
+async def test_a_stream_that_starts_while_the_feed_moves_on_alone_misses_nothing(platform: Platform) -> None:
+    # A feed with nobody listening only moves its position on. A stream that subscribes while it reads the
+    # new position starts from the old one, so the rows in between are the stream's (they were lost once,
+    # in the crash test, by a follower reconnecting to a restarted service).
+    dsn = platform.dsn("notifications")
+    metrics = Metrics("stream-race")
+    feed = NotificationFeed(dsn=dsn, queue_size=100, metrics=metrics)
+
+    def sweeps() -> float:
+        return metrics.registry.get_sample_value("cf_stream_feed_queries_total") or 0.0
+
+    following = asyncio.create_task(feed.run())
+    holder = await asyncpg.connect(dsn)
+    try:
+        await asyncio.wait_for(feed.ready.wait(), 15)
+        async with holder.transaction():
+            # Every read of the table waits behind this lock until the new row commits with it.
+            await holder.execute("LOCK TABLE notification IN ACCESS EXCLUSIVE MODE")
+            event_id = uuid.uuid4()
+            await holder.execute(
+                "INSERT INTO notification (id, event_id, department, event_type, customer_id, value) "
+                "VALUES ($1, $2, 'support', 'feedback.received', $3, $4)",
+                uuid.uuid4(),
+                event_id,
+                customer(),
+                b"{}",
+            )
+            before = sweeps()
+
+            async def sweeping() -> bool:
+                return sweeps() > before
+
+            # The feed's next sweep has begun: it counts a query, then waits for the table.
+            await eventually(sweeping, within=15.0)
+            listener = feed.subscribe("support")
+        seen: list[uuid.UUID] = []
+
+        async def the_new_row() -> None:
+            while event_id not in seen:
+                seen.append((await listener.next()).event_id)
+
+        await asyncio.wait_for(the_new_row(), 15)
+    finally:
+        following.cancel()
+        await asyncio.gather(following, return_exceptions=True)
+        await holder.close()
