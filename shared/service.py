@@ -216,10 +216,12 @@ def build_service_app(
             exclude_spans=["receive", "send"],
             excluded_urls=excluded_urls(),
         )
-    app.include_router(_operations_router())
-    app.include_router(_problems_router())
+    # The service's own routes first: a request is matched against the routes in order, and its busiest
+    # routes are the service's, not the probes' or the problem pages'.
     for router in routers:
         app.include_router(router)
+    app.include_router(_operations_router())
+    app.include_router(_problems_router())
     _document_problems(app)
     return app
 
