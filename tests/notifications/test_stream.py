@@ -170,12 +170,9 @@ async def test_a_stream_that_starts_while_the_feed_moves_on_alone_misses_nothing
     # new position starts from the old one, so the rows in between are the stream's (they were lost once,
     # in the crash test, by a follower reconnecting to a restarted service).
     dsn = platform.dsn("notifications")
-    metrics = Metrics("stream-race")
-    feed = NotificationFeed(dsn=dsn, queue_size=100, metrics=metrics)
-
-    def sweeps() -> float:
-        return metrics.registry.get_sample_value("cf_stream_feed_queries_total") or 0.0
-
+    name = f"feed-{uuid.uuid4().hex[:8]}"  # this feed's connection, among the module service's
+    separator = "&" if "?" in dsn else "?"
+    feed = NotificationFeed(dsn=f"{dsn}{separator}application_name={name}", queue_size=100, metrics=Metrics(name))
     following = asyncio.create_task(feed.run())
     holder = await asyncpg.connect(dsn)
     try:
@@ -192,13 +189,16 @@ async def test_a_stream_that_starts_while_the_feed_moves_on_alone_misses_nothing
                 customer(),
                 b"{}",
             )
-            before = sweeps()
 
-            async def sweeping() -> bool:
-                return sweeps() > before
+            async def feed_waits_for_the_table() -> bool:
+                waiting = await holder.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'",
+                    name,
+                )
+                return bool(waiting)
 
-            # The feed's next sweep has begun: it counts a query, then waits for the table.
-            await eventually(sweeping, within=15.0)
+            # The feed's next sweep (at most a second away) reads its new position, and waits for the lock.
+            await eventually(feed_waits_for_the_table, within=30.0)
             listener = feed.subscribe("support")
         seen: list[uuid.UUID] = []
 
