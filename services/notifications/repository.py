@@ -192,13 +192,50 @@ async def stream_position_of(session: AsyncSession, *, department: str, event_id
 
 # --- the live stream's feed (a plain asyncpg connection that also LISTENs) -----------------------
 
-_SETTLED = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
-_FEED_POSITION = f"""
-SELECT txid, seq FROM notification WHERE txid < {_SETTLED} ORDER BY txid DESC, seq DESC LIMIT 1
+# A row is settled, and the feed may hand it out, once no transaction that could still commit a row
+# before it is running. The bound comes from the statement's snapshot S, once per statement: xmax(S), or
+# the oldest transaction running in S if lower, skipping those known to be another database's. Transaction
+# ids and snapshots are the whole cluster's, which the services' databases share: without the skip, a long
+# batch in the commitments database held every notification back (bench/README.md, "Where the time goes").
+# Safe: a transaction of another database never writes this table; one that ended between S and the read of
+# pg_stat_activity is no longer listed there, so it still bounds (the next pass moves on); a role that may
+# not see backend_xid sees none listed, and the bound is the oldest running transaction of all, as before.
+# backend_xid is a 32-bit xid, the snapshot's are xid8 (epoch and xid): compared modulo 2^32. least()
+# ignores the NULL min() of an empty xip (or of one that is all other databases'), leaving xmax(S).
+_SETTLED = """
+settled AS MATERIALIZED (
+    SELECT least(
+        pg_snapshot_xmax(snapshot)::text::bigint,
+        (
+            SELECT min(running::text::bigint) FROM pg_snapshot_xip(snapshot) AS running
+            WHERE NOT EXISTS (
+                SELECT FROM pg_stat_activity AS elsewhere
+                WHERE elsewhere.backend_xid::text::bigint = running::text::bigint % 4294967296
+                    AND elsewhere.datid <> (SELECT oid FROM pg_database WHERE datname = current_database())
+            )
+        )
+    ) AS below
+    FROM pg_current_snapshot() AS snapshot
+)
 """
+_FEED_POSITION = f"""
+WITH {_SETTLED}
+SELECT txid, seq FROM notification WHERE txid < (SELECT below FROM settled) ORDER BY txid DESC, seq DESC LIMIT 1
+"""
+# Only settled rows, and one row even when there are none: whether a committed row waits beyond the bound
+# (its NOTIFY has come and gone, so the feed must look again soon), found on the (txid, seq) index.
 _FEED_AFTER = f"""
-SELECT txid, seq, department, event_id, value, {_SETTLED} AS settled_below FROM notification
-WHERE (txid, seq) > ($1, $2) ORDER BY txid, seq LIMIT $3
+WITH {_SETTLED}, page AS (
+    SELECT txid, seq, department, event_id, value FROM notification
+    WHERE (txid, seq) > ($1, $2) AND txid < (SELECT below FROM settled)
+    ORDER BY txid, seq LIMIT $3
+)
+SELECT page.*, waiting.unsettled FROM (
+    SELECT EXISTS (
+        SELECT FROM notification WHERE (txid, seq) > ($1, $2) AND txid >= (SELECT below FROM settled)
+    ) AS unsettled
+) AS waiting LEFT JOIN page ON true
+ORDER BY page.txid, page.seq
 """
 _DEPARTMENT_BETWEEN = text(
     """
@@ -227,14 +264,9 @@ async def settled_position(conn: asyncpg.Connection) -> tuple[int, int]:
 async def settled_after(
     conn: asyncpg.Connection, position: tuple[int, int], *, limit: int
 ) -> tuple[list[StreamItem], bool]:
-    """Settled notifications after `position` in order, and whether unsettled ones wait behind them."""
+    """Settled notifications after `position` in order (at most `limit`), and whether unsettled ones wait."""
     rows = await conn.fetch(_FEED_AFTER, position[0], position[1], limit)
-    items: list[StreamItem] = []
-    for row in rows:
-        if row["txid"] >= row["settled_below"]:
-            return items, True
-        items.append(_stream_item(row))
-    return items, False
+    return [_stream_item(row) for row in rows if row["txid"] is not None], bool(rows[0]["unsettled"])
 
 
 async def department_between(

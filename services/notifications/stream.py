@@ -4,9 +4,11 @@ The feed LISTENs for new notifications and, per wake-up, reads what was
 added with one query, then hands each department's share to that
 department's listeners; a thousand listeners cost a thousand queue puts, not
 a thousand queries. Positions are (transaction id, sequence) and only rows
-whose transaction is older than every running one are read, so a row that
-commits late is never skipped. A listener that resumes (`Last-Event-ID`) or
-falls behind catches up from the database, then joins the live feed.
+whose transaction is older than every running one of this database are read
+(the cluster's other databases never write here, so their transactions are
+not waited for), so a row that commits late is never skipped. A listener
+that resumes (`Last-Event-ID`) or falls behind catches up from the database,
+then joins the live feed.
 
 Each token `sub` holds at most `CF_SSE_MAX_STREAMS_PER_SUBJECT` open streams
 in a process (`StreamSlots`); one more is a 429. The count is per process:
@@ -182,7 +184,7 @@ class NotificationFeed:
                     listener.offer(item)
             if items:
                 self.position = items[-1].position
-            if len(items) < _PAGE or unsettled:
+            if len(items) < _PAGE:
                 return unsettled
 
 

@@ -42,7 +42,11 @@ async def stream(
 
 
 def feed_queries(app: FastAPI) -> float:
-    return app.state.metrics.registry.get_sample_value("cf_stream_feed_queries_total") or 0.0
+    return feed_reads(app.state.metrics)
+
+
+def feed_reads(metrics: Metrics) -> float:
+    return metrics.registry.get_sample_value("cf_stream_feed_queries_total") or 0.0
 
 
 async def events_about(events: AsyncIterator[StreamEvent], customer_id: str, count: int) -> list[dict[str, object]]:
@@ -211,3 +215,71 @@ async def test_a_stream_that_starts_while_the_feed_moves_on_alone_misses_nothing
         following.cancel()
         await asyncio.gather(following, return_exceptions=True)
         await holder.close()
+
+
+async def test_a_transaction_open_in_another_database_does_not_hold_the_stream_back(
+    notifications: RunningService, publisher: EventPublisher, platform: Platform
+) -> None:
+    # Transaction ids belong to the whole cluster, which the services' databases share: a long batch in
+    # the commitments database once held every notification back until it committed.
+    other = await asyncpg.connect(platform.dsn("commitments"))
+    try:
+        async with other.transaction():
+            await other.fetchval("SELECT pg_current_xact_id()")
+            customer_id = customer()
+            async with stream(notifications.server.base_url, platform, "support") as events:
+                record = await publisher.publish(
+                    catalogue.FEEDBACK_RECEIVED, feedback(customer_id), customer_id=customer_id
+                )
+                [event] = await events_about(events, customer_id, 1)
+            still_open = await platform.fetch(
+                "notifications",
+                "SELECT count(*) AS n FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid = $1",
+                other.get_server_pid(),
+            )
+    finally:
+        await other.close()
+    assert event["id"] == str(record.event_id)
+    assert still_open[0]["n"] == 1
+
+
+async def test_a_notification_committed_late_holds_later_ones_back_and_comes_first(platform: Platform) -> None:
+    dsn = platform.dsn("notifications")
+    metrics = Metrics(f"feed-{uuid.uuid4().hex[:8]}")
+    feed = NotificationFeed(dsn=dsn, queue_size=100, metrics=metrics)
+    following = asyncio.create_task(feed.run())
+    late, early = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+    insert = (
+        "INSERT INTO notification (id, event_id, department, event_type, customer_id, value) "
+        "VALUES ($1, $2, 'support', 'feedback.received', $3, $4)"
+    )
+    try:
+        await asyncio.wait_for(feed.ready.wait(), 15)
+        listener = feed.subscribe("support")
+        late_id, later_id = uuid.uuid4(), uuid.uuid4()
+        async with late.transaction():
+            # The late row takes the older transaction id; the later row commits first.
+            await late.execute(insert, uuid.uuid4(), late_id, customer(), b"{}")
+            await early.execute(insert, uuid.uuid4(), later_id, customer(), b"{}")
+            # Two reads begun after the later row committed: had the feed handed it out, it would come first.
+            read_before = feed_reads(metrics)
+
+            async def the_feed_read_twice_since() -> bool:
+                return feed_reads(metrics) >= read_before + 2
+
+            await eventually(the_feed_read_twice_since)
+        seen: list[uuid.UUID] = []
+
+        async def both() -> None:
+            while later_id not in seen:
+                event_id = (await listener.next()).event_id
+                if event_id in (late_id, later_id):
+                    seen.append(event_id)
+
+        await asyncio.wait_for(both(), 15)
+    finally:
+        following.cancel()
+        await asyncio.gather(following, return_exceptions=True)
+        await late.close()
+        await early.close()
+    assert seen == [late_id, later_id]
