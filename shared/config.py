@@ -107,6 +107,14 @@ class PlatformSettings(BaseSettings):
     kafka_fetch_max_wait_ms: int = Field(
         default=10, ge=1, description="Consumers' fetch wait; small, because the embedded broker never wakes early."
     )
+    kafka_idle_fetch_max_wait_ms: int = Field(
+        default=100,
+        ge=1,
+        description=(
+            "Consumers' fetch wait after a second with nothing fetched, until something comes: fewer idle "
+            "fetches on a broker that never wakes early (no longer than CF_KAFKA_FETCH_MAX_WAIT_MS turns it off)."
+        ),
+    )
     topic_prefix: str = Field(default="", description="Put in front of every topic name.")
     auth_secret: SecretStr = Field(
         description=(

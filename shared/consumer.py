@@ -163,7 +163,13 @@ class EventConsumer:
         # Times a message waited because the database was unreachable (never counted against its attempts).
         self.database_waits = 0
         self._current: AIOKafkaConsumer | None = None
+        self._pacing: FetchPacing | None = None
         self._partition_keys: dict[tuple[str, int], int] = {}
+
+    @property
+    def fetch_pacing(self) -> FetchPacing | None:
+        """The running consumer's fetch wait (short while events come, longer when idle), or None."""
+        return self._pacing
 
     def assigned(self) -> set[TopicPartition]:
         """The partitions this consumer holds in its group now (none while it joins or rebalances)."""
@@ -210,8 +216,14 @@ class EventConsumer:
         return consumer
 
     async def _consume(self, consumer: AIOKafkaConsumer) -> None:
+        pacing = self._pacing = FetchPacing(
+            consumer,
+            busy_ms=self._settings.kafka_fetch_max_wait_ms,
+            idle_ms=self._settings.kafka_idle_fetch_max_wait_ms,
+        )
         while True:
             batches = await consumer.getmany(timeout_ms=500, max_records=self._max_batch)
+            pacing.fetched(bool(batches))
             if not batches:
                 await self._report_lag(consumer)
                 continue
@@ -437,6 +449,44 @@ class EventConsumer:
                 continue
             position = await consumer.position(tp)
             self._metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
+
+
+class FetchPacing:
+    """The consumer's fetch wait: `busy_ms` while events come, `idle_ms` after `IDLE_AFTER_SECONDS` of nothing.
+
+    A broker that never answers a fetch before its wait is over (the embedded one) needs a short wait for
+    low latency, and then each consumer asks it about every partition `1000 / busy_ms` times a second,
+    whether or not anything comes: most of an idle stack's CPU. After a quiet second the wait grows, and the
+    first record fetched shortens it again; the first event after the quiet waits at most `idle_ms` more.
+    aiokafka has no public setter: its fetcher reads `_fetch_max_wait_ms` for each fetch request it builds
+    (aiokafka is pinned; tests/shared/test_consumer.py checks the attribute it reads).
+    """
+
+    IDLE_AFTER_SECONDS = 1.0
+
+    def __init__(self, consumer: AIOKafkaConsumer, *, busy_ms: int, idle_ms: int) -> None:
+        self._fetcher = consumer._fetcher
+        self._busy_ms = busy_ms
+        self._idle_ms = max(idle_ms, busy_ms)
+        self._last_records = time.monotonic()
+        self.quickened = 0  # times records ended an idle wait
+        self._set(busy_ms)
+
+    @property
+    def wait_ms(self) -> int:
+        return int(self._fetcher._fetch_max_wait_ms)
+
+    def fetched(self, records: bool) -> None:
+        if records:
+            self._last_records = time.monotonic()
+            if self.wait_ms != self._busy_ms:
+                self._set(self._busy_ms)
+                self.quickened += 1
+        elif self.wait_ms != self._idle_ms and time.monotonic() - self._last_records >= self.IDLE_AFTER_SECONDS:
+            self._set(self._idle_ms)
+
+    def _set(self, ms: int) -> None:
+        self._fetcher._fetch_max_wait_ms = ms
 
 
 class _WaitForBatch(ConsumerRebalanceListener):  # type: ignore[misc]

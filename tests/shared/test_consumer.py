@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 import pytest_asyncio
@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.catalogue import FEEDBACK_RECEIVED
 from shared.config import PlatformSettings
-from shared.consumer import ConsumedEvent, EventConsumer, lanes_of
+from shared.consumer import ConsumedEvent, EventConsumer, FetchPacing, lanes_of
 from shared.db import create_engine, create_sessionmaker
 from shared.events import CONTENT_TYPE, build_event
 from shared.kafka import ensure_topics
@@ -110,6 +110,30 @@ async def harness(platform: Platform) -> AsyncIterator[Harness]:
 
 async def _running(consumer: EventConsumer) -> asyncio.Task[None]:
     return asyncio.create_task(consumer.run())
+
+
+async def test_an_idle_consumer_fetches_less_often_until_an_event_comes(harness: Harness) -> None:
+    """After a quiet second the fetch wait grows (fewer fetches of an idle broker); an event comes through and
+    the wait is short again."""
+    settings = harness.settings.model_copy(update={"kafka_fetch_max_wait_ms": 10, "kafka_idle_fetch_max_wait_ms": 250})
+    consumer = replace(harness, settings=settings).consumer()
+    task = await _running(consumer)
+
+    async def idle() -> FetchPacing | None:
+        pacing, current = consumer.fetch_pacing, consumer._current
+        # The wait aiokafka's fetcher puts in each fetch request it builds.
+        built = current._fetcher._fetch_max_wait_ms if current is not None and current._fetcher else None
+        return pacing if pacing is not None and pacing.wait_ms == 250 == built else None
+
+    try:
+        pacing = await eventually(idle, within=30)
+        quickened = pacing.quickened
+        await harness.publish(harness.event(1))
+        await harness.effects_once(1)
+        assert pacing.quickened == quickened + 1
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_an_event_delivered_twice_has_one_effect(harness: Harness) -> None:
