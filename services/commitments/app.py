@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             metrics=runtime.metrics,
             name="feedback-responses",
             topics=[FEEDBACK_RECEIVED.topic],
-            handler=FeedbackResponses(settings).handle,
+            batch_handler=FeedbackResponses(settings).handle,
             tracer=runtime.tracer,
         )
         return [("feedback-responses", consumer), purging(runtime)]

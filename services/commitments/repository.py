@@ -6,12 +6,15 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
+    ARRAY,
     ColumnElement,
     Row,
     Select,
+    Text,
+    any_,
     bindparam,
     case,
     false,
@@ -19,14 +22,17 @@ from sqlalchemy import (
     literal,
     null,
     select,
+    text,
     union_all,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from services.commitments import schemas
 from services.commitments.models import Commitment, ResponsePolicy
 from services.commitments.rollup import accountability_statement
+from shared.events import OutboxRecord
 from shared.pagination import keyset_page
 from shared.repository import Repository
 
@@ -49,9 +55,87 @@ class CommitmentFilter:
     customer_kind: str | None = None
 
 
-async def add(session: AsyncSession, commitment: Commitment) -> None:
-    session.add(commitment)
-    await session.flush()
+class NewPromise(NamedTuple):
+    """A new promise as the API shows it, with its `commitment.created` event."""
+
+    commitment: schemas.Commitment
+    event: OutboxRecord
+
+
+# One statement for any number of new promises, each armed for its due-soon moment (as `service._arm` arms a
+# rescheduled one), and their outbox rows, both in the given order: the relay publishes by outbox id, so a
+# customer's events keep their order. The rollup triggers (commitments_0008, 0009) fire once and see every row.
+_ADD_PROMISES = text(
+    """
+WITH promise AS (
+    SELECT * FROM unnest(
+        CAST(:ids AS uuid[]), CAST(:customer_ids AS text[]), CAST(:customer_kinds AS text[]),
+        CAST(:titles AS text[]), CAST(:descriptions AS text[]), CAST(:owner_ids AS text[]),
+        CAST(:departments AS text[]), CAST(:due_at AS timestamptz[]), CAST(:due_soon_at AS timestamptz[]),
+        CAST(:source_types AS text[]), CAST(:source_ids AS text[]), CAST(:statuses AS text[]),
+        CAST(:kinds AS text[]), CAST(:created_at AS timestamptz[]),
+        CAST(:event_ids AS uuid[]), CAST(:topics AS text[]), CAST(:event_types AS text[]), CAST(:values AS bytea[])
+    ) WITH ORDINALITY AS p(id, customer_id, customer_kind, title, description, owner_id, department, due_at,
+        due_soon_at, source_type, source_id, status, kind, created_at, event_id, topic, event_type, value, position)
+), made AS (
+    INSERT INTO commitment (id, customer_id, customer_kind, title, description, owner_id, department, due_at,
+        due_soon_at, source_type, source_id, status, renegotiations, history, kind, excuses, next_event,
+        next_event_at, created_at, updated_at)
+    SELECT id, customer_id, customer_kind, title, description, owner_id, department, due_at,
+        due_soon_at, source_type, source_id, status, 0, '[]', kind, 0, 'due_soon',
+        due_soon_at, created_at, created_at
+    FROM promise ORDER BY position
+)
+INSERT INTO outbox_event (event_id, topic, key, event_type, value)
+SELECT event_id, topic, customer_id, event_type, value FROM promise ORDER BY position
+"""
+)
+
+
+async def add_promises(session: AsyncSession, promises: Sequence[NewPromise]) -> None:
+    """Insert new open promises (no renegotiation, history or excuse yet) with their outbox rows."""
+    made = [p.commitment for p in promises]
+    events = [p.event for p in promises]
+    await session.execute(
+        _ADD_PROMISES,
+        {
+            "ids": [c.id for c in made],
+            "customer_ids": [c.customer_id for c in made],
+            "customer_kinds": [c.customer_kind for c in made],
+            "titles": [c.title for c in made],
+            "descriptions": [c.description for c in made],
+            "owner_ids": [c.owner_id for c in made],
+            "departments": [c.department for c in made],
+            "due_at": [c.due_at for c in made],
+            "due_soon_at": [c.due_soon_at for c in made],
+            "source_types": [c.source.type for c in made],
+            "source_ids": [c.source.id for c in made],
+            "statuses": [c.status for c in made],
+            "kinds": [c.kind for c in made],
+            "created_at": [c.created_at for c in made],
+            "event_ids": [e.event_id for e in events],
+            "topics": [e.topic for e in events],
+            "event_types": [e.event_type for e in events],
+            "values": [e.value for e in events],
+        },
+    )
+
+
+async def feedback_with_response_promises(
+    session: AsyncSession, *, feedback_ids: Sequence[str], kinds: Sequence[str]
+) -> set[str]:
+    """Which of `feedback_ids` have a response promise of `kinds`."""
+    statement = (
+        select(Commitment.source_id)
+        .where(
+            Commitment.source_type == "feedback",
+            # One statement text whatever the number of ids (an IN list is compiled for each length).
+            Commitment.source_id == any_(bindparam("feedback_ids", list(feedback_ids), type_=ARRAY(Text))),
+            Commitment.kind.in_(kinds),
+        )
+        .distinct()
+    )
+    return {str(feedback_id) for feedback_id in (await session.scalars(statement)).all()}
 
 
 async def response_promises(

@@ -1,12 +1,17 @@
 """Every complaint is a promise: feedback events become response promises, and meet them.
 
-The handler runs inside `EventConsumer`'s transaction, once per event id; a
-second `feedback.received` for the same feedback (produced again under a new
-id) finds the promises already made and makes none.
+The handler gets each batch of new events inside `EventConsumer`'s transaction. A
+second `feedback.received` for the same feedback (produced again under a new id,
+in this batch or an earlier one) finds the promises already made and makes none.
+The promises of a run of `feedback.received` events are written together, in one
+statement; a status change first writes the promises before it, so the batch has
+the effects of its events one by one, in their order.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,8 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.commitments import service
 from services.commitments.config import Settings
 from services.commitments.policies import ACKNOWLEDGED_BY, RESOLVED_BY
+from services.commitments.repository import NewPromise
 from shared.catalogue import FEEDBACK_RECEIVED, FEEDBACK_STATUS_CHANGED
 from shared.consumer import ConsumedEvent
+from shared.context import causation_id_var, correlation_id_var, traceparent_var
 
 FIRST_PROMISES = frozenset({"acknowledge", "resolve", "follow_up"})
 
@@ -24,25 +31,41 @@ class FeedbackResponses:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
 
-    async def handle(self, session: AsyncSession, event: ConsumedEvent) -> None:
-        if event.type == FEEDBACK_RECEIVED.type:
-            await self._received(session, event)
-        elif event.type == FEEDBACK_STATUS_CHANGED.type:
-            await self._status_changed(session, event)
+    async def handle(self, session: AsyncSession, events: list[ConsumedEvent]) -> None:
+        received = [str(e.data["id"]) for e in events if e.type == FEEDBACK_RECEIVED.type]
+        answered = await service.feedback_with_response_promises(session=session, feedback_ids=received)
+        policies = await service.response_policies(session=session) if received else []
+        unwritten: list[NewPromise] = []
+        for event in events:
+            if event.type not in (FEEDBACK_RECEIVED.type, FEEDBACK_STATUS_CHANGED.type):
+                continue
+            feedback = event.data
+            feedback_id = str(feedback["id"])
+            # Its events carry the feedback event's correlation, cause and trace, as a handler's would.
+            with _caused_by(event):
+                if event.type == FEEDBACK_RECEIVED.type:
+                    if feedback_id not in answered:
+                        answered.add(feedback_id)
+                        unwritten += service.response_promises(
+                            settings=self._settings,
+                            policies_in_force=policies,
+                            feedback=feedback,
+                            start=_instant(feedback["created_at"]),
+                            kinds=FIRST_PROMISES,
+                            now=datetime.now(UTC),
+                        )
+                    continue
+                await self._write(session, unwritten)
+                unwritten = []
+                if await self._status_changed(session, event):
+                    answered.add(feedback_id)
+        await self._write(session, unwritten)
 
-    async def _received(self, session: AsyncSession, event: ConsumedEvent) -> None:
-        feedback = event.data
-        if await service.has_response_promises(session=session, feedback_id=str(feedback["id"])):
-            return
-        await service.open_response_promises(
-            session=session,
-            settings=self._settings,
-            feedback=feedback,
-            start=_instant(feedback["created_at"]),
-            kinds=FIRST_PROMISES,
-        )
+    async def _write(self, session: AsyncSession, promises: list[NewPromise]) -> None:
+        await service.add_promises(session=session, settings=self._settings, promises=promises, now=datetime.now(UTC))
 
-    async def _status_changed(self, session: AsyncSession, event: ConsumedEvent) -> None:
+    async def _status_changed(self, session: AsyncSession, event: ConsumedEvent) -> bool:
+        """Meet the promises the new status meets; reopened, promise the resolution again. True if it made one."""
         feedback = event.data
         status = str(feedback["status"])
         # When the status changed, not when we heard of it.
@@ -57,10 +80,35 @@ class FeedbackResponses:
             await service.meet_response_promises(
                 session=session, feedback_id=str(feedback["id"]), kinds=met, at=at, note=note
             )
-        if status == "reopened":
-            await service.open_response_promises(
-                session=session, settings=self._settings, feedback=feedback, start=at, kinds=frozenset({"resolve"})
-            )
+        if status != "reopened":
+            return False
+        policies = await service.response_policies(session=session)
+        promises = service.response_promises(
+            settings=self._settings,
+            policies_in_force=policies,
+            feedback=feedback,
+            start=at,
+            kinds=frozenset({"resolve"}),
+            now=datetime.now(UTC),
+        )
+        await self._write(session, promises)
+        return bool(promises)
+
+
+@contextmanager
+def _caused_by(event: ConsumedEvent) -> Iterator[None]:
+    """The context `EventConsumer` gives a per-event handler: what is written now was caused by `event`."""
+    tokens = (
+        correlation_id_var.set(event.envelope.get("correlationid") or event.id),
+        causation_id_var.set(event.id),
+        traceparent_var.set(event.traceparent),
+    )
+    try:
+        yield
+    finally:
+        traceparent_var.reset(tokens[2])
+        causation_id_var.reset(tokens[1])
+        correlation_id_var.reset(tokens[0])
 
 
 def _instant(value: object) -> datetime:

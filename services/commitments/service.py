@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,7 +13,7 @@ from services.commitments import policies, repository
 from services.commitments.config import Settings
 from services.commitments.models import Commitment as CommitmentRow
 from services.commitments.models import ResponsePolicy as ResponsePolicyRow
-from services.commitments.repository import CommitmentFilter
+from services.commitments.repository import CommitmentFilter, NewPromise
 from services.commitments.schemas import (
     Accountability,
     Cancellation,
@@ -35,7 +36,7 @@ from shared import catalogue
 from shared.due_moments import FiredMoment, announce_moment
 from shared.errors import Conflict, NotFound, field_error
 from shared.events import build_event
-from shared.outbox import add_event, add_records
+from shared.outbox import add_event, add_records, ensure_fits, max_event_bytes
 from shared.pagination import page_of
 
 CLOSED = ("met_on_time", "met_late", "cancelled")
@@ -101,7 +102,42 @@ async def _make(
     kind: str,
 ) -> Commitment:
     """Store a new open promise, arm its moments and announce it."""
-    row = CommitmentRow(
+    promise = _new_promise(
+        settings=settings,
+        now=now,
+        customer_id=customer_id,
+        customer_kind=customer_kind,
+        title=title,
+        description=description,
+        owner_id=owner_id,
+        department=department,
+        due_at=due_at,
+        source=source,
+        kind=kind,
+    )
+    await add_promises(session=session, settings=settings, promises=[promise], now=now)
+    return promise.commitment
+
+
+def _new_promise(
+    *,
+    settings: Settings,
+    now: datetime,
+    customer_id: str,
+    customer_kind: str,
+    title: str,
+    description: str | None,
+    owner_id: str,
+    department: str,
+    due_at: datetime,
+    source: CommitmentSource,
+    kind: str,
+) -> NewPromise:
+    """A new open promise and its `commitment.created` event (made in the current event context), not yet stored.
+
+    It is armed for its due-soon moment (`repository.add_promises`), as `_arm` arms a rescheduled one.
+    """
+    commitment = Commitment(
         id=uuid.uuid4(),
         customer_id=customer_id,
         customer_kind=customer_kind,
@@ -110,11 +146,15 @@ async def _make(
         owner_id=owner_id,
         department=department,
         due_at=due_at,
-        source_type=source.type,
-        source_id=source.id,
+        due_soon_at=due_at - timedelta(seconds=settings.commitments_due_soon_lead_seconds),
+        source=source,
         status="open",
         renegotiations=0,
         history=[],
+        completed_at=None,
+        completion_note=None,
+        cancelled_at=None,
+        cancellation_reason=None,
         kind=kind,
         kept=None,
         broken_because=None,
@@ -122,14 +162,27 @@ async def _make(
         created_at=now,
         updated_at=now,
     )
-    _arm(row, settings)
-    await repository.add(session, row)
-    await _announce(session, settings, row.due_soon_at, now)
-    commitment = Commitment.model_validate(row)
-    await add_event(
-        session, catalogue.COMMITMENT_CREATED, data=commitment, subject=str(row.id), customer_id=row.customer_id
+    event = build_event(
+        catalogue.COMMITMENT_CREATED, data=commitment, subject=str(commitment.id), customer_id=customer_id
     )
-    return commitment
+    return NewPromise(commitment, event)
+
+
+async def add_promises(
+    *, session: AsyncSession, settings: Settings, promises: Sequence[NewPromise], now: datetime
+) -> None:
+    """Store new promises with their events, in their order, and wake the schedulers for the earliest moment.
+
+    An event over `CF_MAX_EVENT_BYTES` refuses the whole write (`EventTooLarge`), as `add_event` does.
+    """
+    if not promises:
+        return
+    max_bytes = max_event_bytes(session)
+    for promise in promises:
+        ensure_fits(promise.event, max_bytes)
+    await repository.add_promises(session, promises)
+    # The schedulers read every armed moment when they wake: the earliest of the batch is enough to announce.
+    await _announce(session, settings, min(p.commitment.due_soon_at for p in promises), now)
 
 
 async def get(*, session: AsyncSession, commitment_id: uuid.UUID) -> Commitment:
@@ -415,39 +468,48 @@ async def delete_policy(*, session: AsyncSession, name: str) -> None:
     await repository.delete_policy(session, row)
 
 
-async def open_response_promises(
-    *, session: AsyncSession, settings: Settings, feedback: dict[str, Any], start: datetime, kinds: frozenset[str]
-) -> list[Commitment]:
-    """Make the promises of `kinds` every matching policy makes for `feedback`, due from `start`.
+async def response_policies(*, session: AsyncSession) -> list[ResponsePolicyRow]:
+    """Every response policy, for `response_promises` (read once for a batch of feedback)."""
+    return list(await repository.policies(session))
+
+
+def response_promises(
+    *,
+    settings: Settings,
+    policies_in_force: list[ResponsePolicyRow],
+    feedback: dict[str, Any],
+    start: datetime,
+    kinds: frozenset[str],
+    now: datetime,
+) -> list[NewPromise]:
+    """The promises of `kinds` every matching policy makes for `feedback`, due from `start` (not yet stored).
 
     The due date may already be past (the event waited in the broker): the scheduler then fires at once.
     """
-    made = []
-    now = datetime.now(UTC)
     feedback_kind = str(feedback.get("kind") or "feedback").replace("_", " ")
-    for promise in policies.promises_for(list(await repository.policies(session)), feedback, kinds=kinds):
-        made.append(
-            await _make(
-                session=session,
-                settings=settings,
-                now=now,
-                customer_id=str(feedback["customer_id"]),
-                customer_kind=str(feedback.get("customer_kind") or "external"),
-                title=policies.TITLES[promise.kind].format(kind=feedback_kind),
-                description=f"Made by the response policy '{promise.policy}'.",
-                owner_id=promise.owner_id,
-                department=promise.department,
-                due_at=promise.due_from(start),
-                source=CommitmentSource(type="feedback", id=str(feedback["id"])),
-                kind=promise.kind,
-            )
+    return [
+        _new_promise(
+            settings=settings,
+            now=now,
+            customer_id=str(feedback["customer_id"]),
+            customer_kind=str(feedback.get("customer_kind") or "external"),
+            title=policies.TITLES[promise.kind].format(kind=feedback_kind),
+            description=f"Made by the response policy '{promise.policy}'.",
+            owner_id=promise.owner_id,
+            department=promise.department,
+            due_at=promise.due_from(start),
+            source=CommitmentSource(type="feedback", id=str(feedback["id"])),
+            kind=promise.kind,
         )
-    return made
+        for promise in policies.promises_for(policies_in_force, feedback, kinds=kinds)
+    ]
 
 
-async def has_response_promises(*, session: AsyncSession, feedback_id: str) -> bool:
-    kinds = ("acknowledge", "resolve", "follow_up")
-    return bool(await repository.response_promises(session, feedback_id=feedback_id, kinds=kinds, unmet_only=False))
+async def feedback_with_response_promises(*, session: AsyncSession, feedback_ids: Sequence[str]) -> set[str]:
+    """Which of `feedback_ids` already have response promises (one query for a batch)."""
+    return await repository.feedback_with_response_promises(
+        session, feedback_ids=feedback_ids, kinds=("acknowledge", "resolve", "follow_up")
+    )
 
 
 async def meet_response_promises(

@@ -7,7 +7,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import httpx
@@ -16,16 +16,20 @@ import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
+from sqlalchemy import text
 
 from services.commitments.app import create_app as create_commitments
+from services.commitments.responses import FeedbackResponses
 from services.feedback.app import create_app as create_feedback
 from services.notifications.app import create_app as create_notifications
+from shared.consumer import ConsumedEvent
+from shared.unit_of_work import unit_of_work
 from tests.commitments.conftest import commitments_settings
 from tests.commitments.support import at, envelope, events_about, unique
 from tests.feedback.conftest import feedback_settings
 from tests.notifications.conftest import notifications_settings
 from tests.support.kafka import read_topic
-from tests.support.platform import Platform, serve
+from tests.support.platform import Platform, serve, sessions_on
 from tests.support.waiting import eventually
 
 HOUR = 3600
@@ -324,3 +328,60 @@ async def test_invalid_policies_are_422(
     assert response.status_code == 422, response.text
     if loc is not None:
         assert response.json()["errors"][0]["loc"] == loc
+
+
+def feedback_event(event_type: str, feedback: dict[str, Any], *, offset: int) -> ConsumedEvent:
+    envelope = {
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "source": "/feedback",
+        "type": event_type,
+        "subject": feedback["id"],
+        "time": datetime.now(UTC).isoformat(),
+        "customerid": feedback["customer_id"],
+        "correlationid": f"correlation-{feedback['id']}",
+        "data": feedback,
+    }
+    return ConsumedEvent(envelope, "feedback.events", 0, offset)
+
+
+async def test_a_batch_has_the_effects_of_its_events_one_by_one_in_order(platform: Platform) -> None:
+    """Received twice (produced again under a new id), then acknowledged, in one consumer batch: one set of
+    promises, the acknowledgement met by the status change after them, each event caused by its own."""
+    feedback = {
+        "id": str(uuid.uuid4()),
+        "customer_id": unique("customer"),
+        "customer_kind": "external",
+        "channel": "email",
+        "kind": "complaint",
+        "status": "new",
+        "created_at": datetime.now(UTC).isoformat(),
+    }
+    batch = [
+        feedback_event("feedback.received", feedback, offset=0),
+        feedback_event("feedback.received", feedback, offset=1),
+        feedback_event("feedback.status_changed", {**feedback, "status": "acknowledged"}, offset=2),
+    ]
+    async with sessions_on(platform.database_urls["commitments"]) as sessionmaker, unit_of_work(sessionmaker) as s:
+        await FeedbackResponses(commitments_settings(platform)).handle(s, batch)
+        promises = (
+            await s.execute(
+                text("SELECT kind, status FROM commitment WHERE source_id = :id ORDER BY kind"), {"id": feedback["id"]}
+            )
+        ).all()
+        events = [
+            orjson.loads(value)
+            for value in (
+                await s.execute(
+                    text("SELECT value FROM outbox_event WHERE key = :key ORDER BY id"),
+                    {"key": feedback["customer_id"]},
+                )
+            ).scalars()
+        ]
+    assert [tuple(p) for p in promises] == [("acknowledge", "met_on_time"), ("resolve", "open")]
+    assert [(e["type"], e["data"]["kind"], e["causationid"]) for e in events] == [
+        ("commitment.created", "acknowledge", batch[0].id),
+        ("commitment.created", "resolve", batch[0].id),
+        ("commitment.met", "acknowledge", batch[2].id),
+    ]
+    assert {e["correlationid"] for e in events} == {f"correlation-{feedback['id']}"}
