@@ -33,8 +33,11 @@ class FeedbackResponses:
 
     async def handle(self, session: AsyncSession, events: list[ConsumedEvent]) -> None:
         received = [str(e.data["id"]) for e in events if e.type == FEEDBACK_RECEIVED.type]
-        answered = await service.feedback_with_response_promises(session=session, feedback_ids=received)
-        policies = await service.response_policies(session=session) if received else []
+        answered: set[str] = set()
+        policies = []
+        if received:
+            answered = await service.feedback_with_response_promises(session=session, feedback_ids=received)
+            policies = await service.response_policies(session=session)
         unwritten: list[NewPromise] = []
         for event in events:
             if event.type not in (FEEDBACK_RECEIVED.type, FEEDBACK_STATUS_CHANGED.type):
