@@ -152,16 +152,31 @@ def _compiled(expression: ColumnElement[Any]) -> str:
 
 
 def _customer_years() -> str:
-    """The CTE body that marks each captured day in `feedback_customer_year` (word of mouth)."""
+    """The CTE body that marks each captured day in `feedback_customer_year` (word of mouth).
+
+    A customer's row whose days are all marked already is left alone: bits are only ever set, so a committed
+    mark stays, and the row is neither locked (a second statement in flight for the same customer would wait
+    for this one's commit) nor written again. Checked by a subquery per marked row, an index lookup whatever
+    the plan's guess of how many rows a capture has (as an anti-join it could be planned as a scan)."""
     unhappy, happy = (_compiled(mood) for mood in _moods(_CAPTURED.c))
     day = "timezone('UTC', occurred_at)"
     day_bit = f"set_bit({_NO_DAYS}, CAST(extract(doy FROM {day}) AS int) - 1, 1)"
     return f"""
     INSERT INTO feedback_customer_year AS known (year, customer_kind, customer_id, unhappy_days, happy_days)
-    SELECT CAST(extract(year FROM {day}) AS int), customer_kind, customer_id,
-        coalesce(bit_or({day_bit}) FILTER (WHERE {unhappy}), {_NO_DAYS}),
-        coalesce(bit_or({day_bit}) FILTER (WHERE {happy}), {_NO_DAYS})
-    FROM capture WHERE {unhappy} OR {happy} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    SELECT * FROM (
+        SELECT CAST(extract(year FROM {day}) AS int) AS year, customer_kind, customer_id,
+            coalesce(bit_or({day_bit}) FILTER (WHERE {unhappy}), {_NO_DAYS}) AS unhappy_days,
+            coalesce(bit_or({day_bit}) FILTER (WHERE {happy}), {_NO_DAYS}) AS happy_days
+        FROM capture WHERE {unhappy} OR {happy} GROUP BY 1, 2, 3
+    ) AS marked
+    WHERE NOT coalesce((
+        SELECT held.unhappy_days | marked.unhappy_days = held.unhappy_days
+            AND held.happy_days | marked.happy_days = held.happy_days
+        FROM feedback_customer_year AS held
+        WHERE held.year = marked.year AND held.customer_kind = marked.customer_kind
+            AND held.customer_id = marked.customer_id
+    ), false)
+    ORDER BY 1, 2, 3
     ON CONFLICT (year, customer_kind, customer_id)
     DO UPDATE SET unhappy_days = known.unhappy_days | EXCLUDED.unhappy_days,
         happy_days = known.happy_days | EXCLUDED.happy_days"""
@@ -208,7 +223,8 @@ WITH capture AS (
     + _upsert(day_count, "capture", _day_figures(_CAPTURED.c))
     + """
 ), themed AS (
-    SELECT capture.*, theme FROM capture, jsonb_array_elements_text(CAST(capture.themes AS jsonb)) AS theme
+    SELECT id, created_at, occurred_at, customer_kind, channel, product, kind, sentiment_label, theme
+    FROM capture, jsonb_array_elements_text(CAST(capture.themes AS jsonb)) AS theme
 ), by_theme AS (
     INSERT INTO feedback_theme (theme, created_at, feedback_id) SELECT theme, created_at, id FROM themed
 ), theme_day_counted AS ("""

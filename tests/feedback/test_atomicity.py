@@ -13,9 +13,11 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import pytest_asyncio
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -25,7 +27,7 @@ from services.feedback.config import DEFAULT_TAXONOMY_FILE
 from services.feedback.schemas import FeedbackDraft
 from services.feedback.triage import Taxonomy, Triage
 from shared.catalogue import FEEDBACK_RECEIVED
-from shared.events import build_event
+from shared.events import OutboxRecord, build_event
 from tests.feedback.conftest import complaint, feedback_settings, new_customer, stored_count
 from tests.support.platform import Platform, serve, sessions_on
 
@@ -89,7 +91,40 @@ async def test_a_capture_whose_event_cannot_be_written_stores_no_feedback_withou
     assert await _events_for(platform, customer) == 1
 
 
-def _row(customer_id: str) -> repository.NewFeedback:
+async def test_a_customers_capture_does_not_wait_for_their_open_capture_on_a_day_already_marked(
+    sessions: async_sessionmaker[AsyncSession], platform: Platform
+) -> None:
+    # Group commit writes two statements at once, often of one customer: once word of mouth has marked the
+    # customer's day, neither locks its row, so neither waits for the other's commit (the day rollups differ
+    # here by channel; their stripes keep concurrent statements apart otherwise).
+    customer = new_customer()
+    together = repository.group_captures(sessions)
+    await repository.Captures(None, together).insert(_row(customer), _event(customer))
+    async with sessions() as holding:
+        await repository.Captures(holding).insert(_row(customer, channel="phone"), _event(customer))
+        async with sessions() as other:
+            await other.execute(text("SET LOCAL lock_timeout = '5s'"))
+            await repository.Captures(other).insert(_row(customer, channel="web"), _event(customer))
+            await other.commit()
+        await holding.commit()
+    assert await stored_count(platform, customer) == 3
+    # A new mood on a marked day is still marked.
+    await repository.Captures(None, together).insert(_row(customer, kind="compliment"), _event(customer))
+    marked = await platform.fetch(
+        "feedback",
+        "SELECT count(*) AS rows, bool_and(position('1' IN unhappy_days::text) = extract(doy FROM now() AT TIME "
+        "ZONE 'UTC')) AS unhappy, bool_and(unhappy_days = happy_days) AS happy FROM feedback_customer_year "
+        "WHERE customer_id = $1",
+        customer,
+    )
+    assert (marked[0]["rows"], marked[0]["unhappy"], marked[0]["happy"]) == (1, True, True)
+
+
+def _event(customer_id: str) -> OutboxRecord:
+    return build_event(FEEDBACK_RECEIVED, data={"id": "x"}, subject="x", customer_id=customer_id)
+
+
+def _row(customer_id: str, **fields: Any) -> repository.NewFeedback:
     now = datetime.now(UTC)
     return repository.NewFeedback(
         id=uuid.uuid4(),
@@ -109,7 +144,7 @@ def _row(customer_id: str) -> repository.NewFeedback:
         sentiment_source="text",
         themes=[],
         created_at=now,
-    )
+    )._replace(**fields)
 
 
 async def test_more_concurrent_captures_than_pooled_connections_return_every_connection(platform: Platform) -> None:
