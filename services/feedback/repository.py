@@ -140,7 +140,7 @@ def _upsert(rollup: Table, source: str, figures: dict[str, ColumnElement[int]]) 
     grouped = ", ".join(str(position) for position in (1, *range(3, len(keys) + 3)))
     return f"""
     INSERT INTO {rollup.name} AS counted (day, stripe, {", ".join(keys)}, {", ".join(figures)})
-    SELECT CAST(timezone('UTC', occurred_at) AS date), pg_backend_pid() % 4, {", ".join(keys)}, {aggregates}
+    SELECT CAST(timezone('UTC', occurred_at) AS date), (SELECT stripe FROM stripe), {", ".join(keys)}, {aggregates}
     FROM {source} GROUP BY {grouped} ORDER BY {grouped}
     ON CONFLICT (day, stripe, {", ".join(keys)})
     DO UPDATE SET {", ".join(f"{name} = counted.{name} + EXCLUDED.{name}" for name in figures)}"""
@@ -195,11 +195,17 @@ _THEMED = sa_table("themed", *(sa_column(name) for name in ("kind", "sentiment_l
 # feedback to the day rollups (the metrics and theme trends read those) and to `feedback_theme` (the list's
 # theme filter), so they never differ from the feedback table. Each rollup's rows are upserted in key order:
 # concurrent statements lock shared rows in the same order and cannot deadlock. A rollup key has 4 stripes,
-# one per writing connection's backend (modulo 4): two statements in flight on two connections rarely share a
-# row, so neither waits for the other's commit. Reads sum the stripes.
+# and a statement writes the first stripe no other open transaction writes (a try-lock per stripe, held to
+# commit; the backend's pid modulo 4 when all 4 are taken): two statements in flight never share a row, so
+# neither waits for the other's commit. Reads sum the stripes.
 _INSERT = text(
     """
-WITH capture AS (
+WITH stripe AS (
+    SELECT coalesce((
+        SELECT stripe FROM generate_series(0, 3) AS stripe
+        WHERE pg_try_advisory_xact_lock(hashtext('feedback.rollup_stripe'), stripe) LIMIT 1
+    ), pg_backend_pid() % 4) AS stripe
+), capture AS (
     SELECT * FROM unnest(
         CAST(:id AS uuid[]), CAST(:customer_id AS text[]), CAST(:customer_kind AS text[]), CAST(:channel AS text[]),
         CAST(:kind AS text[]), CAST(:text AS text[]), CAST(:rating_scale AS text[]),

@@ -9,6 +9,7 @@ the outbox meanwhile.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -118,6 +119,41 @@ async def test_a_customers_capture_does_not_wait_for_their_open_capture_on_a_day
         customer,
     )
     assert (marked[0]["rows"], marked[0]["unhappy"], marked[0]["happy"]) == (1, True, True)
+
+
+async def test_captures_open_at_once_do_not_wait_for_each_other_on_the_same_day_rollup_rows(
+    platform: Platform,
+) -> None:
+    # Two open captures with the same rollup keys, on backends whose pids are equal modulo 4: each writes a
+    # stripe no other open capture writes, so the second commits while the first is still open.
+    customer = new_customer()
+    async with sessions_on(platform.database_urls["feedback"], pool_size=5) as sessions:
+        await repository.Captures(None, repository.group_captures(sessions)).insert(_row(customer), _event(customer))
+        opened = [sessions() for _ in range(5)]
+        try:
+            pids = [(await session.execute(text("SELECT pg_backend_pid()"))).scalar_one() for session in opened]
+            # Five backends: two of them have the same pid modulo 4.
+            holding, other = next(
+                (opened[a], opened[b]) for a, b in itertools.combinations(range(5), 2) if pids[a] % 4 == pids[b] % 4
+            )
+            await repository.Captures(holding).insert(_row(customer), _event(customer))
+            await other.execute(text("SET LOCAL lock_timeout = '5s'"))
+            await repository.Captures(other).insert(_row(customer), _event(customer))
+            await other.commit()
+            await holding.commit()
+        finally:
+            for session in opened:
+                await session.close()
+    assert await stored_count(platform, customer) == 3
+    key = "day = CAST(timezone('UTC', now()) AS date) AND customer_kind = 'external' AND channel = 'email'"
+    counted = await platform.fetch(
+        "feedback",
+        f"SELECT (SELECT sum(feedback) FROM feedback_day_count WHERE {key} AND product IS NULL) AS rollup, "
+        f"(SELECT count(*) FROM feedback WHERE CAST(timezone('UTC', occurred_at) AS date) = "
+        f"CAST(timezone('UTC', now()) AS date) AND customer_kind = 'external' AND channel = 'email' "
+        f"AND product IS NULL) AS recount",
+    )
+    assert counted[0]["rollup"] == counted[0]["recount"]
 
 
 def _event(customer_id: str) -> OutboxRecord:
