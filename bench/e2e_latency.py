@@ -3,7 +3,7 @@
 Starts the whole stack once (embedded PostgreSQL and broker unless settings
 point elsewhere). Then, rate by rate in increasing order (50, 100, 250 and 500
 complaints/s by default), `hey` (a Go load generator from Debian's packages, a
-process of its own) posts complaints of that rate's own customer for
+process of its own per customer) posts complaints of that rate's own 25 customers for
 `--seconds`, and each complaint is timed from its CloudEvent `time` (stamped in
 the capture, before the row is written and before the 201 is sent) to:
 
@@ -22,7 +22,7 @@ every complaint has arrived: every service, PostgreSQL (the postmaster and its
 backends), the broker and hey.
 
 `--diagnose DIR` is for finding where the time goes, at `--diagnose-rates`:
-py-spy records the feedback and notifications services (raw folded stacks,
+py-spy records the feedback, commitments, notifications and customers services (raw folded stacks,
 idle samples included, `e2e_<service>_<rate>.folded`), and PostgreSQL loads
 `pg_stat_statements` (a restart before migrating) whose top statements,
 COMMITs included, go to `e2e_statements_<rate>.txt`. Such a run's figures
@@ -68,11 +68,13 @@ RATES = (50, 100, 250, 500)
 DEPARTMENT = "support"
 TOPIC = f"notifications.{DEPARTMENT}"
 FIRST_TOPIC = "feedback.events"
-HEY_PROCESSES = 25  # each one worker posting at rate / HEY_PROCESSES per second
+# Customers complaining at each rate, each one hey process of one worker posting at rate / CUSTOMERS per second;
+# keyed by customer, their events spread over the topics' partitions as the floor's 50 keys do.
+CUSTOMERS = 25
 GOAL_RSS_MB = 150.0
 DRAIN_SECONDS = 20.0
 IDLE_SECONDS = 5.0
-PROFILED = ("feedback", "notifications")
+PROFILED = ("feedback", "commitments", "notifications", "customers")
 
 
 def goal_ratio(rate: int) -> float:
@@ -139,7 +141,7 @@ class Load:
 
 @dataclass
 class Arrivals:
-    """One customer's complaints: ms from each one's CloudEvent `time` to where it was seen."""
+    """One rate's complaints: ms from each one's CloudEvent `time` to where it was seen."""
 
     first_hop: list[float] = field(default_factory=list)  # feedback.events
     topic: list[float] = field(default_factory=list)  # notifications.support
@@ -186,8 +188,11 @@ class Observer:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.consumer.stop()
 
-    def expect(self, customer: str) -> Arrivals:
-        arrivals = self.runs[customer] = Arrivals()
+    def expect(self, *customers: str) -> Arrivals:
+        """One set of arrivals for the complaints of all of `customers`."""
+        arrivals = Arrivals()
+        for customer in customers:
+            self.runs[customer] = arrivals
         return arrivals
 
     async def dead_letters(self) -> int:
@@ -259,45 +264,55 @@ async def warm_up(stack: Stack, observer: Observer) -> None:
     progress(f"e2e: the first complaint came through after {time.monotonic() - started:.1f} s; measuring")
 
 
-async def post_complaints(stack: Stack, customer: str, *, rate: int, seconds: float) -> Load:
-    """hey posting `customer`'s complaint at `rate`/s for `seconds`: `HEY_PROCESSES` processes of one worker
-    each at rate / HEY_PROCESSES per second, started 1 / rate s apart. (One hey's workers all start their
+async def post_complaints(stack: Stack, customers: list[str], *, rate: int, seconds: float) -> Load:
+    """hey posting complaints at `rate`/s for `seconds`: a process of one worker per customer of `customers`,
+    each at rate / len(customers) per second, started 1 / rate s apart. (One hey's workers all start their
     tickers at once, so its `-c 20 -q r` posts 20 complaints together every 20 / r s; these are spread out.)
-    Open loop while a POST takes less than HEY_PROCESSES / rate s (a worker waits for its answer)."""
-    with tempfile.NamedTemporaryFile(suffix=".json") as body_file:
-        body_file.write(complaint(customer))
-        body_file.flush()
-        command = [
-            require_hey(),
-            "-z",
-            f"{seconds:g}s",
-            "-c",
-            "1",
-            "-q",
-            f"{rate / HEY_PROCESSES:g}",
-            "-m",
-            "POST",
-            "-T",
-            "application/json",
-            "-H",
-            f"Authorization: Bearer {stack.admin_token()}",
-            "-D",
-            body_file.name,
-            "-o",
-            "csv",
-            f"{stack.url('feedback')}/v1/feedback",
-        ]
-        heys = []
-        # A hey of one worker needs one thread; Go's idle threads would otherwise spin on the 2 shared cores.
-        one_thread = {**os.environ, "GOMAXPROCS": "1"}
-        for _ in range(HEY_PROCESSES):
-            heys.append(await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE, env=one_thread))
+    Open loop while a POST takes less than len(customers) / rate s (a worker waits for its answer)."""
+    heys = []
+    # A hey of one worker needs one thread; Go's idle threads would otherwise spin on the 2 shared cores.
+    one_thread = {**os.environ, "GOMAXPROCS": "1"}
+    with tempfile.TemporaryDirectory() as bodies:
+        for customer in customers:
+            body_file = Path(bodies) / f"{customer}.json"
+            body_file.write_bytes(complaint(customer))
+            heys.append(
+                await asyncio.create_subprocess_exec(
+                    *hey_command(stack, body_file, rate / len(customers), seconds),
+                    stdout=asyncio.subprocess.PIPE,
+                    env=one_thread,
+                )
+            )
             await asyncio.sleep(1 / rate)
         outputs = await asyncio.gather(*(hey.communicate() for hey in heys))
     load = Load(seconds)
     for output, _ in outputs:
         load.add_csv(output.decode())
     return load
+
+
+def hey_command(stack: Stack, body_file: Path, rate: float, seconds: float) -> list[str]:
+    """One hey worker posting `body_file` to the capture at `rate`/s for `seconds`, its answers as CSV."""
+    return [
+        require_hey(),
+        "-z",
+        f"{seconds:g}s",
+        "-c",
+        "1",
+        "-q",
+        f"{rate:g}",
+        "-m",
+        "POST",
+        "-T",
+        "application/json",
+        "-H",
+        f"Authorization: Bearer {stack.admin_token()}",
+        "-D",
+        str(body_file),
+        "-o",
+        "csv",
+        f"{stack.url('feedback')}/v1/feedback",
+    ]
 
 
 def tree_cpu_seconds(pid: int) -> float:
@@ -365,15 +380,15 @@ async def profile(pids: Mapping[str, int], seconds: float, out: Path, rate: int)
     return recorders
 
 
-async def inbox_latencies(stack: Stack, customer: str) -> list[float]:
-    """ms from each of `customer`'s complaints' `time` to its row in support's inbox (the row's `created_at`)."""
+async def inbox_latencies(stack: Stack, customers: list[str]) -> list[float]:
+    """ms from each of `customers`' complaints' `time` to its row in support's inbox (the row's `created_at`)."""
     conn = await asyncpg.connect(asyncpg_dsn(stack.database_urls["notifications"]))
     try:
         rows = await conn.fetch(
             "SELECT extract(epoch FROM created_at)::float8 AS at, value FROM notification "
-            "WHERE department = $1 AND customer_id = $2 AND event_type = $3",
+            "WHERE department = $1 AND customer_id = ANY($2::text[]) AND event_type = $3",
             DEPARTMENT,
-            customer,
+            customers,
             FEEDBACK_RECEIVED.type,
         )
     finally:
@@ -493,8 +508,9 @@ async def measure(
 ) -> Point:
     """One rate: the load, its drain, the inbox rows, then the two-hop floor at the same rate (and with `diagnose`,
     py-spy's stacks and PostgreSQL's statements of the load into that directory)."""
-    customer = f"bench-{uuid.uuid4().hex[:8]}-{rate}"
-    arrivals = observer.expect(customer)
+    run = uuid.uuid4().hex[:8]
+    customers = [f"bench-{run}-{rate}-{n}" for n in range(CUSTOMERS)]
+    arrivals = observer.expect(*customers)
     pids = counted_processes(stack)
     dead_before = await observer.dead_letters()
     load_average = os.getloadavg()[0]
@@ -509,7 +525,7 @@ async def measure(
         profiled = {name: pids[name] for name in PROFILED}
         recorders = await profile(profiled, seconds + 2, diagnose, rate)
     cpu_before, hey_before, own_before = cpu_seconds(pids), reaped_children_cpu_seconds(), own_cpu_seconds()
-    load = await post_complaints(stack, customer, rate=rate, seconds=seconds)
+    load = await post_complaints(stack, customers, rate=rate, seconds=seconds)
     hey_cpu = reaped_children_cpu_seconds() - hey_before
     accepted = load.accepted
     deadline = time.monotonic() + DRAIN_SECONDS
@@ -531,7 +547,7 @@ async def measure(
     other = {code: n for code, n in load.statuses.items() if code != 201}
     if other:
         progress(f"e2e: answers other than 201: {other}")
-    arrivals.inbox = await inbox_latencies(stack, customer)
+    arrivals.inbox = await inbox_latencies(stack, customers)
     dead_lettered = await observer.dead_letters() - dead_before
     spent = {name: cpu_after[name] - cpu_before[name] for name in pids}
     spent["hey"] = hey_cpu
@@ -660,8 +676,9 @@ def report(points: list[Point], idle: dict[str, float], loaded: dict[str, float]
         f"floor_two_hops_ms_{top.rate}": rounded(top.floor.two_hops),
     }
     result.notes.append(
-        f"{', '.join(str(p.rate) for p in points)} complaints/s, {args.seconds:g} s each, from {HEY_PROCESSES} hey "
-        "processes (one keep-alive worker each, started 1/rate s apart), each rate its own customer, one stack for "
+        f"{', '.join(str(p.rate) for p in points)} complaints/s, {args.seconds:g} s each, from {CUSTOMERS} hey "
+        "processes (one keep-alive worker each, started 1/rate s apart), one per customer, each rate its own "
+        f"{CUSTOMERS} customers, one stack for "
         "the curve; latency from the CloudEvent `time` (stamped in the capture, before the 201) to an aiokafka "
         f"consumer of {TOPIC} (the platform's fetch wait), to the inbox row's `created_at` (at the insert, before "
         "its commit) and to an SSE client of support's live stream; floor: raw aiokafka produce → consume → "
