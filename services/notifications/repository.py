@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import Text, delete, func, literal_column, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notifications import secrets_at_rest
@@ -28,16 +28,39 @@ deliveries = Repository(WebhookDelivery)
 # --- routing rules ---------------------------------------------------------------------------
 
 
-async def enabled_rules(session: AsyncSession) -> Sequence[RoutingRule]:
-    statement = select(RoutingRule).where(RoutingRule.enabled).order_by(RoutingRule.created_at, RoutingRule.id)
-    return (await session.scalars(statement)).all()
+# What routing reads, each as one digest of its rows' content in routing's order ('' for none): the enabled
+# rules and the active subscriptions (what each wants). Read in the statement that reads the rows, so a digest
+# always names exactly the rows read with it; equal digests later mean routing would read the same again.
+_RULES_DIGEST = """(
+    SELECT coalesce(md5(string_agg(r::text, ',' ORDER BY r.created_at, r.id)), '') FROM routing_rule r WHERE r.enabled
+)"""
+_SUBSCRIPTIONS_DIGEST = """(
+    SELECT coalesce(md5(string_agg((s.id, s.department, s.event_types)::text, ',' ORDER BY s.id)), '')
+    FROM subscription s WHERE s.status = 'active'
+)"""
+_ROUTING_VERSIONS = text(f"SELECT {_RULES_DIGEST} AS rules, {_SUBSCRIPTIONS_DIGEST} AS subscriptions")
 
 
-async def enabled_rule_versions(session: AsyncSession) -> list[tuple[uuid.UUID, datetime]]:
-    """(id, updated_at) of the enabled rules in order: enough to tell whether they changed."""
-    statement = select(RoutingRule.id, RoutingRule.updated_at).where(RoutingRule.enabled)
-    rows = await session.execute(statement.order_by(RoutingRule.created_at, RoutingRule.id))
-    return [(row.id, row.updated_at) for row in rows]
+@dataclass(frozen=True)
+class RoutingVersions:
+    """The digests of the enabled rules and of the active subscriptions: equal versions, nothing changed."""
+
+    rules: str
+    subscriptions: str
+
+
+async def enabled_rules(session: AsyncSession) -> tuple[list[RoutingRule], str]:
+    """The enabled rules in order, and their digest (`RoutingVersions.rules`)."""
+    statement = select(RoutingRule, literal_column(_RULES_DIGEST, Text).label("digest")).where(RoutingRule.enabled)
+    rows = (await session.execute(statement.order_by(RoutingRule.created_at, RoutingRule.id))).all()
+    # No row, no digest: the same statement found no enabled rule, so its digest is that of none.
+    return [row.RoutingRule for row in rows], rows[0].digest if rows else ""
+
+
+async def routing_versions(session: AsyncSession) -> RoutingVersions:
+    """The digests of what routing reads, as they are now."""
+    row = (await session.execute(_ROUTING_VERSIONS)).one()
+    return RoutingVersions(row.rules, row.subscriptions)
 
 
 async def list_rules(session: AsyncSession, *, cursor: str | None, limit: int) -> Sequence[RoutingRule]:
@@ -100,16 +123,22 @@ class RoutedPairs:
 # One statement for the whole batch: the pairs not seen before (unique on event_id, department) become
 # notifications, each with its outbox row (keyed by the notification id, as outbox_event.event_id is
 # unique and every copy keeps the CloudEvent's id) and its webhook deliveries. Rows go in in the
-# batch's order, which the relay (outbox id) and the live stream (txid, seq) follow.
-_INSERT_ROUTED = text(
-    """
-WITH pair AS (
+# batch's order, which the relay (outbox id) and the live stream (txid, seq) follow. The pairs were
+# made from the rules and subscriptions of the versions the caller names: the statement writes them
+# only while those are still the current ones (in its own snapshot), and returns the current ones.
+# The deliveries' part is left out when a batch owes none: inserting into webhook_delivery, even no row,
+# fires its trigger, whose NOTIFY wakes every webhook worker for a claim that finds nothing.
+_ROUTE = """
+WITH known AS MATERIALIZED (
+    SELECT {rules_digest} AS rules, {subscriptions_digest} AS subscriptions
+), pair AS (
     SELECT * FROM unnest(
         CAST(:event_ids AS uuid[]), CAST(:departments AS text[]), CAST(:event_types AS text[]),
         CAST(:subjects AS text[]), CAST(:customer_ids AS text[]), CAST(:customer_kinds AS text[]),
         CAST(:occurred_at AS timestamptz[]), CAST(:values AS bytea[]), CAST(:topics AS text[])
     ) WITH ORDINALITY
         AS p(event_id, department, event_type, subject, customer_id, customer_kind, occurred_at, value, topic, position)
+    WHERE (SELECT rules = :rules_version AND subscriptions = :subscriptions_version FROM known)
 ), notified AS (
     INSERT INTO notification
         (id, event_id, department, event_type, subject, customer_id, customer_kind, occurred_at, value)
@@ -122,23 +151,34 @@ WITH pair AS (
 ), published AS (
     INSERT INTO outbox_event (event_id, topic, key, event_type, value)
     SELECT id, topic, customer_id, event_type, value FROM new_pair ORDER BY position
-), queued AS (
+){queued}
+SELECT rules, subscriptions FROM known
+"""
+_QUEUED = """, queued AS (
     INSERT INTO webhook_delivery (id, subscription_id, notification_id, event_id, event_type, next_attempt_at)
     SELECT gen_random_uuid(), owed.subscription_id, new_pair.id, new_pair.event_id, new_pair.event_type, now()
     FROM new_pair
     JOIN unnest(CAST(:delivery_pairs AS bigint[]), CAST(:delivery_subscriptions AS uuid[]))
         AS owed(position, subscription_id) USING (position)
     ORDER BY new_pair.position
-)
-SELECT count(*) FROM new_pair
-"""
-)
+)"""
+_DIGESTS = {"rules_digest": _RULES_DIGEST, "subscriptions_digest": _SUBSCRIPTIONS_DIGEST}
+_INSERT_ROUTED = text(_ROUTE.format(queued="", **_DIGESTS))
+_INSERT_ROUTED_AND_DELIVERIES = text(_ROUTE.format(queued=_QUEUED, **_DIGESTS))
 
 
-async def insert_routed(session: AsyncSession, pairs: RoutedPairs) -> int:
-    """Write the pairs not seen before with their outbox rows and deliveries; how many were new."""
-    inserted = await session.scalar(_INSERT_ROUTED, vars(pairs))
-    return int(inserted or 0)
+async def insert_routed(session: AsyncSession, pairs: RoutedPairs, *, made_by: RoutingVersions) -> RoutingVersions:
+    """Write the pairs not seen before with their outbox rows and deliveries, if they were `made_by` the current
+    rules and subscriptions; the current versions (nothing was written unless they are `made_by`)."""
+    if not pairs:
+        return await routing_versions(session)
+    parameters = {**vars(pairs), "rules_version": made_by.rules, "subscriptions_version": made_by.subscriptions}
+    statement = _INSERT_ROUTED_AND_DELIVERIES
+    if not pairs.delivery_pairs:
+        statement = _INSERT_ROUTED
+        del parameters["delivery_pairs"], parameters["delivery_subscriptions"]
+    row = (await session.execute(statement, parameters)).one()
+    return RoutingVersions(row.rules, row.subscriptions)
 
 
 async def list_notifications(
@@ -321,11 +361,16 @@ async def delete_subscription(session: AsyncSession, subscription_id: uuid.UUID)
     await session.execute(delete(Subscription).where(Subscription.id == subscription_id))
 
 
-async def active_subscriptions(session: AsyncSession) -> list[tuple[uuid.UUID, str, list[str]]]:
-    """(id, department, event_types) of every active subscription."""
-    statement = select(Subscription.id, Subscription.department, Subscription.event_types)
-    rows = await session.execute(statement.where(Subscription.status == "active").order_by(Subscription.id))
-    return [(row.id, row.department, row.event_types) for row in rows]
+async def active_subscriptions(session: AsyncSession) -> tuple[list[tuple[uuid.UUID, str, list[str]]], str]:
+    """(id, department, event_types) of every active subscription, and their digest (`RoutingVersions`)."""
+    statement = select(
+        Subscription.id,
+        Subscription.department,
+        Subscription.event_types,
+        literal_column(_SUBSCRIPTIONS_DIGEST, Text).label("digest"),
+    )
+    rows = (await session.execute(statement.where(Subscription.status == "active").order_by(Subscription.id))).all()
+    return [(row.id, row.department, row.event_types) for row in rows], rows[0].digest if rows else ""
 
 
 async def disable_subscription(

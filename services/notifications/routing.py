@@ -1,11 +1,16 @@
 """Routing: which departments an event concerns, and handing it to each of them exactly once.
 
-Rules are read in the consumer's transaction for every batch, so an edited
-rule applies to the next event without a restart. For each (event,
-department) pair that is new, the same transaction writes the inbox row, the
-republished CloudEvent for `notifications.<department>` (outbox) and the
-webhook deliveries; the unique (event_id, department) makes a redelivered
-event, a restart mid-batch or a second replica a no-op.
+The enabled rules and the active subscriptions are kept between batches with
+their versions (digests of their rows). A batch is routed with them and
+written by one statement that checks, in its own snapshot, that they are
+still the current ones; if not, they are read again and the batch routed
+again in the same transaction. So an edited rule or a new subscription
+applies to the next event without a restart, and a batch costs no reads of
+them while nothing changes. For each (event, department) pair that is new,
+the same transaction writes the inbox row, the republished CloudEvent for
+`notifications.<department>` (outbox) and the webhook deliveries; the unique
+(event_id, department) makes a redelivered event, a restart mid-batch or a
+second replica a no-op.
 """
 
 from __future__ import annotations
@@ -162,46 +167,12 @@ class RuleSet:
         return found
 
 
-class RuleBook:
-    """The enabled rules, read in every batch's transaction and compiled once per version of each rule."""
+class SubscriptionSet:
+    """One version of the active subscriptions; which of them want each event type."""
 
-    def __init__(self, departments: Sequence[str]) -> None:
-        self._departments = set(departments)
-        self._versions: tuple[tuple[uuid.UUID, datetime], ...] = ()
-        self._current = RuleSet([])
-
-    async def current(self, session: AsyncSession) -> RuleSet:
-        versions = tuple(await repository.enabled_rule_versions(session))
-        if versions != self._versions:
-            rows = await repository.enabled_rules(session)
-            compiled = [CompiledRule.of(RoutingRuleIn.model_validate(row)) for row in rows]
-            self._versions, self._current = tuple((row.id, row.updated_at) for row in rows), RuleSet(compiled)
-        return self._current
-
-    def departments_for(self, rules: RuleSet, event: ConsumedEvent) -> list[str]:
-        """Every configured department some rule names for `event`, each once, in rule order."""
-        found: dict[str, None] = {}
-        data = event.data
-        for rule in rules.for_type(event.type):
-            for department in rule.departments_for(data):
-                if department in self._departments:
-                    found[department] = None
-                else:
-                    logger.warning("event %s names unknown department %r; skipped", event.id, department)
-        return list(found)
-
-
-class SubscriptionBook:
-    """The active subscriptions, read in every batch's transaction; which of them want each event type."""
-
-    def __init__(self) -> None:
-        self._rows: list[tuple[uuid.UUID, str, list[str]]] = []
+    def __init__(self, rows: list[tuple[uuid.UUID, str, list[str]]]) -> None:
+        self._rows = rows
         self._wanted: dict[tuple[str, str], tuple[uuid.UUID, ...]] = {}
-
-    async def refresh(self, session: AsyncSession) -> None:
-        rows = await repository.active_subscriptions(session)
-        if rows != self._rows:
-            self._rows, self._wanted = rows, {}
 
     def wanting(self, department: str, event_type: str) -> tuple[uuid.UUID, ...]:
         """The subscriptions of `department` whose patterns match `event_type`."""
@@ -215,12 +186,31 @@ class SubscriptionBook:
         return found
 
 
+@dataclass(frozen=True)
+class RoutingBook:
+    """What routing reads, as one version: the enabled rules, the active subscriptions, and their versions."""
+
+    versions: repository.RoutingVersions
+    rules: RuleSet
+    subscriptions: SubscriptionSet
+
+    @classmethod
+    async def read(cls, session: AsyncSession) -> RoutingBook:
+        rules, rules_version = await repository.enabled_rules(session)
+        subscriptions, subscriptions_version = await repository.active_subscriptions(session)
+        return cls(
+            repository.RoutingVersions(rules_version, subscriptions_version),
+            RuleSet([CompiledRule.of(RoutingRuleIn.model_validate(rule)) for rule in rules]),
+            SubscriptionSet(subscriptions),
+        )
+
+
 class EventRouter:
     """The consumer's batch handler: routes every new event to its departments."""
 
     def __init__(self, settings: Settings) -> None:
-        self._rules = RuleBook(settings.departments)
-        self._subscriptions = SubscriptionBook()
+        self._departments = set(settings.departments)
+        self._book: RoutingBook | None = None
         self._topics = {department: department_topic(department) for department in settings.departments}
         self._backlog_batch = max(1, settings.router_batch_size // 4)
         self._backlog_until = 0.0
@@ -234,19 +224,39 @@ class EventRouter:
     async def route(self, session: AsyncSession, events: Sequence[ConsumedEvent]) -> None:
         if len(events) >= self._backlog_batch:
             self._backlog_until = time.monotonic() + 1.0
-        rules = await self._rules.current(session)
-        await self._subscriptions.refresh(session)
-        pairs = repository.RoutedPairs()
-        for event in events:
-            departments = self._rules.departments_for(rules, event)
-            if self.tracer is not None:
-                self._traced_route(pairs, event, departments)
-            elif departments:
-                self._add_pairs(pairs, event, departments)
-        if pairs:
-            await repository.insert_routed(session, pairs)
+        book = self._book or await self._read_book(session)
+        while True:
+            pairs = repository.RoutedPairs()
+            for event in events:
+                departments = self._departments_for(book.rules, event)
+                if self.tracer is not None:
+                    self._traced_route(book, pairs, event, departments)
+                elif departments:
+                    self._add_pairs(book, pairs, event, departments)
+            if await repository.insert_routed(session, pairs, made_by=book.versions) == book.versions:
+                return
+            # A rule or subscription changed since the book was read: nothing was written; route the batch again.
+            book = await self._read_book(session)
 
-    def _traced_route(self, pairs: repository.RoutedPairs, event: ConsumedEvent, departments: list[str]) -> None:
+    async def _read_book(self, session: AsyncSession) -> RoutingBook:
+        self._book = book = await RoutingBook.read(session)
+        return book
+
+    def _departments_for(self, rules: RuleSet, event: ConsumedEvent) -> list[str]:
+        """Every configured department some rule names for `event`, each once, in rule order."""
+        found: dict[str, None] = {}
+        data = event.data
+        for rule in rules.for_type(event.type):
+            for department in rule.departments_for(data):
+                if department in self._departments:
+                    found[department] = None
+                else:
+                    logger.warning("event %s names unknown department %r; skipped", event.id, department)
+        return list(found)
+
+    def _traced_route(
+        self, book: RoutingBook, pairs: repository.RoutedPairs, event: ConsumedEvent, departments: list[str]
+    ) -> None:
         """Routing as a span, child of the event's processing: the copies carry its `traceparent`."""
         assert self.tracer is not None
         span = self.tracer.start_span(
@@ -256,12 +266,13 @@ class EventRouter:
         )
         try:
             if departments:
-                self._add_pairs(pairs, event, departments, traceparent=traceparent_of(span))
+                self._add_pairs(book, pairs, event, departments, traceparent=traceparent_of(span))
         finally:
             span.end()
 
     def _add_pairs(
         self,
+        book: RoutingBook,
         pairs: repository.RoutedPairs,
         event: ConsumedEvent,
         departments: list[str],
@@ -289,7 +300,7 @@ class EventRouter:
             pairs.occurred_at.append(occurred_at)
             pairs.values.append(copy.value)
             pairs.topics.append(copy.topic)
-            for subscription_id in self._subscriptions.wanting(department, copy.event_type):
+            for subscription_id in book.subscriptions.wanting(department, copy.event_type):
                 pairs.delivery_pairs.append(len(pairs))
                 pairs.delivery_subscriptions.append(subscription_id)
 
