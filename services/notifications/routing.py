@@ -235,7 +235,8 @@ class EventRouter:
                     self._add_pairs(book, pairs, event, departments)
             if await repository.insert_routed(session, pairs, made_by=book.versions) == book.versions:
                 return
-            # A rule or subscription changed since the book was read: nothing was written; route the batch again.
+            # A rule or subscription changed since the book was read: nothing was written; route the batch again
+            # (with tracing, each event then has a second `route` span, whose traceparent the copies carry).
             book = await self._read_book(session)
 
     async def _read_book(self, session: AsyncSession) -> RoutingBook:
