@@ -24,6 +24,9 @@ ITEM_TYPES = ("feedback", "commitment", "expectation")
 SURVEY_FRESH = "last_survey_at IS NULL AND last_survey_due_at IS NULL"
 SURVEY_AGAIN = "last_survey_at IS NOT NULL OR last_survey_due_at IS NOT NULL"
 HEALTH_BANDS = ("green", "amber", "red")
+# An item that counts against its customer's health (services/customers/health.py): what the partial index
+# ix_customer_item_counted holds, so that judging a customer reads these and not every item it ever had.
+COUNTED_ITEM = "open_complaint OR broken_promise OR unconfirmed_expectation OR capability_gap"
 
 
 def one_of(column: str, values: tuple[str, ...]) -> str:
@@ -131,6 +134,18 @@ class CustomerItem(Base):
     __table_args__ = (
         CheckConstraint(one_of("item_type", ITEM_TYPES), name="item_type"),
         Index("ix_customer_item_customer_id", "customer_id"),
+        Index(
+            "ix_customer_item_counted",
+            "customer_id",
+            postgresql_include=[
+                "open_complaint",
+                "broken_promise",
+                "broken_at",
+                "unconfirmed_expectation",
+                "capability_gap",
+            ],
+            postgresql_where=text(COUNTED_ITEM),
+        ),
     )
 
 

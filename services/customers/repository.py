@@ -26,10 +26,10 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.customers.models import BankQuestion, Customer, CustomerItem
+from services.customers.models import COUNTED_ITEM, BankQuestion, Customer, CustomerItem
 from shared.errors import field_error
 from shared.pagination import decode_cursor
 from shared.repository import Repository
@@ -187,16 +187,6 @@ def _any_of(column: ColumnElement[str] | Any, values: Sequence[str]) -> ColumnEl
     return matches
 
 
-async def lock_customers(session: AsyncSession, customer_ids: Sequence[str]) -> None:
-    """Lock the known ones of these customers, in customer order: one transaction judges a customer at a time."""
-    await session.execute(
-        select(Customer.customer_id)
-        .where(_any_of(Customer.customer_id, customer_ids))
-        .order_by(Customer.customer_id)
-        .with_for_update()
-    )
-
-
 async def customers_to_judge(session: AsyncSession, customer_ids: Sequence[str]) -> Sequence[Customer]:
     """The customers, locked in customer order, as they are now."""
     rows = await session.scalars(
@@ -226,45 +216,39 @@ class HealthInputs(NamedTuple):
     capability_gaps: int
 
 
+# What a customer's health is judged from, for the customers of a batch: built once (the consumer runs it for
+# every batch). Only the items that count against health are read, from the partial index that holds them
+# (ix_customer_item_counted: an index-only scan where the pages are all visible), not every item a customer ever had.
+_HEALTH_INPUTS = text(
+    f"""
+    SELECT customer.customer_id, customer.nps_score, customer.csat_score, customer.ces_score,
+        coalesce(customer.last_contact_at, customer.first_seen_at) AS silent_since,
+        customer.health_score, customer.health_band, customer.health_reasons,
+        coalesce(counted.complaints, 0), coalesce(counted.broken, 0),
+        coalesce(counted.unconfirmed, 0), coalesce(counted.gaps, 0)
+    FROM customer LEFT JOIN (
+        SELECT customer_id,
+            count(*) FILTER (WHERE open_complaint) AS complaints,
+            count(*) FILTER (WHERE broken_promise AND broken_at >= :broken_since) AS broken,
+            count(*) FILTER (WHERE unconfirmed_expectation) AS unconfirmed,
+            count(*) FILTER (WHERE capability_gap) AS gaps
+        FROM customer_item
+        WHERE customer_id = ANY(CAST(:ids AS text[])) AND ({COUNTED_ITEM})
+        GROUP BY customer_id
+    ) AS counted ON counted.customer_id = customer.customer_id
+    WHERE customer.customer_id = ANY(CAST(:ids AS text[]))
+    ORDER BY customer.customer_id
+    FOR UPDATE OF customer
+    """
+).columns(health_reasons=JSONB)
+
+
 async def health_inputs(
     session: AsyncSession, customer_ids: Sequence[str], *, broken_since: datetime
 ) -> list[HealthInputs]:
     """Each customer's health factors and stored health, locked in customer order: one statement, no ORM
     objects (the consumer judges every customer of a batch; few of them change)."""
-    complaints, unconfirmed, gaps = _HEALTH_COUNTS
-    broken = func.count().filter(CustomerItem.broken_promise, CustomerItem.broken_at >= broken_since)
-    counts = (
-        select(
-            CustomerItem.customer_id,
-            complaints.label("complaints"),
-            broken.label("broken"),
-            unconfirmed.label("unconfirmed"),
-            gaps.label("gaps"),
-        )
-        .where(_any_of(CustomerItem.customer_id, customer_ids))
-        .group_by(CustomerItem.customer_id)
-        .subquery()
-    )
-    rows = await session.execute(
-        select(
-            Customer.customer_id,
-            Customer.nps_score,
-            Customer.csat_score,
-            Customer.ces_score,
-            silent_since,
-            Customer.health_score,
-            Customer.health_band,
-            Customer.health_reasons,
-            func.coalesce(counts.c.complaints, 0),
-            func.coalesce(counts.c.broken, 0),
-            func.coalesce(counts.c.unconfirmed, 0),
-            func.coalesce(counts.c.gaps, 0),
-        )
-        .outerjoin(counts, counts.c.customer_id == Customer.customer_id)
-        .where(_any_of(Customer.customer_id, customer_ids))
-        .order_by(Customer.customer_id)
-        .with_for_update(of=Customer)
-    )
+    rows = await session.execute(_HEALTH_INPUTS, {"ids": list(customer_ids), "broken_since": broken_since})
     return [HealthInputs(*row) for row in rows]
 
 
@@ -314,25 +298,6 @@ async def health_counts(
     return {row[0]: (row[1], row[2], row[3], row[4]) for row in rows}
 
 
-async def save_scores(session: AsyncSession, scale: str, latest: dict[str, tuple[int, datetime]]) -> None:
-    """Each customer's latest rating on `scale` (one of SCALES), unless it has a later one already."""
-    if scale not in SCALES:
-        raise ValueError(f"unknown scale {scale!r}")
-    ids = sorted(latest)
-    await session.execute(
-        text(
-            f"""
-            UPDATE customer SET {scale}_score = given.score, {scale}_at = given.at
-            FROM unnest(CAST(:customer_ids AS text[]), CAST(:scores AS int[]), CAST(:ats AS timestamptz[]))
-                AS given(customer_id, score, at)
-            WHERE customer.customer_id = given.customer_id
-              AND (customer.{scale}_at IS NULL OR customer.{scale}_at <= given.at)
-            """
-        ),
-        {"customer_ids": ids, "scores": [latest[c][0] for c in ids], "ats": [latest[c][1] for c in ids]},
-    )
-
-
 async def silent_unjudged(
     session: AsyncSession, *, silent_before: datetime, judged_before: datetime, limit: int
 ) -> list[str]:
@@ -352,117 +317,133 @@ async def silent_unjudged(
     return list(rows.all())
 
 
-# --- the consumer's writes: one statement each for a whole batch --------------------------------
+# --- the consumer's writes: one statement for a whole batch -------------------------------------
 
-# One row per customer of the batch, in customer order (two batches never wait on each other in a cycle).
-_SEE_CUSTOMERS = text(
+# The customers of the batch first, one row each in customer order: the upsert locks every one that exists
+# (also those its WHERE leaves as they are), so two batches never wait on each other in a cycle and two
+# replicas consuming different topics judge one customer one after the other. Their latest rating on each
+# scale (by when it was given) comes along. Only then (`seen` counted to its end first) the timeline entries
+# and the latest state of each item, in key order.
+_RECORD_BATCH = text(
     """
-    INSERT INTO customer (customer_id, customer_kind, first_seen_at, last_contact_at, last_survey_at)
-    SELECT * FROM unnest(
-        CAST(:customer_ids AS text[]), CAST(:kinds AS text[]), CAST(:first_seen AS timestamptz[]),
-        CAST(:contacts AS timestamptz[]), CAST(:surveys AS timestamptz[])
-    ) ORDER BY 1
-    ON CONFLICT (customer_id) DO UPDATE SET
-        last_contact_at = greatest(customer.last_contact_at, excluded.last_contact_at),
-        last_survey_at = greatest(customer.last_survey_at, excluded.last_survey_at),
-        -- A survey response after the last survey came due answers it.
-        survey_due = customer.survey_due AND coalesce(excluded.last_survey_at <= customer.last_survey_due_at, true)
-    WHERE excluded.last_contact_at IS NOT NULL OR excluded.last_survey_at IS NOT NULL
-    """
-)
-_ADD_ENTRIES = text(
-    """
-    INSERT INTO timeline_entry (customer_id, event_id, type, time, subject, summary, links)
-    SELECT * FROM unnest(
-        CAST(:customer_ids AS text[]), CAST(:event_ids AS text[]), CAST(:types AS text[]),
-        CAST(:times AS timestamptz[]), CAST(:subjects AS text[]), CAST(:summaries AS text[]),
-        CAST(:links AS jsonb[])
+    WITH seen AS (
+        INSERT INTO customer (
+            customer_id, customer_kind, first_seen_at, last_contact_at, last_survey_at,
+            nps_score, nps_at, csat_score, csat_at, ces_score, ces_at
+        )
+        SELECT * FROM unnest(
+            CAST(:customer_ids AS text[]), CAST(:kinds AS text[]), CAST(:first_seen AS timestamptz[]),
+            CAST(:contacts AS timestamptz[]), CAST(:surveys AS timestamptz[]),
+            CAST(:nps_scores AS int[]), CAST(:nps_ats AS timestamptz[]),
+            CAST(:csat_scores AS int[]), CAST(:csat_ats AS timestamptz[]),
+            CAST(:ces_scores AS int[]), CAST(:ces_ats AS timestamptz[])
+        ) ORDER BY 1
+        ON CONFLICT (customer_id) DO UPDATE SET
+            last_contact_at = greatest(customer.last_contact_at, excluded.last_contact_at),
+            last_survey_at = greatest(customer.last_survey_at, excluded.last_survey_at),
+            -- A survey response after the last survey came due answers it.
+            survey_due = customer.survey_due
+                AND coalesce(excluded.last_survey_at <= customer.last_survey_due_at, true),
+            nps_score = CASE WHEN excluded.nps_at >= coalesce(customer.nps_at, '-infinity')
+                THEN excluded.nps_score ELSE customer.nps_score END,
+            nps_at = greatest(customer.nps_at, excluded.nps_at),
+            csat_score = CASE WHEN excluded.csat_at >= coalesce(customer.csat_at, '-infinity')
+                THEN excluded.csat_score ELSE customer.csat_score END,
+            csat_at = greatest(customer.csat_at, excluded.csat_at),
+            ces_score = CASE WHEN excluded.ces_at >= coalesce(customer.ces_at, '-infinity')
+                THEN excluded.ces_score ELSE customer.ces_score END,
+            ces_at = greatest(customer.ces_at, excluded.ces_at)
+        WHERE excluded.last_contact_at IS NOT NULL OR excluded.last_survey_at IS NOT NULL
+            OR excluded.nps_at IS NOT NULL OR excluded.csat_at IS NOT NULL OR excluded.ces_at IS NOT NULL
+        RETURNING 1
+    ),
+    locked AS MATERIALIZED (SELECT count(*) AS customers FROM seen),
+    entries AS (
+        INSERT INTO timeline_entry (customer_id, event_id, type, time, subject, summary, links)
+        SELECT entry.customer_id, entry.event_id, entry.type, entry.time, entry.subject, entry.summary, entry.links
+        FROM locked, unnest(
+            CAST(:entry_customer_ids AS text[]), CAST(:event_ids AS text[]), CAST(:types AS text[]),
+            CAST(:times AS timestamptz[]), CAST(:subjects AS text[]), CAST(:summaries AS text[]),
+            CAST(:links AS jsonb[])
+        ) WITH ORDINALITY AS entry(customer_id, event_id, type, time, subject, summary, links, position)
+        ORDER BY entry.position
+    ),
+    items AS (
+        INSERT INTO customer_item AS item (
+            item_type, item_id, customer_id, open_complaint, open_promise, broken_promise,
+            unconfirmed_expectation, capability_gap, broken_at, updated_at, detail
+        )
+        SELECT state.* FROM locked, unnest(
+            CAST(:item_types AS text[]), CAST(:item_ids AS text[]), CAST(:item_customer_ids AS text[]),
+            CAST(:open_complaints AS boolean[]), CAST(:open_promises AS boolean[]),
+            CAST(:broken_promises AS boolean[]), CAST(:unconfirmed AS boolean[]), CAST(:gaps AS boolean[]),
+            CAST(:broken_at AS timestamptz[]), CAST(:updated_at AS timestamptz[]), CAST(:details AS jsonb[])
+        ) AS state
+        ORDER BY 1, 2
+        ON CONFLICT (item_type, item_id) DO UPDATE SET
+            open_complaint = excluded.open_complaint,
+            open_promise = excluded.open_promise,
+            broken_promise = excluded.broken_promise,
+            unconfirmed_expectation = excluded.unconfirmed_expectation,
+            capability_gap = excluded.capability_gap,
+            broken_at = coalesce(item.broken_at, excluded.broken_at),
+            updated_at = excluded.updated_at,
+            detail = excluded.detail
     )
+    SELECT customers FROM locked
     """
 )
 
 
-async def see_customers(
-    session: AsyncSession, entries: Sequence[Entry], *, contacts: dict[str, datetime], surveys: dict[str, datetime]
+async def record_batch(
+    session: AsyncSession,
+    entries: Sequence[Entry],
+    *,
+    items: Sequence[ItemState],
+    contacts: dict[str, datetime],
+    surveys: dict[str, datetime],
+    scores: dict[str, dict[str, tuple[int, datetime]]],
 ) -> None:
-    """Make each customer first seen in `entries` (a customer exists from its first event on), and move
-    its last contact and survey forward."""
+    """In one statement: make each customer first seen in `entries` (a customer exists from its first event on)
+    and move its last contact, survey and latest ratings (`scores`: by scale, each customer's latest value and
+    when it was given) forward, locking them; add the timeline entries; store the latest state of each item (a
+    promise keeps the moment it was first seen broken)."""
     first: dict[str, Entry] = {}
     for entry in entries:
         if entry.customer_id not in first or entry.time < first[entry.customer_id].time:
             first[entry.customer_id] = entry
     ids = sorted(first)
-    await session.execute(
-        _SEE_CUSTOMERS,
-        {
-            "customer_ids": ids,
-            "kinds": [first[c].customer_kind for c in ids],
-            "first_seen": [first[c].time for c in ids],
-            "contacts": [contacts.get(c) for c in ids],
-            "surveys": [surveys.get(c) for c in ids],
-        },
-    )
-
-
-async def add_timeline_entries(session: AsyncSession, entries: Sequence[Entry]) -> None:
-    await session.execute(
-        _ADD_ENTRIES,
-        {
-            "customer_ids": [e.customer_id for e in entries],
-            "event_ids": [e.event_id for e in entries],
-            "types": [e.type for e in entries],
-            "times": [e.time for e in entries],
-            "subjects": [e.subject for e in entries],
-            "summaries": [e.summary for e in entries],
-            "links": [orjson.dumps(e.links).decode() for e in entries],
-        },
-    )
-
-
-# The latest state of each item of the batch, in key order (as `_SEE_CUSTOMERS`: no cycle between two batches).
-_SAVE_ITEMS = text(
-    """
-    INSERT INTO customer_item AS item (
-        item_type, item_id, customer_id, open_complaint, open_promise, broken_promise,
-        unconfirmed_expectation, capability_gap, broken_at, updated_at, detail
-    )
-    SELECT * FROM unnest(
-        CAST(:item_types AS text[]), CAST(:item_ids AS text[]), CAST(:customer_ids AS text[]),
-        CAST(:open_complaints AS boolean[]), CAST(:open_promises AS boolean[]), CAST(:broken_promises AS boolean[]),
-        CAST(:unconfirmed AS boolean[]), CAST(:gaps AS boolean[]), CAST(:broken_at AS timestamptz[]),
-        CAST(:updated_at AS timestamptz[]), CAST(:details AS jsonb[])
-    ) ORDER BY 1, 2
-    ON CONFLICT (item_type, item_id) DO UPDATE SET
-        open_complaint = excluded.open_complaint,
-        open_promise = excluded.open_promise,
-        broken_promise = excluded.broken_promise,
-        unconfirmed_expectation = excluded.unconfirmed_expectation,
-        capability_gap = excluded.capability_gap,
-        broken_at = coalesce(item.broken_at, excluded.broken_at),
-        updated_at = excluded.updated_at,
-        detail = excluded.detail
-    """
-)
-
-
-async def save_items(session: AsyncSession, items: Sequence[ItemState]) -> None:
-    """The latest state of each item; a promise keeps the moment it was first seen broken."""
-    await session.execute(
-        _SAVE_ITEMS,
-        {
-            "item_types": [i.item_type for i in items],
-            "item_ids": [i.item_id for i in items],
-            "customer_ids": [i.customer_id for i in items],
-            "open_complaints": [i.open_complaint for i in items],
-            "open_promises": [i.open_promise for i in items],
-            "broken_promises": [i.broken_promise for i in items],
-            "unconfirmed": [i.unconfirmed_expectation for i in items],
-            "gaps": [i.capability_gap for i in items],
-            "broken_at": [i.updated_at if i.broken_promise else None for i in items],
-            "updated_at": [i.updated_at for i in items],
-            "details": [None if i.detail is None else orjson.dumps(i.detail).decode() for i in items],
-        },
-    )
+    parameters: dict[str, Any] = {
+        "customer_ids": ids,
+        "kinds": [first[c].customer_kind for c in ids],
+        "first_seen": [first[c].time for c in ids],
+        "contacts": [contacts.get(c) for c in ids],
+        "surveys": [surveys.get(c) for c in ids],
+        "entry_customer_ids": [e.customer_id for e in entries],
+        "event_ids": [e.event_id for e in entries],
+        "types": [e.type for e in entries],
+        "times": [e.time for e in entries],
+        "subjects": [e.subject for e in entries],
+        "summaries": [e.summary for e in entries],
+        "links": [orjson.dumps(e.links).decode() for e in entries],
+        "item_types": [i.item_type for i in items],
+        "item_ids": [i.item_id for i in items],
+        "item_customer_ids": [i.customer_id for i in items],
+        "open_complaints": [i.open_complaint for i in items],
+        "open_promises": [i.open_promise for i in items],
+        "broken_promises": [i.broken_promise for i in items],
+        "unconfirmed": [i.unconfirmed_expectation for i in items],
+        "gaps": [i.capability_gap for i in items],
+        "broken_at": [i.updated_at if i.broken_promise else None for i in items],
+        "updated_at": [i.updated_at for i in items],
+        "details": [None if i.detail is None else orjson.dumps(i.detail).decode() for i in items],
+    }
+    for scale in SCALES:
+        latest = scores.get(scale, {})
+        given = [latest.get(c) for c in ids]
+        parameters[f"{scale}_scores"] = [None if g is None else g[0] for g in given]
+        parameters[f"{scale}_ats"] = [None if g is None else g[1] for g in given]
+    await session.execute(_RECORD_BATCH, parameters)
 
 
 async def add_questions(session: AsyncSession, questions: Sequence[AddedQuestion]) -> None:

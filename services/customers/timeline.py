@@ -292,14 +292,11 @@ class CustomerEvents:
         if not entries:
             return
         customer_ids = sorted({entry.customer_id for entry in entries})
-        # Before any write: two replicas consuming different topics judge one customer one after the other.
-        await repository.lock_customers(session, customer_ids)
-        await repository.see_customers(session, entries, contacts=contacts, surveys=surveys)
-        await repository.add_timeline_entries(session, entries)
-        if items:
-            await repository.save_items(session, list(items.values()))
-        for scale, latest in scores.items():
-            await repository.save_scores(session, scale, latest)
+        # The customers locked before anything else is written: two replicas consuming different topics judge
+        # one customer one after the other.
+        await repository.record_batch(
+            session, entries, items=list(items.values()), contacts=contacts, surveys=surveys, scores=scores
+        )
         await service.judge_health(session, customer_ids=customer_ids, settings=self._settings, now=datetime.now(UTC))
 
 
