@@ -1,5 +1,6 @@
 """commitments_0009 on a database with promises: the coarser rollups are backfilled to a recount and kept by the
-same triggers; its downgrade drops them and leaves commitments_0008's rollup kept as before."""
+same triggers; its downgrade drops them and leaves commitments_0008's rollup kept as before. commitments_0011: an
+update that changes nothing the rollups count writes none of them, and one that does is still counted exactly."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import pytest
 from alembic import command
 
@@ -73,3 +75,42 @@ def test_the_coarser_rollups_are_backfilled_kept_and_dropped_on_downgrade(fresh_
     _promise(fresh_database, 30, now)
     run_sql(fresh_database, "UPDATE commitment SET status = 'met_on_time', kept = true WHERE status = 'open'")
     assert asyncio.run(rollup_differences(dsn, ["commitment_rollup"])) == {}
+
+
+async def _update_while_the_rollups_are_locked(dsn: str, update: str) -> None:
+    """Run `update` while another transaction holds every rollup against writes (a write would wait and time out)."""
+    holder, writer = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+    try:
+        async with holder.transaction():
+            await holder.execute(f"LOCK TABLE {', '.join(rollup_migration.ROLLUPS)} IN SHARE MODE")
+            await writer.execute("SET lock_timeout = '5s'")
+            await writer.execute(update)
+    finally:
+        await holder.close()
+        await writer.close()
+
+
+def test_an_update_that_changes_nothing_counted_leaves_the_rollups_alone(fresh_database: str) -> None:
+    now = datetime.now(UTC)
+    upgrade(migrations_of("commitments"), fresh_database, "commitments_0011")
+    for step in range(20):
+        _promise(fresh_database, step, now)
+    dsn = asyncpg_dsn(fresh_database)
+
+    # The scheduler's due-soon move: open and due_soon both count as unmet, so no rollup is written (or waited for).
+    due_soon = "UPDATE commitment SET status = 'due_soon' WHERE status = 'open' AND owner_id <> 'owner-0'"
+    asyncio.run(_update_while_the_rollups_are_locked(dsn, due_soon))
+    assert asyncio.run(rollup_differences(dsn)) == {}
+    # One firing of both moves: the promises going overdue are broken, and counted so.
+    run_sql(
+        fresh_database,
+        "UPDATE commitment SET status = CASE WHEN status = 'open' THEN 'due_soon' ELSE 'overdue' END, "
+        "kept = CASE WHEN status = 'open' THEN kept ELSE false END, "
+        "broken_because = CASE WHEN status = 'open' THEN broken_because ELSE 'overdue' END "
+        "WHERE status IN ('open', 'due_soon')",
+    )
+    assert asyncio.run(rollup_differences(dsn)) == {}
+
+    command.downgrade(alembic_config(migrations_of("commitments"), fresh_database), "commitments_0010")
+    run_sql(fresh_database, "UPDATE commitment SET status = 'met_late', completed_at = now() WHERE status = 'overdue'")
+    assert asyncio.run(rollup_differences(dsn)) == {}
