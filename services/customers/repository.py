@@ -101,13 +101,18 @@ COUNT_NAMES = (
 )
 
 
+# The customers' ids of a statement built once, as one array (`= ANY`): one statement text whatever their number.
+_IDS = bindparam("ids", type_=ARRAY(Text))
+_COUNTS_OF = (
+    select(CustomerItem.customer_id, *_COUNTS)
+    .where(CustomerItem.customer_id == any_(_IDS))
+    .group_by(CustomerItem.customer_id)
+)
+
+
 async def counts_of(session: AsyncSession, customer_ids: Sequence[str]) -> dict[str, dict[str, int]]:
     """The counts of each customer (only those with something counted)."""
-    rows = await session.execute(
-        select(CustomerItem.customer_id, *_COUNTS)
-        .where(_any_of(CustomerItem.customer_id, customer_ids))
-        .group_by(CustomerItem.customer_id)
-    )
+    rows = await session.execute(_COUNTS_OF, {"ids": list(customer_ids)})
     return {row[0]: dict(zip(COUNT_NAMES, row[1:], strict=True)) for row in rows}
 
 
@@ -187,15 +192,18 @@ def _any_of(column: ColumnElement[str] | Any, values: Sequence[str]) -> ColumnEl
     return matches
 
 
+_CUSTOMERS_TO_JUDGE = (
+    select(Customer)
+    .where(Customer.customer_id == any_(_IDS))
+    .order_by(Customer.customer_id)
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+
+
 async def customers_to_judge(session: AsyncSession, customer_ids: Sequence[str]) -> Sequence[Customer]:
     """The customers, locked in customer order, as they are now."""
-    rows = await session.scalars(
-        select(Customer)
-        .where(_any_of(Customer.customer_id, customer_ids))
-        .order_by(Customer.customer_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    rows = await session.scalars(_CUSTOMERS_TO_JUDGE, {"ids": list(customer_ids)})
     return rows.all()
 
 

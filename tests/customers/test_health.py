@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 from pydantic import ValidationError
+from sqlalchemy import text
 
 from services.customers import health
 from services.customers.config import Settings
 from services.customers.silence import SilenceSweep
+from services.customers.timeline import CustomerEvents
 from shared import catalogue
+from shared.consumer import ConsumedEvent
 from tests.notifications.helpers import EventPublisher, commitment, customer, feedback
 from tests.support.kafka import Record, read_topic
 from tests.support.platform import Platform, sessions_on
@@ -252,3 +257,56 @@ async def test_the_list_filters_by_band_and_by_silence(
     refused = await client.get("/v1/customers", params={"health": "purple"}, headers=reader)
     assert refused.status_code == 422
     assert refused.json()["errors"][0]["loc"] == ["query", "health"]
+
+
+def consumed(spec: catalogue.EventSpec, data: dict[str, Any], customer_id: str) -> ConsumedEvent:
+    envelope = {
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "source": spec.source,
+        "type": spec.type,
+        "subject": data["id"],
+        "time": datetime.now(UTC).isoformat(),
+        "customerid": customer_id,
+        "data": data,
+    }
+    return ConsumedEvent(envelope, spec.topic, 0, 0)
+
+
+async def test_two_replicas_judge_one_customer_one_after_the_other(platform: Platform) -> None:
+    """Batches about one customer from two topics, in flight at once (two replicas): the second waits for the
+    first to commit, though its own event changes nothing on the customer, and judges from both."""
+    settings = platform.settings("customers")
+    assert isinstance(settings, Settings)
+    customer_id = customer()
+    handle = CustomerEvents(settings).handle
+    promise = {**commitment(customer_id), "updated_at": days_ago(1)}
+    broken = {**promise, "status": "overdue", "kept": False}
+    async with sessions_on(settings.database_url) as sessions:
+        async with sessions() as session, session.begin():
+            await handle(session, [consumed(catalogue.COMMITMENT_CREATED, promise, customer_id)])
+
+        async def second_replica() -> None:
+            async with sessions() as session, session.begin():
+                await handle(session, [consumed(catalogue.COMMITMENT_OVERDUE, broken, customer_id)])
+
+        async with sessions() as first, first.begin():
+            complaint = feedback(customer_id, occurred_at=days_ago(1))
+            await handle(first, [consumed(catalogue.FEEDBACK_RECEIVED, complaint, customer_id)])
+            first_pid = (await first.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+            second = asyncio.create_task(second_replica())
+
+            async def second_waits() -> bool:
+                rows = await platform.fetch(
+                    "customers", "SELECT 1 FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))", first_pid
+                )
+                return bool(rows)
+
+            await eventually(second_waits)
+        await second
+
+    rows = await platform.fetch("customers", "SELECT health_reasons FROM customer WHERE customer_id = $1", customer_id)
+    assert sorted(reason["factor"] for reason in json.loads(rows[0]["health_reasons"])) == [
+        "broken_promises",
+        "open_complaints",
+    ]
