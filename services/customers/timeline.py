@@ -252,7 +252,7 @@ def survey_at(event: ConsumedEvent) -> datetime | None:
 
 
 class CustomerEvents:
-    """The batch handler of the customers consumer: timelines, customers and counted states, a few statements,
+    """The batch handler of the customers consumer: timelines, customers and counted states in one statement,
     then the health of each customer of the batch judged again (one `customer.health_changed` per new band)."""
 
     def __init__(self, settings: Settings) -> None:
