@@ -68,8 +68,9 @@ RATES = (50, 100, 250, 500)
 DEPARTMENT = "support"
 TOPIC = f"notifications.{DEPARTMENT}"
 FIRST_TOPIC = "feedback.events"
-# Customers complaining at each rate, each one hey process of one worker posting at rate / CUSTOMERS per second;
-# keyed by customer, their events spread over the topics' partitions as the floor's 50 keys do.
+HEY_PROCESSES = 25  # each one worker posting at rate / HEY_PROCESSES per second
+# Customers complaining at each rate (`--customers`), one per hey process by default: keyed by customer, their
+# events spread over the topics' partitions as the floor's 50 keys do.
 CUSTOMERS = 25
 GOAL_RSS_MB = 150.0
 DRAIN_SECONDS = 20.0
@@ -265,20 +266,22 @@ async def warm_up(stack: Stack, observer: Observer) -> None:
 
 
 async def post_complaints(stack: Stack, customers: list[str], *, rate: int, seconds: float) -> Load:
-    """hey posting complaints at `rate`/s for `seconds`: a process of one worker per customer of `customers`,
-    each at rate / len(customers) per second, started 1 / rate s apart. (One hey's workers all start their
-    tickers at once, so its `-c 20 -q r` posts 20 complaints together every 20 / r s; these are spread out.)
-    Open loop while a POST takes less than len(customers) / rate s (a worker waits for its answer)."""
+    """hey posting complaints at `rate`/s for `seconds`: `HEY_PROCESSES` processes of one worker each, process i
+    posting customer i mod len(customers)'s complaint at rate / HEY_PROCESSES per second, started 1 / rate s
+    apart. (One hey's workers all start their tickers at once, so its `-c 20 -q r` posts 20 complaints together
+    every 20 / r s; these are spread out.) Open loop while a POST takes less than HEY_PROCESSES / rate s (a
+    worker waits for its answer)."""
     heys = []
     # A hey of one worker needs one thread; Go's idle threads would otherwise spin on the 2 shared cores.
     one_thread = {**os.environ, "GOMAXPROCS": "1"}
     with tempfile.TemporaryDirectory() as bodies:
         for customer in customers:
-            body_file = Path(bodies) / f"{customer}.json"
-            body_file.write_bytes(complaint(customer))
+            (Path(bodies) / f"{customer}.json").write_bytes(complaint(customer))
+        for n in range(HEY_PROCESSES):
+            body_file = Path(bodies) / f"{customers[n % len(customers)]}.json"
             heys.append(
                 await asyncio.create_subprocess_exec(
-                    *hey_command(stack, body_file, rate / len(customers), seconds),
+                    *hey_command(stack, body_file, rate / HEY_PROCESSES, seconds),
                     stdout=asyncio.subprocess.PIPE,
                     env=one_thread,
                 )
@@ -504,12 +507,19 @@ class Point:
 
 
 async def measure(
-    stack: Stack, observer: Observer, *, rate: int, seconds: float, floor_seconds: float, diagnose: Path | None
+    stack: Stack,
+    observer: Observer,
+    *,
+    rate: int,
+    seconds: float,
+    floor_seconds: float,
+    diagnose: Path | None,
+    customer_count: int = CUSTOMERS,
 ) -> Point:
     """One rate: the load, its drain, the inbox rows, then the two-hop floor at the same rate (and with `diagnose`,
     py-spy's stacks and PostgreSQL's statements of the load into that directory)."""
     run = uuid.uuid4().hex[:8]
-    customers = [f"bench-{run}-{rate}-{n}" for n in range(CUSTOMERS)]
+    customers = [f"bench-{run}-{rate}-{n}" for n in range(customer_count)]
     arrivals = observer.expect(*customers)
     pids = counted_processes(stack)
     dead_before = await observer.dead_letters()
@@ -587,6 +597,7 @@ async def curve(stack: Stack, args: argparse.Namespace) -> tuple[dict[str, float
                 seconds=args.seconds,
                 floor_seconds=args.floor_seconds,
                 diagnose=args.diagnose if rate in args.diagnose_rates else None,
+                customer_count=args.customers,
             )
             for rate in sorted(args.rates)
         ]
@@ -676,9 +687,9 @@ def report(points: list[Point], idle: dict[str, float], loaded: dict[str, float]
         f"floor_two_hops_ms_{top.rate}": rounded(top.floor.two_hops),
     }
     result.notes.append(
-        f"{', '.join(str(p.rate) for p in points)} complaints/s, {args.seconds:g} s each, from {CUSTOMERS} hey "
-        "processes (one keep-alive worker each, started 1/rate s apart), one per customer, each rate its own "
-        f"{CUSTOMERS} customers, one stack for "
+        f"{', '.join(str(p.rate) for p in points)} complaints/s, {args.seconds:g} s each, from {HEY_PROCESSES} hey "
+        f"processes (one keep-alive worker each, started 1/rate s apart), each rate its own {args.customers} "
+        "customers (hey process i posts customer i mod that), one stack for "
         "the curve; latency from the CloudEvent `time` (stamped in the capture, before the 201) to an aiokafka "
         f"consumer of {TOPIC} (the platform's fetch wait), to the inbox row's `created_at` (at the insert, before "
         "its commit) and to an SSE client of support's live stream; floor: raw aiokafka produce → consume → "
@@ -710,6 +721,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rates", type=int, nargs="+", default=list(RATES), help="complaints/s, one run each")
     parser.add_argument("--seconds", type=float, default=30.0, help="load at each rate")
+    parser.add_argument("--customers", type=int, default=CUSTOMERS, help="customers complaining at each rate")
     parser.add_argument("--floor-seconds", type=float, default=10.0, help="the two-hop floor at each rate")
     parser.add_argument("--diagnose", type=Path, help="py-spy and pg_stat_statements into this dir (see above)")
     parser.add_argument(
