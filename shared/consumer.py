@@ -15,7 +15,8 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -91,6 +92,23 @@ class ConsumedEvent:
     @property
     def customer_id(self) -> str:
         return str(self.envelope.get("customerid", ""))
+
+
+@contextmanager
+def caused_by(event: ConsumedEvent) -> Iterator[None]:
+    """What is written meanwhile was caused by `event`: its events carry `event`'s correlation id, `event` as their
+    cause and its trace. A per-event handler runs inside it; a batch handler enters it around each event's writes."""
+    tokens = (
+        correlation_id_var.set(event.envelope.get("correlationid") or event.id),
+        causation_id_var.set(event.id),
+        traceparent_var.set(event.traceparent),
+    )
+    try:
+        yield
+    finally:
+        traceparent_var.reset(tokens[2])
+        causation_id_var.reset(tokens[1])
+        correlation_id_var.reset(tokens[0])
 
 
 Handler = Callable[[AsyncSession, ConsumedEvent], Awaitable[None]]
@@ -391,13 +409,8 @@ class EventConsumer:
         if span is not None:
             spans.append(span)
             event = replace(event, traceparent=traceparent_of(span))
-        tokens = (
-            correlation_id_var.set(event.envelope.get("correlationid") or event.id),
-            causation_id_var.set(event.id),
-            traceparent_var.set(event.traceparent),
-        )
         assert self._handler is not None
-        try:
+        with caused_by(event):
             if span is None:
                 await self._handler(session, event)
             else:
@@ -405,10 +418,6 @@ class EventConsumer:
 
                 with use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
                     await self._handler(session, event)
-        finally:
-            traceparent_var.reset(tokens[2])
-            causation_id_var.reset(tokens[1])
-            correlation_id_var.reset(tokens[0])
         self._metrics.consumer_events.labels(event.topic, "processed").inc()
 
     async def _dead_letter(self, record: ConsumerRecord, error: str, *, event_id: str | None) -> None:

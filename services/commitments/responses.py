@@ -10,8 +10,6 @@ the effects of its events one by one, in their order.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,8 +19,7 @@ from services.commitments.config import Settings
 from services.commitments.policies import ACKNOWLEDGED_BY, RESOLVED_BY
 from services.commitments.repository import NewPromise
 from shared.catalogue import FEEDBACK_RECEIVED, FEEDBACK_STATUS_CHANGED
-from shared.consumer import ConsumedEvent
-from shared.context import causation_id_var, correlation_id_var, traceparent_var
+from shared.consumer import ConsumedEvent, caused_by
 
 FIRST_PROMISES = frozenset({"acknowledge", "resolve", "follow_up"})
 
@@ -45,7 +42,7 @@ class FeedbackResponses:
             feedback = event.data
             feedback_id = str(feedback["id"])
             # Its events carry the feedback event's correlation, cause and trace, as a handler's would.
-            with _caused_by(event):
+            with caused_by(event):
                 if event.type == FEEDBACK_RECEIVED.type:
                     if feedback_id not in answered:
                         answered.add(feedback_id)
@@ -96,22 +93,6 @@ class FeedbackResponses:
         )
         await self._write(session, promises)
         return bool(promises)
-
-
-@contextmanager
-def _caused_by(event: ConsumedEvent) -> Iterator[None]:
-    """The context `EventConsumer` gives a per-event handler: what is written now was caused by `event`."""
-    tokens = (
-        correlation_id_var.set(event.envelope.get("correlationid") or event.id),
-        causation_id_var.set(event.id),
-        traceparent_var.set(event.traceparent),
-    )
-    try:
-        yield
-    finally:
-        traceparent_var.reset(tokens[2])
-        causation_id_var.reset(tokens[1])
-        correlation_id_var.reset(tokens[0])
 
 
 def _instant(value: object) -> datetime:
