@@ -63,39 +63,29 @@ class NewPromise(NamedTuple):
 
 
 # One statement for any number of new promises, each armed for its due-soon moment (as `service._arm` arms a
-# rescheduled one), and their outbox rows, both in the given order: the relay publishes by outbox id, so a
-# customer's events keep their order. The rollup triggers (commitments_0008, 0009) fire once and see every row.
+# rescheduled one), in the given order. The rollup triggers (commitments_0008, 0009) fire once and see every row.
 _ADD_PROMISES = text(
     """
-WITH promise AS (
-    SELECT * FROM unnest(
-        CAST(:ids AS uuid[]), CAST(:customer_ids AS text[]), CAST(:customer_kinds AS text[]),
-        CAST(:titles AS text[]), CAST(:descriptions AS text[]), CAST(:owner_ids AS text[]),
-        CAST(:departments AS text[]), CAST(:due_at AS timestamptz[]), CAST(:due_soon_at AS timestamptz[]),
-        CAST(:source_types AS text[]), CAST(:source_ids AS text[]), CAST(:statuses AS text[]),
-        CAST(:kinds AS text[]), CAST(:created_at AS timestamptz[]),
-        CAST(:event_ids AS uuid[]), CAST(:topics AS text[]), CAST(:event_types AS text[]), CAST(:values AS bytea[])
-    ) WITH ORDINALITY AS p(id, customer_id, customer_kind, title, description, owner_id, department, due_at,
-        due_soon_at, source_type, source_id, status, kind, created_at, event_id, topic, event_type, value, position)
-), made AS (
-    INSERT INTO commitment (id, customer_id, customer_kind, title, description, owner_id, department, due_at,
-        due_soon_at, source_type, source_id, status, renegotiations, history, kind, excuses, next_event,
-        next_event_at, created_at, updated_at)
-    SELECT id, customer_id, customer_kind, title, description, owner_id, department, due_at,
-        due_soon_at, source_type, source_id, status, 0, '[]', kind, 0, 'due_soon',
-        due_soon_at, created_at, created_at
-    FROM promise ORDER BY position
-)
-INSERT INTO outbox_event (event_id, topic, key, event_type, value)
-SELECT event_id, topic, customer_id, event_type, value FROM promise ORDER BY position
+INSERT INTO commitment (id, customer_id, customer_kind, title, description, owner_id, department, due_at,
+    due_soon_at, source_type, source_id, status, renegotiations, history, kind, excuses, next_event,
+    next_event_at, created_at, updated_at)
+SELECT id, customer_id, customer_kind, title, description, owner_id, department, due_at,
+    due_soon_at, source_type, source_id, status, 0, '[]', kind, 0, 'due_soon', due_soon_at, created_at, created_at
+FROM unnest(
+    CAST(:ids AS uuid[]), CAST(:customer_ids AS text[]), CAST(:customer_kinds AS text[]),
+    CAST(:titles AS text[]), CAST(:descriptions AS text[]), CAST(:owner_ids AS text[]),
+    CAST(:departments AS text[]), CAST(:due_at AS timestamptz[]), CAST(:due_soon_at AS timestamptz[]),
+    CAST(:source_types AS text[]), CAST(:source_ids AS text[]), CAST(:statuses AS text[]),
+    CAST(:kinds AS text[]), CAST(:created_at AS timestamptz[])
+) WITH ORDINALITY AS p(id, customer_id, customer_kind, title, description, owner_id, department, due_at,
+    due_soon_at, source_type, source_id, status, kind, created_at, position)
+ORDER BY position
 """
 )
 
 
-async def add_promises(session: AsyncSession, promises: Sequence[NewPromise]) -> None:
-    """Insert new open promises (no renegotiation, history or excuse yet) with their outbox rows."""
-    made = [p.commitment for p in promises]
-    events = [p.event for p in promises]
+async def add_promises(session: AsyncSession, made: Sequence[schemas.Commitment]) -> None:
+    """Insert new open promises (no renegotiation, history or excuse yet), armed for their due-soon moment."""
     await session.execute(
         _ADD_PROMISES,
         {
@@ -113,10 +103,6 @@ async def add_promises(session: AsyncSession, promises: Sequence[NewPromise]) ->
             "statuses": [c.status for c in made],
             "kinds": [c.kind for c in made],
             "created_at": [c.created_at for c in made],
-            "event_ids": [e.event_id for e in events],
-            "topics": [e.topic for e in events],
-            "event_types": [e.event_type for e in events],
-            "values": [e.value for e in events],
         },
     )
 

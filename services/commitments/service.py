@@ -36,7 +36,7 @@ from shared import catalogue
 from shared.due_moments import FiredMoment, announce_moment
 from shared.errors import Conflict, NotFound, field_error
 from shared.events import build_event
-from shared.outbox import add_event, add_records, ensure_fits, max_event_bytes
+from shared.outbox import add_event, add_records
 from shared.pagination import page_of
 
 CLOSED = ("met_on_time", "met_late", "cancelled")
@@ -70,8 +70,7 @@ async def create(*, session: AsyncSession, settings: Settings, new: NewCommitmen
     now = datetime.now(UTC)
     _require_department(settings, new.department, ["body", "department"])
     _require_future(new.due_at, now, ["body", "due_at"])
-    return await _make(
-        session=session,
+    promise = _new_promise(
         settings=settings,
         now=now,
         customer_id=new.customer_id,
@@ -83,37 +82,6 @@ async def create(*, session: AsyncSession, settings: Settings, new: NewCommitmen
         due_at=new.due_at,
         source=new.source,
         kind=new.kind,
-    )
-
-
-async def _make(
-    *,
-    session: AsyncSession,
-    settings: Settings,
-    now: datetime,
-    customer_id: str,
-    customer_kind: str,
-    title: str,
-    description: str | None,
-    owner_id: str,
-    department: str,
-    due_at: datetime,
-    source: CommitmentSource,
-    kind: str,
-) -> Commitment:
-    """Store a new open promise, arm its moments and announce it."""
-    promise = _new_promise(
-        settings=settings,
-        now=now,
-        customer_id=customer_id,
-        customer_kind=customer_kind,
-        title=title,
-        description=description,
-        owner_id=owner_id,
-        department=department,
-        due_at=due_at,
-        source=source,
-        kind=kind,
     )
     await add_promises(session=session, settings=settings, promises=[promise], now=now)
     return promise.commitment
@@ -173,14 +141,12 @@ async def add_promises(
 ) -> None:
     """Store new promises with their events, in their order, and wake the schedulers for the earliest moment.
 
-    An event over `CF_MAX_EVENT_BYTES` refuses the whole write (`EventTooLarge`), as `add_event` does.
+    An event over `CF_MAX_EVENT_BYTES` refuses the whole write (`EventTooLarge`) before anything is written.
     """
     if not promises:
         return
-    max_bytes = max_event_bytes(session)
-    for promise in promises:
-        ensure_fits(promise.event, max_bytes)
-    await repository.add_promises(session, promises)
+    await add_records(session, [p.event for p in promises])
+    await repository.add_promises(session, [p.commitment for p in promises])
     # The schedulers read every armed moment when they wake: the earliest of the batch is enough to announce.
     await _announce(session, settings, min(p.commitment.due_soon_at for p in promises), now)
 
