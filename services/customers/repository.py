@@ -178,20 +178,6 @@ def _entry_id(text: str) -> int:
 # A customer is silent since its last contact, or since it was first seen (ix_customer_silent_since).
 silent_since = func.coalesce(Customer.last_contact_at, Customer.first_seen_at)
 SCALES = ("nps", "csat", "ces")
-_HEALTH_COUNTS: tuple[ColumnElement[int], ...] = (
-    func.count().filter(CustomerItem.open_complaint),
-    func.count().filter(CustomerItem.unconfirmed_expectation),
-    func.count().filter(CustomerItem.capability_gap),
-)
-
-
-def _any_of(column: ColumnElement[str] | Any, values: Sequence[str]) -> ColumnElement[bool]:
-    """`column = ANY(:array)`: one statement text whatever the number of values (an `IN` list is compiled,
-    and prepared, again for every length)."""
-    matches: ColumnElement[bool] = column == any_(bindparam("ids", list(values), type_=ARRAY(Text)))
-    return matches
-
-
 _CUSTOMERS_TO_JUDGE = (
     select(Customer)
     .where(Customer.customer_id == any_(_IDS))
@@ -224,9 +210,22 @@ class HealthInputs(NamedTuple):
     capability_gaps: int
 
 
+# What counts against each customer's health, per customer of `:ids` (only those with something counted): read
+# from the partial index that holds just those items (ix_customer_item_counted: an index-only scan where the
+# pages are all visible), not every item a customer ever had. `health_counts` and `_HEALTH_INPUTS` both use it.
+_COUNTED = f"""
+    SELECT customer_id,
+        count(*) FILTER (WHERE open_complaint) AS complaints,
+        count(*) FILTER (WHERE broken_promise AND broken_at >= :broken_since) AS broken,
+        count(*) FILTER (WHERE unconfirmed_expectation) AS unconfirmed,
+        count(*) FILTER (WHERE capability_gap) AS gaps
+    FROM customer_item
+    WHERE customer_id = ANY(CAST(:ids AS text[])) AND ({COUNTED_ITEM})
+    GROUP BY customer_id
+"""
+_HEALTH_COUNTS_OF = text(_COUNTED)
 # What a customer's health is judged from, for the customers of a batch: built once (the consumer runs it for
-# every batch). Only the items that count against health are read, from the partial index that holds them
-# (ix_customer_item_counted: an index-only scan where the pages are all visible), not every item a customer ever had.
+# every batch).
 _HEALTH_INPUTS = text(
     f"""
     SELECT customer.customer_id, customer.nps_score, customer.csat_score, customer.ces_score,
@@ -234,16 +233,7 @@ _HEALTH_INPUTS = text(
         customer.health_score, customer.health_band, customer.health_reasons,
         coalesce(counted.complaints, 0), coalesce(counted.broken, 0),
         coalesce(counted.unconfirmed, 0), coalesce(counted.gaps, 0)
-    FROM customer LEFT JOIN (
-        SELECT customer_id,
-            count(*) FILTER (WHERE open_complaint) AS complaints,
-            count(*) FILTER (WHERE broken_promise AND broken_at >= :broken_since) AS broken,
-            count(*) FILTER (WHERE unconfirmed_expectation) AS unconfirmed,
-            count(*) FILTER (WHERE capability_gap) AS gaps
-        FROM customer_item
-        WHERE customer_id = ANY(CAST(:ids AS text[])) AND ({COUNTED_ITEM})
-        GROUP BY customer_id
-    ) AS counted ON counted.customer_id = customer.customer_id
+    FROM customer LEFT JOIN ({_COUNTED}) AS counted ON counted.customer_id = customer.customer_id
     WHERE customer.customer_id = ANY(CAST(:ids AS text[]))
     ORDER BY customer.customer_id
     FOR UPDATE OF customer
@@ -296,13 +286,7 @@ async def health_counts(
     session: AsyncSession, customer_ids: Sequence[str], *, broken_since: datetime
 ) -> dict[str, tuple[int, int, int, int]]:
     """Open complaints, promises broken since `broken_since`, unconfirmed expectations and gaps of each customer."""
-    broken = func.count().filter(CustomerItem.broken_promise, CustomerItem.broken_at >= broken_since)
-    complaints, unconfirmed, gaps = _HEALTH_COUNTS
-    rows = await session.execute(
-        select(CustomerItem.customer_id, complaints, broken, unconfirmed, gaps)
-        .where(_any_of(CustomerItem.customer_id, customer_ids))
-        .group_by(CustomerItem.customer_id)
-    )
+    rows = await session.execute(_HEALTH_COUNTS_OF, {"ids": list(customer_ids), "broken_since": broken_since})
     return {row[0]: (row[1], row[2], row[3], row[4]) for row in rows}
 
 
